@@ -1,0 +1,137 @@
+"""Where things live. Every path the pipeline uses is derived here, from the
+settings of ../shared/spec/interface.md, so that no module invents its own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
+
+SOURCES = ("merchants", "credit_events", "employment_reports")
+
+_DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _path_setting(name: str, default: str) -> Path:
+    value = os.environ.get(name) or default
+    path = Path(value)
+    # interface.md: "A relative path is taken from the repository root."
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def _float_setting(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name}={raw!r} is not a number") from exc
+
+
+def parse_ds(value: str) -> dt.date:
+    """A business date as the interface names it: YYYY-MM-DD, a real date.
+
+    Refuses anything else before it can become part of a path or a query."""
+    if not isinstance(value, str) or not _DS.match(value):
+        raise ValueError(f"business date {value!r} is not of the form YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"business date {value!r} is not a calendar date: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every location under the drop folder and PROGRAM_REPORTING_HOME."""
+
+    drop: Path
+    home: Path
+
+    # --- drop (written by the source systems) -----------------------------
+    def delivery_dir(self, source: str, ds: str) -> Path:
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+        parse_ds(ds)
+        return self.drop / source / f"ds={ds}"
+
+    # --- home (written by the pipeline) -----------------------------------
+    @property
+    def raw(self) -> Path:
+        """Landed rows without personal data: raw/<source>/ds=<ds>/."""
+        return self.home / "raw"
+
+    @property
+    def restricted(self) -> Path:
+        """Raw personal data (owner name, phone, national id), owner-only."""
+        return self.home / "restricted"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def warehouse_db(self) -> Path:
+        """The dbt-built warehouse; only the pipeline opens it."""
+        return self.home / "warehouse" / "warehouse.duckdb"
+
+    @property
+    def audit(self) -> Path:
+        """Candidate mart sets awaiting validation: audit/<run_id>/kpi.duckdb."""
+        return self.home / "audit"
+
+    @property
+    def published(self) -> Path:
+        return self.home / "published"
+
+    @property
+    def current_db(self) -> Path:
+        return self.published / "current.duckdb"
+
+    @property
+    def runs(self) -> Path:
+        return self.published / "runs"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def exports(self) -> Path:
+        """What BI tools read besides current.duckdb: Parquet and the KPI brief."""
+        return self.home / "exports"
+
+    @property
+    def tmp(self) -> Path:
+        """Scratch space on the same file system, so that renames are atomic."""
+        return self.home / "tmp"
+
+
+def paths() -> Paths:
+    return Paths(
+        drop=_path_setting("PROGRAM_REPORTING_DROP", "./data/drop"),
+        home=_path_setting("PROGRAM_REPORTING_HOME", "./data/warehouse"),
+    )
+
+
+def quarantine_share_limit() -> float:
+    """extracts.md: a delivery with more than this share quarantined fails whole."""
+    return _float_setting("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", 0.05)
+
+
+ORPHAN_RETRY_DAYS = 7  # extracts.md: orphans are held and retried for up to 7 days
+
+
+def duckdb_memory_limit() -> str:
+    return os.environ.get("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
+
+
+def duckdb_threads() -> int:
+    return int(os.environ.get("PROGRAM_REPORTING_DUCKDB_THREADS", "0") or 0) or (os.cpu_count() or 2)
