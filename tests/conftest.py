@@ -26,3 +26,46 @@ def env_paths(tmp_path, monkeypatch) -> Paths:
     p.drop.mkdir(parents=True)
     p.home.mkdir(parents=True)
     return p
+
+
+def _reachable(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_database(monkeypatch):
+    """A fresh PostgreSQL database on 127.0.0.1:5432 for this test, dropped after.
+
+    Skips, naming the server, where PostgreSQL is not reachable (CI starts it)."""
+    import uuid
+
+    if not _reachable("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    import psycopg2
+
+    name = f"pr_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    monkeypatch.setenv("PROGRAM_REPORTING_PG_HOST", "127.0.0.1")
+    monkeypatch.setenv("PROGRAM_REPORTING_PG_PORT", "5432")
+    monkeypatch.setenv("PROGRAM_REPORTING_PG_USER", "postgres")
+    monkeypatch.setenv("PROGRAM_REPORTING_PG_DATABASE", name)
+    yield name
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def redis_url():
+    if not _reachable("127.0.0.1", 6379):
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    return "redis://127.0.0.1:6379/0"

@@ -135,3 +135,43 @@ def duckdb_memory_limit() -> str:
 
 def duckdb_threads() -> int:
     return int(os.environ.get("PROGRAM_REPORTING_DUCKDB_THREADS", "0") or 0) or (os.cpu_count() or 2)
+
+
+# --- production profile (PostgreSQL warehouse and BI serving schema) -------
+
+def warehouse_target() -> str:
+    """`duckdb` (embedded default) or `postgres` (production profile)."""
+    target = os.environ.get("PROGRAM_REPORTING_TARGET", "duckdb")
+    if target not in ("duckdb", "postgres"):
+        raise ValueError(f"PROGRAM_REPORTING_TARGET={target!r}: expected duckdb or postgres")
+    return target
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def dsn(self, database: str | None = None) -> dict:
+        """Keyword arguments for psycopg2.connect: never a DSN string built from text."""
+        kwargs = {"host": self.host, "port": self.port, "user": self.user, "dbname": database or self.database}
+        if self.password:
+            kwargs["password"] = self.password
+        return kwargs
+
+
+def postgres() -> PostgresSettings:
+    return PostgresSettings(
+        host=os.environ.get("PROGRAM_REPORTING_PG_HOST", "127.0.0.1"),
+        port=int(os.environ.get("PROGRAM_REPORTING_PG_PORT", "5432")),
+        user=os.environ.get("PROGRAM_REPORTING_PG_USER", "postgres"),
+        password=os.environ.get("PROGRAM_REPORTING_PG_PASSWORD", ""),
+        database=os.environ.get("PROGRAM_REPORTING_PG_DATABASE", "program_reporting"),
+    )
+
+
+PUBLISHED_SCHEMA = "published"
+BI_READER_ROLE = "bi_reader"
