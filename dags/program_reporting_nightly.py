@@ -1,0 +1,145 @@
+"""Airflow DAG `program_reporting_nightly`: one run per business date (ds).
+
+Thin on purpose: the steps live in `program_reporting.nightly` and the
+pipeline modules it calls; nothing heavy is imported while the DAG file is
+parsed (bench/bench_dag_parse.py measures it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
+
+from program_reporting import nightly
+from program_reporting.airflow_env import sensor_poke_seconds, sensor_timeout_seconds
+from program_reporting.settings import SOURCES
+
+# Retries are deliberate and per kind of step (tests/test_dags.py pins them):
+# I/O and dbt may fail transiently and are retried; a failed check never is
+# (the gate raises AirflowFailException, which skips the remaining retries).
+RETRIES_IO = 2
+RETRIES_DBT = 1
+RETRY_DELAY = dt.timedelta(seconds=30)
+
+DOC_MD = """
+### Nightly warehouse run
+
+For the business date **ds** that has just ended in the program's calendar
+(Asia/Shanghai): the run scheduled at 02:00 local time on day D processes
+ds = D - 1.
+
+1. `wait_for_<source>`: waits for each source's `_control.json`
+   (reschedule mode; `PROGRAM_REPORTING_SENSOR_POKE_SECONDS`,
+   `PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS`). A timeout names the missing delivery.
+2. `land_<source>` (in parallel), then `release_orphans`.
+3. `gate_landed`: Great Expectations on the landed extracts.
+4. `dbt_build`: `dbt build` (models and their tests) into the DuckDB warehouse.
+5. `stage_audit` -> `validate` (the GX gate; a failure is final, no retries)
+   -> `publish` (atomic; emits the three `kpi_*` Assets).
+6. `report`: always runs and writes the validation report, published or withheld.
+7. `end`: fails the run when nothing was published, so the failure callback
+   notifies the operators.
+
+Re-running a date is safe: every step replaces exactly that date's partition.
+"""
+
+
+@dag(
+    dag_id="program_reporting_nightly",
+    description="Land, build, validate and publish the program KPIs for one business date",
+    schedule=CronTriggerTimetable(nightly.SCHEDULE_CRON, timezone=nightly.PROGRAM_TIME_ZONE),
+    start_date=pendulum.datetime(2020, 1, 1, tz=nightly.PROGRAM_TIME_ZONE),
+    catchup=False,  # backfill explicitly: `program-reporting run --from --to`
+    max_active_runs=1,  # DuckDB has one writer: never two nights at once
+    dagrun_timeout=dt.timedelta(hours=12),
+    default_args={
+        "owner": "program-reporting",
+        "retries": 0,
+        "retry_delay": RETRY_DELAY,
+    },
+    tags=["program-reporting", "nightly", "publish"],
+    doc_md=DOC_MD,
+    on_failure_callback=nightly.notify_failure,
+)
+def program_reporting_nightly():
+    @task(retries=0)
+    def plan(**context) -> dict:
+        return nightly.plan(context)
+
+    @task(retries=RETRIES_IO, execution_timeout=dt.timedelta(minutes=30))
+    def land(source: str, run: dict, **context) -> dict:
+        return nightly.land(source, run["ds"], context)
+
+    @task(retries=RETRIES_IO, execution_timeout=dt.timedelta(minutes=30))
+    def release_orphans(run: dict, **context) -> dict:
+        return nightly.release_orphans(run["ds"], context)
+
+    @task(retries=0, execution_timeout=dt.timedelta(minutes=30))
+    def gate_landed(run: dict, **context) -> dict:
+        return nightly.gate_landed(run["ds"], context)
+
+    @task(retries=RETRIES_DBT, execution_timeout=dt.timedelta(hours=2))
+    def dbt_build(run: dict, **context) -> dict:
+        return nightly.dbt_build(run["ds"], run["run_id"], context)
+
+    @task(retries=RETRIES_IO, execution_timeout=dt.timedelta(minutes=30))
+    def stage_audit(run: dict, **context) -> str:
+        return nightly.stage_audit(run["run_id"], run["ds"], context)
+
+    @task(retries=0, execution_timeout=dt.timedelta(minutes=30))
+    def validate(run: dict, **context) -> dict:
+        return nightly.validate(run["run_id"], run["ds"], context)
+
+    @task(retries=RETRIES_IO, outlets=nightly.mart_assets(), execution_timeout=dt.timedelta(minutes=10))
+    def publish(run: dict, **context) -> str:
+        return nightly.publish(run["run_id"], run["ds"], context)
+
+    @task(retries=RETRIES_IO, trigger_rule=TriggerRule.ALL_DONE, execution_timeout=dt.timedelta(minutes=10))
+    def report(**context) -> str:
+        # Reads the plan itself: it must run even when no upstream result exists.
+        return nightly.report(context["ti"].xcom_pull(task_ids="plan"), STEP_IDS, context)
+
+    @task(retries=0)
+    def end(published: str, report_path: str) -> None:
+        """Succeeds only when the run published; otherwise upstream_failed fails the run."""
+
+    run = plan()
+    sensors = [
+        nightly.DeliverySensor(
+            task_id=f"wait_for_{source}",
+            source=source,
+            mode="reschedule",
+            poke_interval=sensor_poke_seconds(),
+            timeout=sensor_timeout_seconds(),
+            retries=0,
+        )
+        for source in SOURCES
+    ]
+    landed = []
+    for source, sensor in zip(SOURCES, sensors):
+        landing = land.override(task_id=f"land_{source}")(source, run)
+        run >> sensor >> landing
+        landed.append(landing)
+    released = release_orphans(run)
+    landed >> released
+    checked = gate_landed(run)
+    built = dbt_build(run)
+    staged = stage_audit(run)
+    validated = validate(run)
+    published = publish(run)
+    released >> checked >> built >> staged >> validated >> published
+    reported = report()
+    [run, *sensors, *landed, released, checked, built, staged, validated, published] >> reported
+    end(published, reported)
+
+
+STEP_IDS = (
+    ["plan"]
+    + [f"wait_for_{s}" for s in SOURCES]
+    + [f"land_{s}" for s in SOURCES]
+    + ["release_orphans", "gate_landed", "dbt_build", "stage_audit", "validate", "publish"]
+)
+
+program_reporting_nightly()

@@ -1,0 +1,310 @@
+"""The nightly run as Airflow sees it: business date, delivery sensor, steps.
+
+`dags/program_reporting_nightly.py` wires these together; the pipeline's
+own modules (landing, build, gate, publish, report, notify) do the work.
+Everything heavy is imported inside the functions, so that parsing the DAG
+file stays fast (bench/bench_dag_parse.py).
+
+Schedule and business date. The program office's calendar is Asia/Shanghai.
+The DAG runs at 02:00 local time (a CronTriggerTimetable) and processes the
+business date that has just ended: the run whose logical date is
+2020-06-04 02:00+08:00 processes ds=2020-06-03. One Airflow run per ds;
+`logical_date_for(ds)` is the inverse mapping that `program-reporting run`
+uses, so a manual run of a date takes exactly the path of the scheduled one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from airflow.sdk import Asset, BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+from .contract import CONTROL_FILE
+from .settings import SOURCES, parse_ds, paths
+
+log = logging.getLogger(__name__)
+
+PROGRAM_TIME_ZONE = "Asia/Shanghai"
+RUN_AT_LOCAL = dt.time(2, 0)
+SCHEDULE_CRON = f"{RUN_AT_LOCAL.minute} {RUN_AT_LOCAL.hour} * * *"
+MARTS = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress")
+ASSET_GROUP = "program_reporting"
+FAILURE_KEY = "failure"  # XCom key under which a failing step leaves its message for the report
+
+
+# --- business date ------------------------------------------------------------
+
+def business_date(logical_date: dt.datetime) -> str:
+    """The ds a run processes: the local calendar day before its logical date."""
+    local = logical_date.astimezone(ZoneInfo(PROGRAM_TIME_ZONE))
+    return (local.date() - dt.timedelta(days=1)).isoformat()
+
+
+def logical_date_for(ds: str) -> dt.datetime:
+    """The logical date (UTC) of the scheduled run that processes `ds`."""
+    day = parse_ds(ds) + dt.timedelta(days=1)
+    local = dt.datetime.combine(day, RUN_AT_LOCAL, tzinfo=ZoneInfo(PROGRAM_TIME_ZONE))
+    return local.astimezone(dt.timezone.utc)
+
+
+def ds_of(context: Any) -> str:
+    return business_date(context["logical_date"])
+
+
+def new_run_id(ds: str, now: dt.datetime | None = None) -> str:
+    """The pipeline's run id: the business date and the UTC start of the attempt.
+
+    Unique per run, so that every published set and report is kept, and it
+    sorts chronologically within a ds. Safe in a path (no ':' or '+')."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{ds}_{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}Z"
+
+
+# --- assets -----------------------------------------------------------------
+
+def mart_assets() -> list[Asset]:
+    """The three published marts, as Airflow Assets.
+
+    Named by table; the URI points at the published current.duckdb with the
+    table as a query parameter (Airflow's file-URI normalizer drops a
+    `#fragment`, which would make the three URIs collide)."""
+    current = paths().current_db
+    return [
+        Asset(name=table, uri=f"{current.as_uri()}?table={table}", group=ASSET_GROUP)
+        for table in MARTS
+    ]
+
+
+# --- the delivery sensor ----------------------------------------------------------
+
+class DeliverySensor(BaseSensorOperator):
+    """Waits for `<drop>/<source>/ds=<ds>/_control.json` (written last by the source).
+
+    On timeout it fails without retrying, naming the missing delivery."""
+
+    template_fields = ()
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, source: str, **kwargs: Any) -> None:
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        super().__init__(**kwargs)
+        self.source = source
+
+    def control_file(self, context: Any):
+        return paths().delivery_dir(self.source, ds_of(context)) / CONTROL_FILE
+
+    def poke(self, context: Any) -> bool:
+        control = self.control_file(context)
+        found = control.is_file()
+        self.log.info("%s delivery for ds=%s: %s %s", self.source, ds_of(context), control,
+                      "found" if found else "not there yet")
+        return found
+
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            message = (
+                f"missing delivery: {self.source} for ds={ds_of(context)} - "
+                f"{self.control_file(context)} did not appear within {self.timeout:g} s"
+            )
+            record_failure(context, message)
+            raise AirflowSensorTimeout(message) from exc
+
+
+# --- steps ------------------------------------------------------------------
+
+def record_failure(context: Any, message: str) -> None:
+    """Leave a step's failure message where the report task can read it."""
+    try:
+        context["ti"].xcom_push(key=FAILURE_KEY, value=message[:4000])
+    except Exception:  # the message is also in the task log; never mask the real error
+        log.warning("could not record the failure message of %s", context["ti"].task_id, exc_info=True)
+
+
+def plan(context: Any) -> dict[str, str]:
+    ds = ds_of(context)
+    run_id = new_run_id(ds)
+    log.info("nightly run for business date %s, pipeline run id %s", ds, run_id)
+    return {"ds": ds, "run_id": run_id}
+
+
+def land(source: str, ds: str, context: Any) -> dict:
+    from . import landing
+
+    try:
+        return landing.land(source, ds)
+    except landing.DeliveryRejected as exc:
+        # A rejected delivery will be rejected again: fail now, no retries.
+        message = f"delivery rejected: {source} ds={ds}: {exc}"
+        record_failure(context, message)
+        raise AirflowFailException(message) from exc
+    except Exception as exc:
+        record_failure(context, f"landing {source} ds={ds} failed: {exc!r}")
+        raise
+
+
+def release_orphans(ds: str, context: Any) -> dict:
+    from . import landing
+
+    try:
+        return landing.release_orphans(ds)
+    except Exception as exc:
+        record_failure(context, f"releasing held orphans for ds={ds} failed: {exc!r}")
+        raise
+
+
+def fail_validation(context: Any, message: str) -> None:
+    record_failure(context, message)
+    raise AirflowFailException(message)
+
+
+def _summary(result: Any) -> dict:
+    """A JSON-able view of a gate result (XCom and the report need plain data)."""
+    if isinstance(result, dict):
+        return result
+    for attr in ("to_dict", "as_dict", "summary"):
+        fn = getattr(result, attr, None)
+        if callable(fn):
+            return fn()
+    import dataclasses
+
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)
+    return {"passed": bool(getattr(result, "passed", False)), "detail": str(result)}
+
+
+def gate_landed(ds: str, context: Any) -> dict:
+    from . import gate
+
+    result = gate.validate_landed(ds)
+    summary = _summary(result)
+    if not getattr(result, "passed", summary.get("passed")):
+        fail_validation(context, f"landed extracts of ds={ds} failed validation: {_why(result, summary)}")
+    return summary
+
+
+def dbt_build(ds: str, run_id: str, context: Any) -> dict:
+    from . import build
+
+    try:
+        return build.build(ds, run_id)
+    except Exception as exc:
+        record_failure(context, f"dbt build for ds={ds} failed: {exc}")
+        raise
+
+
+def stage_audit(run_id: str, ds: str, context: Any) -> str:
+    from . import build
+
+    try:
+        return str(build.stage_audit(run_id, ds))
+    except Exception as exc:
+        record_failure(context, f"staging the audit set of run {run_id} failed: {exc}")
+        raise
+
+
+def validate(run_id: str, ds: str, context: Any) -> dict:
+    from . import gate
+
+    result = gate.validate(run_id, ds)
+    summary = _summary(result)
+    if not result.passed:
+        fail_validation(context, f"validation of run {run_id} (ds={ds}) failed: {_why(result, summary)}")
+    return summary
+
+
+def _why(result: Any, summary: dict) -> str:
+    for attr in ("reason", "message", "failures", "failed"):
+        value = getattr(result, attr, None) or summary.get(attr)
+        if value:
+            return value if isinstance(value, str) else "; ".join(map(str, value))[:2000]
+    return "a critical expectation failed or evaluated nothing"
+
+
+def publish(run_id: str, ds: str, context: Any) -> str:
+    from . import publish as publishing
+
+    try:
+        published = publishing.publish(run_id)
+    except Exception as exc:
+        record_failure(context, f"publishing run {run_id} failed: {exc}")
+        raise
+    # The asset events say which run and business date they carry, so that
+    # consumers (the BI refresh) and the UI can tell them apart.
+    outlet_events = context["outlet_events"]
+    for asset in mart_assets():
+        outlet_events[asset].extra = {"run_id": run_id, "ds": ds, "published": str(published)}
+    return str(published)
+
+
+def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
+    """Write the run's report, published or withheld (runs whatever happened upstream)."""
+    from . import report as reporting
+
+    ti = context["ti"]
+    ds = (plan_ or {}).get("ds") or ds_of(context)
+    run_id = (plan_ or {}).get("run_id") or new_run_id(ds)
+    states = _task_states(ti)
+    failures = {}
+    for task_id in step_ids:
+        message = ti.xcom_pull(task_ids=task_id, key=FAILURE_KEY)
+        if message:
+            failures[task_id] = message
+    published = ti.xcom_pull(task_ids="publish")
+    decision = "published" if published and states.get("publish") == "success" else "withheld"
+    reason = None
+    if decision == "withheld":
+        not_ok = [t for t in step_ids if states.get(t) not in ("success", None)]
+        reason = "; ".join(failures.values()) or (
+            "steps did not succeed: " + ", ".join(f"{t} ({states.get(t)})" for t in not_ok)
+            if not_ok else "publishing did not happen"
+        )
+    path = reporting.write_report(
+        run_id=run_id,
+        ds=ds,
+        decision=decision,
+        reason=reason,
+        airflow={"dag_id": ti.dag_id, "run_id": ti.run_id, "task_states": states, "failures": failures},
+    )
+    log.info("report of run %s (%s): %s", run_id, decision, path)
+    if decision == "withheld":
+        log.warning("nothing published for ds=%s: %s", ds, reason)
+    return str(path)
+
+
+def _task_states(ti: Any) -> dict[str, str]:
+    try:
+        by_run = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id])
+    except Exception:
+        log.warning("could not read the task states of %s", ti.run_id, exc_info=True)
+        return {}
+    states = by_run.get(ti.run_id, by_run) if isinstance(by_run, dict) else {}
+    return {str(k): str(getattr(v, "value", v)) for k, v in states.items()}
+
+
+def notify_failure(context: Any) -> None:
+    """DAG on_failure_callback: tell the operators, pointing at the run's report."""
+    from . import notify
+
+    ds = business_date(context["logical_date"]) if context.get("logical_date") else "unknown"
+    report_path = _latest_report(ds)
+    event = {
+        "event": "nightly_run_failed",
+        "dag_id": getattr(context.get("dag"), "dag_id", None),
+        "airflow_run_id": context.get("run_id"),
+        "ds": ds,
+        "reason": str(context.get("reason") or ""),
+    }
+    notify.notify(event, report_path)
+
+
+def _latest_report(ds: str):
+    reports = paths().reports
+    candidates = sorted(p for p in reports.glob(f"{ds}_*") if (p / "report.html").exists()) if reports.exists() else []
+    return candidates[-1] / "report.html" if candidates else None
