@@ -26,7 +26,7 @@ def test_sql_floor_equals_python_oracle(tmp_path, seed):
     mismatches = [(g["as_of_date"], c, g[c], e[c]) for g, e in zip(got, expected) for c in g if g[c] != e[c]]
     assert mismatches == []
     # the data reached every kind of figure, so agreement means something
-    maxima = con.sql("SELECT max(par30_balance), max(par90_rate), max(interest_subsidy_cost_to_date), "
+    maxima = con.execute("SELECT max(par30_balance), max(par90_rate), max(interest_subsidy_cost_to_date), "
                      "max(survival_cohort_90d), max(written_off_to_date), max(exited_merchants) "
                      "FROM floor_kpi_program_daily").fetchone()
     assert all(m and m > 0 for m in maxima), maxima
