@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from airflow.sdk import Asset, BaseSensorOperator
@@ -159,32 +159,26 @@ def release_orphans(ds: str, context: Any) -> dict:
         raise
 
 
-def fail_validation(context: Any, message: str) -> None:
+def fail_validation(context: Any, message: str) -> NoReturn:
     record_failure(context, message)
     raise AirflowFailException(message)
 
 
 def _summary(result: Any) -> dict:
-    """A JSON-able view of a gate result (XCom and the report need plain data)."""
-    if isinstance(result, dict):
-        return result
-    for attr in ("to_dict", "as_dict", "summary"):
-        fn = getattr(result, attr, None)
-        if callable(fn):
-            return fn()
-    import dataclasses
-
-    if dataclasses.is_dataclass(result):
-        return dataclasses.asdict(result)
-    return {"passed": bool(getattr(result, "passed", False)), "detail": str(result)}
+    """A small JSON-able view of a gate result for XCom (the full one is in the report)."""
+    full = result.to_dict() if hasattr(result, "to_dict") else {"passed": bool(getattr(result, "passed", False))}
+    return {k: v for k, v in full.items() if k != "results"}
 
 
 def gate_landed(ds: str, context: Any) -> dict:
     from . import gate
 
-    result = gate.validate_landed(ds)
+    try:
+        result = gate.validate_landed(ds)
+    except Exception as exc:  # a gate that cannot run blocks, and rerunning will not help
+        fail_validation(context, f"the landed gate for ds={ds} could not run: {exc}")
     summary = _summary(result)
-    if not getattr(result, "passed", summary.get("passed")):
+    if not result.passed:
         fail_validation(context, f"landed extracts of ds={ds} failed validation: {_why(result, summary)}")
     return summary
 
@@ -212,7 +206,10 @@ def stage_audit(run_id: str, ds: str, context: Any) -> str:
 def validate(run_id: str, ds: str, context: Any) -> dict:
     from . import gate
 
-    result = gate.validate(run_id, ds)
+    try:
+        result = gate.validate(run_id, ds)
+    except Exception as exc:
+        fail_validation(context, f"the validation gate of run {run_id} could not run: {exc}")
     summary = _summary(result)
     if not result.passed:
         fail_validation(context, f"validation of run {run_id} (ds={ds}) failed: {_why(result, summary)}")
@@ -220,11 +217,9 @@ def validate(run_id: str, ds: str, context: Any) -> dict:
 
 
 def _why(result: Any, summary: dict) -> str:
-    for attr in ("reason", "message", "failures", "failed"):
-        value = getattr(result, attr, None) or summary.get(attr)
-        if value:
-            return value if isinstance(value, str) else "; ".join(map(str, value))[:2000]
-    return "a critical expectation failed or evaluated nothing"
+    reason = getattr(result, "reason", None)
+    reason = reason() if callable(reason) else reason
+    return str(reason or summary.get("reason") or "a critical expectation failed or evaluated nothing")
 
 
 def publish(run_id: str, ds: str, context: Any) -> str:
