@@ -1,0 +1,177 @@
+"""Benchmark one program at scale: `make bench SCALE=1000000 DAYS=180`.
+
+Stages, each timed with the peak RSS of the whole process tree:
+  simulate   the history (DAYS days) and one more night
+  land       every history delivery (rows/s) and, beside it, the raw floor:
+             DuckDB itself reading the same CSV files into a table
+  build      dbt full build from scratch, and beside it the SQL floor
+             (bench/floor_kpi_program_daily.sql) on the same raw layer
+  night      one more night end to end through Airflow (`program-reporting run`)
+
+Writes bench/results/<date>-<scale>.json and .md and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from measure import dir_size, measured, run  # noqa: E402
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--merchants", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--start", default="2020-06-02", help="first business date of the history")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default bench/work/<scale>)")
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args(argv)
+
+    work = args.work or HERE / "work" / f"{args.merchants}x{args.days}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    os.environ["PROGRAM_REPORTING_DROP"] = str(work / "drop")
+    os.environ["PROGRAM_REPORTING_HOME"] = str(work / "home")
+    os.environ.setdefault("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+
+    from program_reporting import build, landing, simulate
+    from program_reporting.settings import SOURCES, paths
+
+    p = paths()
+    start = dt.date.fromisoformat(args.start)
+    history = [start + dt.timedelta(days=i) for i in range(args.days)]
+    night = start + dt.timedelta(days=args.days)
+    stages = []
+
+    def log(msg: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    log(f"simulating {args.merchants:,} merchants, {args.days} days + 1 night")
+    with measured("simulate") as st:
+        simulate.simulate(start=start, days=args.days + 1, merchants=args.merchants, seed=args.seed,
+                          drop=p.drop, bad_row_share=0.0005)
+    stages.append(st)
+
+    log("landing the history")
+    with measured("land (history)") as st:
+        rows = 0
+        for ds in history:
+            for source in SOURCES:
+                rec = landing.land(source, ds.isoformat(), p)
+                rows += rec["delivered"]
+            landing.release_orphans(ds.isoformat(), p)
+        st.rows = rows
+    stages.append(st)
+
+    log("raw floor: DuckDB read_csv of the same files")
+    import duckdb
+
+    with measured("land floor (duckdb read_csv)") as st:
+        con = duckdb.connect(str(work / "floor_landing.duckdb"))
+        rows = 0
+        for source in SOURCES:
+            files = [str(f) for ds in history for f in (p.delivery_dir(source, ds.isoformat())).glob(f"{source}.csv*")]
+            con.execute(f"CREATE TABLE {source} AS SELECT * FROM read_csv(?, header = true, all_varchar = true, "
+                        "union_by_name = true)", [files])
+            rows += con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+        con.close()
+        st.rows = rows
+    stages.append(st)
+    (work / "floor_landing.duckdb").unlink(missing_ok=True)
+
+    log("dbt full build from scratch")
+    last = history[-1].isoformat()
+    with measured("build (dbt, full)") as st:
+        build.build(last, f"bench-full-{last}", full_refresh=True, paths=p)
+    stages.append(st)
+
+    log("SQL floor for kpi_program_daily")
+    from floor import run_floor
+
+    with measured("build floor (one SQL script)") as st:
+        con, _seconds = run_floor(p.raw, database=str(work / "floor_build.duckdb"), temp_dir=work / "tmp")
+        st.rows = con.execute("SELECT count(*) FROM floor_kpi_program_daily").fetchone()[0]
+        con.close()
+    stages.append(st)
+    (work / "floor_build.duckdb").unlink(missing_ok=True)
+
+    log(f"one night end to end through Airflow: ds={night}")
+    with measured("night (Airflow, end to end)") as st:
+        proc = subprocess.run([str(Path(sys.executable).parent / "program-reporting"), "run", "--ds", night.isoformat()],
+                              capture_output=True, text=True)
+        st.extra["exit_code"] = proc.returncode
+        st.extra["last_line"] = (proc.stdout.strip().splitlines() or [""])[-1]
+    stages.append(st)
+    if proc.returncode != 0:
+        log(f"night failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+
+    by = {s.name: s for s in stages}
+    land_rps = by["land (history)"].rows_per_second
+    floor_rps = by["land floor (duckdb read_csv)"].rows_per_second
+    full, floor_build, night_s = by["build (dbt, full)"].seconds, by["build floor (one SQL script)"].seconds, by["night (Airflow, end to end)"].seconds
+    peak = max(s.peak_rss_bytes for s in stages if not s.name.startswith("simulate"))
+    targets = {
+        "landing >= 0.5 x raw floor rows/s": (land_rps / floor_rps if floor_rps else 0) >= 0.5,
+        "full build <= 2 x SQL floor": full <= 2 * floor_build,
+        "night <= 180 s": night_s <= 180,
+        "night <= full build / 3": night_s <= full / 3,
+        "peak memory <= 6 GiB": peak <= 6 * 2**30,
+        "night published": by["night (Airflow, end to end)"].extra.get("exit_code") == 0,
+    }
+    result = {
+        "date": dt.date.today().isoformat(),
+        "merchants": args.merchants, "days": args.days,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+        "stages": [{"name": s.name, "seconds": round(s.seconds, 2), "rows": s.rows,
+                    "rows_per_second": round(s.rows_per_second) if s.rows_per_second else None,
+                    "peak_rss_bytes": s.peak_rss_bytes, **s.extra} for s in stages],
+        "warehouse_bytes": dir_size(p.home),
+        "ratios": {"landing_vs_floor": round(land_rps / floor_rps, 3) if floor_rps else None,
+                   "full_build_vs_floor": round(full / floor_build, 3) if floor_build else None,
+                   "night_vs_full_build": round(night_s / full, 3) if full else None},
+        "targets": targets,
+    }
+    lines = [f"Benchmark {result['date']}: {args.merchants:,} merchants x {args.days} days, "
+             f"{result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB",
+             "", "| stage | wall time | rows/s | peak RSS (tree) |", "| --- | ---: | ---: | ---: |"]
+    for s in stages:
+        rps = f"{s.rows_per_second:,.0f}" if s.rows_per_second else ""
+        lines.append(f"| {s.name} | {s.seconds:,.1f} s | {rps} | {_gib(s.peak_rss_bytes)} |")
+    lines += ["", f"Warehouse size on disk: {_gib(result['warehouse_bytes'])}", "",
+              "| target | met |", "| --- | --- |"] + [f"| {k} | {'yes' if v else 'NO'} |" for k, v in targets.items()]
+    table = "\n".join(lines)
+    print(table)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = f"{result['date']}-{args.merchants}x{args.days}"
+    (args.results / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (args.results / f"{stem}.md").write_text(table + "\n")
+    log(f"results: {args.results / stem}.json")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if by["night (Airflow, end to end)"].extra.get("exit_code") == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
