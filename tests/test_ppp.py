@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -218,7 +219,8 @@ def test_bad_values_follow_the_documented_rules(env_paths, tmp_path):
         3: {"State": "XX"}, 4: {"State": "AE"}, 5: {"State": "FI"},
         6: {"NAICSCode": ""}, 7: {"NAICSCode": "NA"}, 8: {"JobsRetained": ""}, 9: {"JobsRetained": "NA"},
         10: {"DateApproved": ""}, 11: {"LoanAmount": "-100"}, 12: {"JobsRetained": "-3"},
-        13: {"JobsRetained": "12.0"}, 14: {"City": ""},
+        13: {"JobsRetained": "12.0"}, 14: {"City": ""}, 15: {"LoanAmount": "1.234"},
+        16: {"DateApproved": "13/45/2020"},
     }
     for i, change in bad.items():
         rows[i] = {**rows[i], **change}
@@ -248,15 +250,20 @@ def test_bad_values_follow_the_documented_rules(env_paths, tmp_path):
     # missing approval date: written empty, quarantined by landing as a missing required value
     assert merchants[10]["enrolled_on"] == merchants[10]["updated_at"] == ""
     assert opened[10]["event_at"] == ""
-    assert result.expected_quarantine["merchants"]["enrolled_on_invalid"] == 1
     # negative amount / job count as delivered, for landing to quarantine
     assert opened[11]["amount"] == "-100"
-    assert result.expected_quarantine["credit_events"]["amount_invalid"] == 2  # open + draw
+    assert result.expected_quarantine["credit_events"]["amount_invalid"] == 4  # open + draw, twice
+    # an unreadable approval date is written as delivered
+    assert merchants[16]["enrolled_on"] == "13/45/2020" and merchants[16]["updated_at"] == "13/45/2020"
+    assert result.expected_quarantine["merchants"]["enrolled_on_invalid"] == 2
     by_id = {r["merchant_id"]: r for r in reports}
     assert by_id[merchants[12]["merchant_id"]]["employees"] == "-3"
     assert by_id[merchants[13]["merchant_id"]]["employees"] == "12"  # 12.0 is the integer 12
     assert merchants[14]["city"] == "" and result.expected_quarantine["merchants"]["city_missing"] == 1
-    assert control["amount_total"] == str(sum((Decimal(e["amount"]) for e in events if e["amount"]), Decimal(0)))
+    # the control total sums the plain decimals as delivered (the 3-place amount cannot be summed: 0)
+    assert opened[15]["amount"] == "1.234"
+    plain = [Decimal(e["amount"]) for e in events if re.fullmatch(r"-?\d+(\.\d{1,2})?", e["amount"])]
+    assert control["amount_total"] == str(sum(plain, Decimal(0)).quantize(Decimal("0.01")))
 
 
 def test_quarantine_shares_of_the_permitted_files_are_below_the_limit():

@@ -423,16 +423,13 @@ def _sha256(path: Path) -> str:
 
 
 def _amount_total(amounts: pd.Series) -> str:
-    cents = _cents(amounts)
-    total = Decimal(int(cents.sum())) / 100
-    for v in amounts[cents.isna()]:  # the rare odd ones ('-5', '1.234'), exactly
-        try:
-            d = Decimal(v)
-        except (InvalidOperation, ValueError):
-            continue  # not a number: nothing to add (landing quarantines the row)
-        if d.is_finite():
-            total += d
-    return str(total.quantize(Decimal("0.01")))
+    """Sum of the delivered amounts that are plain decimals (-?d+[.dd]); anything else
+    (exponent, 3 places, text) cannot be summed as written and counts as 0, as landing reads it."""
+    plain = amounts.str.fullmatch(r"-?\d+(?:\.\d{1,2})?")
+    negative = amounts.str.startswith("-")
+    cents = _cents(amounts.where(plain & ~negative, "")).fillna(0).sum()
+    cents -= _cents(amounts.where(plain & negative, "").str[1:]).fillna(0).sum()
+    return str((Decimal(int(cents)) / 100).quantize(Decimal("0.01")))
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
