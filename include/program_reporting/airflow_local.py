@@ -1,0 +1,133 @@
+"""Start Airflow (standalone: scheduler, DAG processor, triggerer, API server and UI)
+with the project's DAGs and settings, on http://localhost:8080.
+
+Uses the same AIRFLOW_HOME as `program-reporting run` (default
+$PROGRAM_REPORTING_HOME/airflow, SQLite, LocalExecutor), so the runs made by
+`make run` are in the UI. The nightly DAG starts paused (unpause it to let it
+run at 02:00 Asia/Shanghai); the BI refresh follows its publishes.
+
+Ctrl-C (or SIGTERM) stops everything: Airflow standalone ignores SIGTERM
+itself, so it runs in its own process group and the whole group is ended
+(SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .airflow_env import airflow_bin, airflow_env, ensure_db
+
+log = logging.getLogger(__name__)
+
+PASSWORD_FILES = ("simple_auth_manager_passwords.json.generated", "standalone_admin_password.txt")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW__API__PORT", "8080")),
+                        help="port of the Airflow UI and API (default 8080)")
+    parser.add_argument("--grace", type=float, default=20.0, metavar="SECONDS",
+                        help="how long to wait after SIGTERM before SIGKILL on shutdown (default 20)")
+
+
+def main(args: argparse.Namespace) -> int:
+    env = airflow_env()
+    env["AIRFLOW__API__PORT"] = str(args.port)
+    env.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{args.port}")
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{args.port}/execution/"
+    home = Path(env["AIRFLOW_HOME"])
+    ensure_db(env)
+    proc = subprocess.Popen([airflow_bin(), "standalone"], env=env, start_new_session=True)
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"Airflow is starting (AIRFLOW_HOME={home}, process group {proc.pid}).", flush=True)
+    print(f"UI: http://localhost:{args.port}   Ctrl-C stops it.", flush=True)
+    try:
+        shown = False
+        while proc.poll() is None:
+            if not shown:
+                login = read_login(home)
+                if login:
+                    print(f"Login: {login}", flush=True)
+                    shown = True
+            time.sleep(1)
+        return proc.returncode or 0
+    except KeyboardInterrupt:
+        print("stopping Airflow ...", flush=True)
+        return 0
+    finally:
+        stop_group(proc, grace=args.grace)
+
+
+def read_login(home: Path) -> str | None:
+    """The admin login standalone generated (simple auth manager), once written."""
+    for name in PASSWORD_FILES:
+        f = home / name
+        if f.exists() and f.stat().st_size:
+            text = f.read_text(encoding="utf-8").strip()
+            try:
+                import json
+
+                users = json.loads(text)
+                if isinstance(users, dict) and users:
+                    user, password = next(iter(users.items()))
+                    return f"user {user}, password {password} (from {f})"
+            except ValueError:
+                pass
+            return f"{text} (from {f})"
+    return None
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """End the whole process group of `proc`: SIGTERM, then SIGKILL after `grace` seconds."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    if pgid == os.getpgrp():  # never signal our own group
+        proc.terminate()
+        return
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.5)
+        proc.poll()
+    if _group_alive(pgid):
+        log.warning("Airflow did not stop within %.0f s; killing process group %d", grace, pgid)
+        _signal_group(pgid, signal.SIGKILL)
+        time.sleep(0.5)
+    proc.poll()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(argparse.Namespace(port=8080, grace=20.0)))

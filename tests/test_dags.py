@@ -1,0 +1,180 @@
+"""DAG integrity: the dags folder loads with no import errors, every DAG has an
+owner and tags, and retries are what we decided per kind of task.
+
+The DagBag is loaded in a subprocess with the project's Airflow environment
+(airflow_env), so Airflow's configuration in this process never matters and
+the test cannot touch a real AIRFLOW_HOME. Parse times are printed; the limit
+lives in bench/bench_dag_parse.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from program_reporting.airflow_env import DAGS_FOLDER, airflow_env
+
+INSPECT = r"""
+import json, time, datetime as dt
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk import Asset
+t0 = time.monotonic()
+bag = DagBag(dag_folder=DAGS_FOLDER)
+total = time.monotonic() - t0
+from program_reporting import nightly
+out = {
+    "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+    "total_seconds": total,
+    "files": {s.file: s.duration.total_seconds() for s in bag.dagbag_stats},
+    "dags": {},
+    "dates": {ds: nightly.logical_date_for(ds).isoformat() for ds in ("2020-06-03", "2020-12-31")},
+    "roundtrip": all(
+        nightly.business_date(nightly.logical_date_for(d)) == d for d in ("2020-06-03", "2020-12-31", "2024-02-29")
+    ),
+}
+for dag_id, dag in bag.dags.items():
+    sched = dag.timetable
+    out["dags"][dag_id] = {
+        "tags": sorted(dag.tags),
+        "owner": dag.owner,
+        "max_active_runs": dag.max_active_runs,
+        "catchup": dag.catchup,
+        "doc_md": bool(dag.doc_md),
+        "on_failure_callback": bool(dag.on_failure_callback),
+        "timetable": type(sched).__name__,
+        "cron": getattr(sched, "expression", None),
+        "timezone": str(getattr(sched, "timezone", "")),
+        "schedule_assets": sorted(a.name for a in getattr(dag, "schedule", []) if isinstance(a, Asset))
+            if isinstance(getattr(dag, "schedule", None), (list, tuple)) else [],
+        "tasks": {
+            t.task_id: {
+                "retries": t.retries,
+                "retry_delay": t.retry_delay.total_seconds() if t.retry_delay else None,
+                "trigger_rule": str(t.trigger_rule.value if hasattr(t.trigger_rule, "value") else t.trigger_rule),
+                "owner": t.owner,
+                "type": type(t).__name__,
+                "mode": getattr(t, "mode", None),
+                "poke_interval": getattr(t, "poke_interval", None) and float(
+                    t.poke_interval.total_seconds() if hasattr(t.poke_interval, "total_seconds") else t.poke_interval),
+                "timeout": getattr(t, "timeout", None),
+                "outlets": sorted(a.name for a in t.outlets if isinstance(a, Asset)),
+                "upstream": sorted(t.upstream_task_ids),
+            }
+            for t in dag.tasks
+        },
+    }
+print("@@JSON@@" + json.dumps(out, default=str))
+"""
+
+SOURCES = ("merchants", "credit_events", "employment_reports")
+MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    """One DagBag load for the module (each costs a Python start and Airflow's import)."""
+    home = tmp_path_factory.mktemp("dags")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROGRAM_REPORTING_DROP", str(home / "drop"))
+        mp.setenv("PROGRAM_REPORTING_HOME", str(home / "home"))
+        mp.setenv("PROGRAM_REPORTING_SENSOR_POKE_SECONDS", "7")
+        mp.setenv("PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS", "42")
+        mp.delenv("AIRFLOW_HOME", raising=False)
+        env = airflow_env()
+    proc = subprocess.run(
+        [sys.executable, "-c", f"DAGS_FOLDER = {str(DAGS_FOLDER)!r}\n" + INSPECT],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("@@JSON@@"))
+    data = json.loads(line[len("@@JSON@@"):])
+    # The AIRFLOW_HOME of the subprocess was the temporary one, never ~/airflow.
+    assert env["AIRFLOW_HOME"] == str(home / "home" / "airflow")
+    return data
+
+
+def test_dags_folder_loads_without_errors(bag):
+    for file, seconds in sorted(bag["files"].items()):
+        print(f"parse time {file}: {seconds * 1000:.0f} ms")
+    print(f"DagBag fill, both files: {bag['total_seconds']:.2f} s")
+    assert bag["import_errors"] == {}
+    assert set(bag["dags"]) == {"program_reporting_nightly", "program_reporting_bi_refresh"}
+    assert len(bag["files"]) == 2
+
+
+def test_every_dag_has_owner_tags_and_docs(bag):
+    for dag_id, dag in bag["dags"].items():
+        assert "program-reporting" in dag["tags"], dag_id
+        assert dag["owner"] == "program-reporting", dag_id
+        assert dag["doc_md"], dag_id
+        assert dag["max_active_runs"] == 1, dag_id
+        assert dag["catchup"] is False, dag_id
+        for task_id, task in dag["tasks"].items():
+            assert task["owner"] == "program-reporting", (dag_id, task_id)
+
+
+def test_nightly_schedule_is_0200_shanghai_and_one_run_per_business_date(bag):
+    dag = bag["dags"]["program_reporting_nightly"]
+    assert dag["timetable"] == "CronTriggerTimetable"
+    assert dag["cron"] == "0 2 * * *"
+    assert "Asia/Shanghai" in dag["timezone"]
+    assert dag["on_failure_callback"]
+    # ds 2020-06-03 is processed by the run of 2020-06-04 02:00 +08:00 = 2020-06-03 18:00 UTC
+    assert bag["dates"]["2020-06-03"] == "2020-06-03T18:00:00+00:00"
+    assert bag["dates"]["2020-12-31"] == "2020-12-31T18:00:00+00:00"
+    assert bag["roundtrip"]
+
+
+# task id -> retries: deliberate per kind of task
+NIGHTLY_RETRIES = {
+    "plan": 0,
+    **{f"wait_for_{s}": 0 for s in SOURCES},  # the timeout is the failure; a retry would only wait again
+    **{f"land_{s}": 2 for s in SOURCES},  # file I/O may fail transiently (a rejected delivery does not retry)
+    "release_orphans": 2,
+    "gate_landed": 0,  # a failed check is final
+    "dbt_build": 1,  # dbt/DuckDB may fail transiently (lock, memory); once is enough
+    "stage_audit": 2,
+    "validate": 0,  # a failed check is final
+    "publish": 2,  # atomic, so retrying is safe
+    "report": 2,
+    "end": 0,
+}
+
+
+def test_nightly_retries_are_deliberate(bag):
+    tasks = bag["dags"]["program_reporting_nightly"]["tasks"]
+    assert {t: v["retries"] for t, v in tasks.items()} == NIGHTLY_RETRIES
+    for task_id, task in tasks.items():
+        if task["retries"]:
+            assert task["retry_delay"] == 30, task_id
+
+
+def test_nightly_structure(bag):
+    tasks = bag["dags"]["program_reporting_nightly"]["tasks"]
+    for s in SOURCES:
+        sensor = tasks[f"wait_for_{s}"]
+        assert sensor["type"] == "DeliverySensor"
+        assert sensor["mode"] == "reschedule"
+        assert sensor["poke_interval"] == 7  # from PROGRAM_REPORTING_SENSOR_POKE_SECONDS
+        assert sensor["timeout"] == 42  # from PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS
+        assert f"wait_for_{s}" in tasks[f"land_{s}"]["upstream"]
+        assert f"land_{s}" in tasks["release_orphans"]["upstream"]
+    chain = ["release_orphans", "gate_landed", "dbt_build", "stage_audit", "validate", "publish"]
+    for before, after in zip(chain, chain[1:]):
+        assert before in tasks[after]["upstream"], (before, after)
+    assert tasks["publish"]["outlets"] == MARTS
+    # The report always runs, after every step; the run fails when nothing was published.
+    assert tasks["report"]["trigger_rule"] == "all_done"
+    assert set(tasks["report"]["upstream"]) == set(tasks) - {"report", "end"}
+    assert tasks["end"]["upstream"] == ["publish", "report"]
+    assert tasks["end"]["trigger_rule"] == "all_success"
+
+
+def test_bi_refresh_is_scheduled_on_the_published_marts(bag):
+    dag = bag["dags"]["program_reporting_bi_refresh"]
+    assert dag["timetable"] == "AssetTriggeredTimetable"
+    assert dag["schedule_assets"] == MARTS
+    assert {t: v["retries"] for t, v in dag["tasks"].items()} == {"export_parquet": 1, "write_brief": 1}
+    assert dag["tasks"]["write_brief"]["upstream"] == ["export_parquet"]
