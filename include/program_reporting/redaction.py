@@ -82,6 +82,10 @@ def scrub(value: Any) -> Any:
             pass
     if hasattr(value, "isoformat"):
         try:
+            # pandas turns DATE columns into midnight timestamps: show them as dates
+            if getattr(value, "tzinfo", "x") is None and hasattr(value, "hour") and not (
+                    value.hour or value.minute or value.second or value.microsecond):
+                return value.date().isoformat()
             return value.isoformat()
         except (TypeError, ValueError):
             pass
