@@ -78,7 +78,7 @@ def program_reporting_nightly():
 
     @task(retries=0, execution_timeout=dt.timedelta(minutes=30))
     def gate_landed(run: dict, **context) -> dict:
-        return nightly.gate_landed(run["ds"], context)
+        return nightly.gate_landed(run["ds"], run["run_id"], context)
 
     @task(retries=RETRIES_DBT, execution_timeout=dt.timedelta(hours=2))
     def dbt_build(run: dict, **context) -> dict:

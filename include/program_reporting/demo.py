@@ -42,7 +42,8 @@ def main(args: argparse.Namespace) -> int:
     p = paths()
     t0 = time.monotonic()
     log.info("simulating %d days from %s for %d merchants into %s", args.days, dates[0], args.merchants, p.drop)
-    simulate.simulate(start=dates[0], days=args.days, merchants=args.merchants, seed=args.seed, paths=p)
+    simulate.simulate(start=dates[0], days=args.days, merchants=args.merchants, seed=args.seed, drop=p.drop,
+                      progress=False)
     t_sim = time.monotonic() - t0
     outcomes = run.run_dates(dates)
     total = time.monotonic() - t0

@@ -1,36 +1,29 @@
-"""The nightly run as Airflow sees it: business date, delivery sensor, steps.
+"""The nightly run as Airflow sees it: delivery sensor, steps, assets.
 
 `dags/program_reporting_nightly.py` wires these together; the pipeline's
 own modules (landing, build, gate, publish, report, notify) do the work.
 Everything heavy is imported inside the functions, so that parsing the DAG
-file stays fast (bench/bench_dag_parse.py).
-
-Schedule and business date. The program office's calendar is Asia/Shanghai.
-The DAG runs at 02:00 local time (a CronTriggerTimetable) and processes the
-business date that has just ended: the run whose logical date is
-2020-06-04 02:00+08:00 processes ds=2020-06-03. One Airflow run per ds;
-`logical_date_for(ds)` is the inverse mapping that `program-reporting run`
-uses, so a manual run of a date takes exactly the path of the scheduled one.
+file stays fast (bench/bench_dag_parse.py). The schedule and the business
+date of a run are in business_date.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo
 
 from airflow.sdk import Asset, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from .business_date import (  # noqa: F401 - re-exported for the DAG files
+    PROGRAM_TIME_ZONE, SCHEDULE_CRON, business_date, logical_date_for, new_run_id,
+)
 from .contract import CONTROL_FILE
-from .settings import SOURCES, parse_ds, paths
+from .settings import SOURCES, paths
 
 log = logging.getLogger(__name__)
 
-PROGRAM_TIME_ZONE = "Asia/Shanghai"
-RUN_AT_LOCAL = dt.time(2, 0)
-SCHEDULE_CRON = f"{RUN_AT_LOCAL.minute} {RUN_AT_LOCAL.hour} * * *"
 MARTS = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress")
 ASSET_GROUP = "program_reporting"
 FAILURE_KEY = "failure"  # XCom key under which a failing step leaves its message for the report
@@ -38,30 +31,8 @@ FAILURE_KEY = "failure"  # XCom key under which a failing step leaves its messag
 
 # --- business date ------------------------------------------------------------
 
-def business_date(logical_date: dt.datetime) -> str:
-    """The ds a run processes: the local calendar day before its logical date."""
-    local = logical_date.astimezone(ZoneInfo(PROGRAM_TIME_ZONE))
-    return (local.date() - dt.timedelta(days=1)).isoformat()
-
-
-def logical_date_for(ds: str) -> dt.datetime:
-    """The logical date (UTC) of the scheduled run that processes `ds`."""
-    day = parse_ds(ds) + dt.timedelta(days=1)
-    local = dt.datetime.combine(day, RUN_AT_LOCAL, tzinfo=ZoneInfo(PROGRAM_TIME_ZONE))
-    return local.astimezone(dt.timezone.utc)
-
-
 def ds_of(context: Any) -> str:
     return business_date(context["logical_date"])
-
-
-def new_run_id(ds: str, now: dt.datetime | None = None) -> str:
-    """The pipeline's run id: the business date and the UTC start of the attempt.
-
-    Unique per run, so that every published set and report is kept, and it
-    sorts chronologically within a ds. Safe in a path (no ':' or '+')."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return f"{ds}_{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}Z"
 
 
 # --- assets -----------------------------------------------------------------
@@ -170,13 +141,14 @@ def _summary(result: Any) -> dict:
     return {k: v for k, v in full.items() if k != "results"}
 
 
-def gate_landed(ds: str, context: Any) -> dict:
+def gate_landed(ds: str, run_id: str, context: Any) -> dict:
     from . import gate
 
     try:
         result = gate.validate_landed(ds)
     except Exception as exc:  # a gate that cannot run blocks, and rerunning will not help
         fail_validation(context, f"the landed gate for ds={ds} could not run: {exc}")
+    keep_gate(run_id, "landed", result)
     summary = _summary(result)
     if not result.passed:
         fail_validation(context, f"landed extracts of ds={ds} failed validation: {_why(result, summary)}")
@@ -210,10 +182,44 @@ def validate(run_id: str, ds: str, context: Any) -> dict:
         result = gate.validate(run_id, ds)
     except Exception as exc:
         fail_validation(context, f"the validation gate of run {run_id} could not run: {exc}")
+    keep_gate(run_id, "marts", result)
     summary = _summary(result)
     if not result.passed:
         fail_validation(context, f"validation of run {run_id} (ds={ds}) failed: {_why(result, summary)}")
     return summary
+
+
+def _gates_dir(run_id: str):
+    return paths().tmp / "gates" / run_id
+
+
+def keep_gate(run_id: str, stage: str, result: Any) -> None:
+    """Hand a gate's full result (GX results included) to the report task.
+
+    Tasks run in separate processes and XCom holds JSON, so the result is
+    pickled into home/tmp/gates/<run_id>/ (our own file, read back only by the
+    report task of the same run, which removes it)."""
+    import pickle
+
+    folder = _gates_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        data = pickle.dumps(result)
+    except Exception:  # GX objects that do not pickle: keep the checks, lose only the Data Docs
+        log.warning("GX results of the %s gate do not pickle; the report will have no Data Docs", stage)
+        result.gx_results = []
+        data = pickle.dumps(result)
+    tmp = folder / f".{stage}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(folder / f"{stage}.pickle")
+
+
+def kept_gates(run_id: str) -> list:
+    import pickle
+
+    folder = _gates_dir(run_id)
+    return [pickle.loads((folder / f"{stage}.pickle").read_bytes())
+            for stage in ("landed", "marts") if (folder / f"{stage}.pickle").exists()]
 
 
 def _why(result: Any, summary: dict) -> str:
@@ -240,6 +246,8 @@ def publish(run_id: str, ds: str, context: Any) -> str:
 
 def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
     """Write the run's report, published or withheld (runs whatever happened upstream)."""
+    import shutil
+
     from . import report as reporting
 
     ti = context["ti"]
@@ -251,24 +259,30 @@ def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
         message = ti.xcom_pull(task_ids=task_id, key=FAILURE_KEY)
         if message:
             failures[task_id] = message
-    published = ti.xcom_pull(task_ids="publish")
-    decision = "published" if published and states.get("publish") == "success" else "withheld"
-    reason = None
-    if decision == "withheld":
+    published_path = ti.xcom_pull(task_ids="publish")
+    published = bool(published_path) and states.get("publish") == "success"
+    gates = kept_gates(run_id)
+    if published:
+        warnings = sum(len(g.warnings) for g in gates)
+        reason = "every critical check passed" + (f" ({warnings} warning(s) reported)" if warnings else "")
+    else:
         not_ok = [t for t in step_ids if states.get(t) not in ("success", None)]
         reason = "; ".join(failures.values()) or (
             "steps did not succeed: " + ", ".join(f"{t} ({states.get(t)})" for t in not_ok)
-            if not_ok else "publishing did not happen"
+            if not_ok else "publishing did not happen")
+    final = paths().reports / run_id / "report.html"
+    try:
+        path = reporting.write_report(
+            run_id, ds, gates, published=published, reason=reason, airflow_run_id=ti.run_id,
+            published_path=Path(published_path) if published else None,
         )
-    path = reporting.write_report(
-        run_id=run_id,
-        ds=ds,
-        decision=decision,
-        reason=reason,
-        airflow={"dag_id": ti.dag_id, "run_id": ti.run_id, "task_states": states, "failures": failures},
-    )
-    log.info("report of run %s (%s): %s", run_id, decision, path)
-    if decision == "withheld":
+    except reporting.ReportExists:
+        if not final.exists():  # written by an earlier try of this task: keep it, never rewrite
+            raise
+        path = final
+    shutil.rmtree(_gates_dir(run_id), ignore_errors=True)
+    log.info("report of run %s (%s): %s", run_id, "published" if published else "withheld", path)
+    if not published:
         log.warning("nothing published for ds=%s: %s", ds, reason)
     return str(path)
 
@@ -284,19 +298,23 @@ def _task_states(ti: Any) -> dict[str, str]:
 
 
 def notify_failure(context: Any) -> None:
-    """DAG on_failure_callback: tell the operators, pointing at the run's report."""
+    """DAG on_failure_callback: one alert per failed nightly run, pointing at its report."""
     from . import notify
 
-    ds = business_date(context["logical_date"]) if context.get("logical_date") else "unknown"
-    report_path = _latest_report(ds)
-    event = {
-        "event": "nightly_run_failed",
-        "dag_id": getattr(context.get("dag"), "dag_id", None),
-        "airflow_run_id": context.get("run_id"),
-        "ds": ds,
-        "reason": str(context.get("reason") or ""),
-    }
-    notify.notify(event, report_path)
+    logical = context.get("logical_date")
+    ds = business_date(logical) if logical else None
+    report_path = _latest_report(ds) if ds else None
+    ti = context.get("ti")
+    failed_task = getattr(ti, "task_id", None)
+    notify.notify(
+        "nightly_run_failed",
+        f"nightly run for ds={ds} published nothing"
+        + (f" (last failed task: {failed_task})" if failed_task else "")
+        + (f": {context.get('reason')}" if context.get("reason") else ""),
+        report_path,
+        ds=ds,
+        airflow_run_id=context.get("run_id"),
+    )
 
 
 def _latest_report(ds: str):

@@ -41,6 +41,7 @@ from pathlib import Path
 from .airflow_env import (
     BI_REFRESH_DAG_ID, NIGHTLY_DAG_ID, SENSOR_POKE_ENV, SENSOR_TIMEOUT_ENV, airflow_bin, airflow_env, ensure_db,
 )
+from .business_date import logical_date_for
 from .settings import parse_ds, paths
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,6 @@ def run_dates(dates: list[str], wait: float | None = None, bi_refresh: bool = Tr
 
 
 def run_one(ds: str, env: dict[str, str]) -> Outcome:
-    from .nightly import logical_date_for
-
     logical = logical_date_for(ds).isoformat()
     started = dt.datetime.now(dt.timezone.utc)
     log.info("ds=%s: running %s for logical date %s through Airflow", ds, NIGHTLY_DAG_ID, logical)

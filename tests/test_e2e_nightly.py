@@ -1,0 +1,139 @@
+"""End to end through real Airflow, dbt, Great Expectations and DuckDB: the
+nightly DAG run by `program-reporting run` (airflow dags test with the
+project's environment) on small simulated deliveries. Nothing is mocked.
+
+Each test has its own drop folder, warehouse home and AIRFLOW_HOME
+(env_paths), so parallel runs never share a metadata database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CLI = str(Path(sys.executable).with_name("program-reporting"))
+START = dt.date(2020, 6, 2)
+DAYS = [(START + dt.timedelta(days=i)).isoformat() for i in range(3)]
+
+
+@pytest.fixture
+def airflow_paths(env_paths, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)  # default: <home>/airflow, private to the test
+    for name in ("PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS", "PROGRAM_REPORTING_SENSOR_POKE_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    return env_paths
+
+
+def simulate(p, days: int, merchants: int = 200) -> dict:
+    from program_reporting.simulate import simulate as sim
+
+    # Clean deliveries: this test is about orchestration; bad rows have their own tests.
+    return sim(start=START, days=days, merchants=merchants, seed=7, drop=p.drop, bad_row_share=0.0, progress=False)
+
+
+def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    t0 = time.monotonic()
+    proc = subprocess.run([CLI, "run", *args], capture_output=True, text=True, timeout=timeout)
+    print(f"program-reporting run {' '.join(args)}: exit {proc.returncode} in {time.monotonic() - t0:.0f} s")
+    print("last line:", last_line(proc))
+    return proc
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    lines = (proc.stdout.strip().splitlines() or [""])
+    return lines[-1]
+
+
+def published_runs(p) -> dict[str, Path]:
+    return {d.name: d / "kpi.duckdb" for d in sorted(p.runs.iterdir())} if p.runs.exists() else {}
+
+
+def max_as_of(db: Path) -> str:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("select max(as_of_date) from kpi_program_daily").fetchone()[0].isoformat()
+    finally:
+        con.close()
+
+
+def test_three_nights_publish_in_order_and_a_rerun_restates(airflow_paths):
+    p = airflow_paths
+    simulate(p, days=len(DAYS))
+
+    proc = run_cli("--from", DAYS[0], "--to", DAYS[-1], "--no-bi-refresh")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert last_line(proc).startswith("published 3 date(s)")
+
+    runs = published_runs(p)
+    assert len(runs) == 3, runs
+    # Run ids start with their ds and sort in run order: night i published data up to DAYS[i].
+    assert [r.split("_")[0] for r in runs] == DAYS
+    assert [max_as_of(db) for db in runs.values()] == DAYS
+    assert os.path.samefile(p.current_db, list(runs.values())[-1])
+    for run_id in runs:
+        report = json.loads((p.reports / run_id / "report.json").read_text())
+        assert report["decision"] == "published"
+        assert report["airflow_run_id"].startswith("manual__")
+    assert (p.reports / "index.html").exists()
+
+    # Re-running an earlier date is safe: a new published set, the same figures
+    # (nothing was re-delivered), rows still up to the latest loaded ds.
+    before = _figures(p.current_db)
+    proc = run_cli("--ds", DAYS[1], "--no-bi-refresh")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    runs_after = published_runs(p)
+    assert len(runs_after) == 4
+    rerun = [r for r in runs_after if r not in runs][0]
+    assert rerun.startswith(DAYS[1] + "_")
+    assert max_as_of(runs_after[rerun]) == DAYS[-1]
+    assert _figures(p.current_db) == before
+
+
+def _figures(db: Path) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("select * from kpi_program_daily order by all").fetchall()
+    finally:
+        con.close()
+
+
+def test_missing_delivery_times_out_names_it_and_publishes_nothing(airflow_paths):
+    p = airflow_paths
+    simulate(p, days=1)
+    ds = DAYS[0]
+    missing = p.delivery_dir("employment_reports", ds)
+    for f in missing.iterdir():
+        f.unlink()
+    missing.rmdir()
+
+    t0 = time.monotonic()
+    proc = run_cli("--ds", ds, "--wait", "6")
+    elapsed = time.monotonic() - t0
+    assert proc.returncode != 0
+    line = last_line(proc)
+    assert line.startswith(f"NOT PUBLISHED ds={ds}")
+    assert f"missing delivery: employment_reports for ds={ds}" in line
+    assert str(missing / "_control.json") in line
+    assert elapsed < 180  # the shortened timeout, not the 6 h default
+
+    # Nothing published, and the report says withheld, with the same reason.
+    assert not p.current_db.exists()
+    assert published_runs(p) == {}
+    reports = [d for d in p.reports.iterdir() if d.is_dir() and d.name.startswith(ds + "_")]
+    assert len(reports) == 1
+    report = json.loads((reports[0] / "report.json").read_text())
+    assert report["decision"] == "withheld"
+    assert "missing delivery: employment_reports" in report["reason"]
+    # The failure callback alerted the operators, pointing at that report.
+    alerts = [json.loads(l) for l in (p.home / "alerts.log").read_text().splitlines()]
+    assert [a["event"] for a in alerts] == ["nightly_run_failed"]
+    assert alerts[0]["report_path"] == str(reports[0] / "report.html")
