@@ -375,3 +375,36 @@ def test_comparison_report(env_paths, tmp_path):
     assert out["csv"].parent == env_paths.reports / "ppp_comparison"
     assert "87.1%" in out["md"].read_text(encoding="utf-8")  # 10,387 / 11,929 loans
     assert "<table>" in out["html"].read_text(encoding="utf-8")
+
+
+def test_landed_deliveries_give_the_issue_figures(env_paths):
+    """Landing accepts the AS and WV deliveries whole, and kpis.md read by the
+    independent oracle (tests/kpi_oracle.py, no dbt) gives the issue's figures.
+    The dbt marts are checked against the same figures in test_ppp_e2e.py."""
+    landing = pytest.importorskip("program_reporting.landing",
+                                  reason="program_reporting.landing is not in the package yet")
+    kpi_oracle = pytest.importorskip("kpi_oracle")
+    result = ppp.import_files([AS, WV])
+    assert result.ds == "2021-06-30"
+    for source in contract.COLUMNS:
+        record = landing.land(source, result.ds)
+        assert (record["delivered"], record["loaded"], record["quarantined"], record["held"]) == \
+            (result.rows[source], result.rows[source], 0, 0), record
+    program, segments = kpi_oracle.compute(env_paths.home)
+    by_day = {str(r["as_of_date"]): r for r in program if r["program_code"] == "PPP-2020"}
+    as_ = raw_figures(AS)
+    day = by_day["2020-06-30"]  # AS loans only: the WV sample's loans of that date are added below
+    wv_rows = raw_rows(WV)
+    wv_by_then = [r for r in wv_rows if r["date_approved"] <= "2020-06-30"]
+    assert day["enrolled_merchants"] == as_["enrolled_merchants"] + len(wv_by_then)
+    assert day["credit_limit_total"] == as_["credit_limit_total"] + sum(
+        (Decimal(r["current_approval_amount"]) for r in wv_by_then), Decimal(0))
+    assert day["jobs_current"] == as_["jobs_current"] + sum(int(r["jobs_retained"]) for r in wv_by_then)
+    seg_as = [s for s in segments if str(s["as_of_date"]) == "2020-06-30" and s["region"] == "US-AS"]
+    assert sum(s["enrolled_merchants"] for s in seg_as) == 204
+    assert sum((s["credit_limit_total"] for s in seg_as), Decimal(0)) == Decimal("5387688.81")
+    assert sum(s["jobs_current"] for s in seg_as) == 2166
+    assert sum(s["reporting_merchants"] for s in seg_as) == 204 - 2
+    last = by_day["2021-06-30"]
+    forgiven = sum((Decimal(r["forgiveness_amount"]) for r in wv_rows if r["forgiveness_amount"] != "NA"), Decimal(0))
+    assert last["repaid_to_date"] == forgiven == Decimal("2126561.72")

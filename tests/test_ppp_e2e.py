@@ -84,7 +84,7 @@ def test_state_file_published_figures(env_paths, state):
     result = ppp.import_files([path])
     assert result.ds == DS
 
-    run_id = f"{DS}_ppp_e2e_{state.lower()}"
+    run_id = f"{DS}_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}Z"  # the pipeline's run id format
     for source in ("merchants", "credit_events", "employment_reports"):
         record = mods["landing"].land(source, DS)
         assert record["quarantined"] == 0 and record["held"] == 0, record

@@ -1,7 +1,12 @@
 """Turn SBA Paycheck Protection Program (PPP) FOIA CSVs into PPP-2020 deliveries.
 
-usage: program-reporting import-ppp FILE... [--drop DIR] [--ds YYYY-MM-DD] [--replace]
+usage: program-reporting import-ppp FILE... [--drop DIR] [--ds YYYY-MM-DD] [--replace] [--json]
        program-reporting import-ppp --compare [--date YYYY-MM-DD] [--sba-report CSV]
+
+example:
+  program-reporting import-ppp ../shared/realdata/ppp/ppp_2020_07_release/foia_up_to_150k_VT.csv
+  program-reporting run --ds 2020-06-30
+  program-reporting import-ppp --compare --date 2020-06-30
 
 Reads FOIA files of either schema (the July 2020 release: LoanAmount or
 LoanRange, City, State, NAICSCode, JobsRetained, DateApproved, ...; the 2021
