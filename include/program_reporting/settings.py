@@ -78,6 +78,16 @@ class Paths:
         return self.home / "quarantine"
 
     @property
+    def held(self) -> Path:
+        """Orphan rows waiting up to ORPHAN_RETRY_DAYS for their merchant: held/<source>/ds=<ds>/."""
+        return self.home / "held"
+
+    @property
+    def landing_failures(self) -> Path:
+        """One JSON file per rejected delivery: landing_failures/<source>/ds=<ds>/<utc>.json."""
+        return self.home / "landing_failures"
+
+    @property
     def warehouse_db(self) -> Path:
         """The dbt-built warehouse; only the pipeline opens it."""
         return self.home / "warehouse" / "warehouse.duckdb"
