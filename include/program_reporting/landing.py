@@ -1,0 +1,602 @@
+"""Land one source's delivery for a business date into the raw layer.
+
+Reads drop/<source>/ds=<ds>/ only once its _control.json exists (--wait polls
+for it), checks the control file (JSON object; source and ds of the folder;
+schema_version "1"; integer row_count; hex sha256; amount_total for
+credit_events; produced_at) against the one data file <source>.csv[.gz]
+(SHA-256, row count, amount total), then checks every row against the rules
+of extracts.md in DuckDB.
+
+Each row ends in exactly one place:
+  raw/<source>/ds=<ds>/rows.parquet             typed rows that passed (no personal data)
+  restricted/merchants_pii/ds=<ds>/             owner name/phone/national id (0700/0600)
+  quarantine/<source>/ds=<ds>/quarantine.parquet file, line, rule, detail, raw text (0600)
+  held/<source>/ds=<ds>/rows.parquet            orphans: merchant not yet known; retried by
+                                                --release-orphans for 7 days, then quarantined
+                                                (rule orphan_merchant_unknown)
+raw/<source>/ds=<ds>/_reconciliation.json records delivered = loaded + quarantined + held.
+
+The whole delivery is rejected (nothing lands, the previous landing of the
+ds stays, a JSON under landing_failures/ says why, exit status 2) when the
+control file is missing a key or does not match, a listed column is missing
+or doubled, the file is not UTF-8 or not parseable CSV, or more than
+PROGRAM_REPORTING_MAX_QUARANTINE_SHARE (default 5%) of its rows are
+quarantined. Re-landing a ds replaces exactly its partitions. Exit status 3:
+no _control.json yet. Rule names and layout: docs/landing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+
+from . import contract, settings
+from .landing_checks import ORPHAN_SOURCES, evaluate, t1_select
+from .landing_csv import CsvError, Scan, read_header, record_lines, scan_csv
+from .landing_rules import FIELD_COUNT, ORPHAN_EXPIRED, RULES, detail_sql, output_expr, sql_str
+from .landing_store import (
+    RECORD, committed, make_private, new_workdir, parquet_files, partition, read_record,
+    record_failure, source_lock, swap, utc_now, write_json,
+)
+from .settings import Paths
+
+log = logging.getLogger(__name__)
+
+PII_TABLE = "merchants_pii"
+QUARANTINE_FILE = "quarantine.parquet"
+ROWS_FILE = "rows.parquet"
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_AMOUNT_TOTAL = re.compile(r"^-?\d+\.\d{2}$")
+_ISO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$")
+
+
+class LandingError(Exception):
+    """Base of the landing errors."""
+
+
+class DeliveryNotReady(LandingError):
+    """The delivery has no _control.json yet: it is incomplete and must not be read."""
+
+
+class DeliveryRejected(LandingError):
+    """The delivery failed whole; nothing of it landed."""
+
+    def __init__(self, source: str, ds: str, file: str, cause: str, detail: str):
+        self.source, self.ds, self.file, self.cause, self.detail = source, ds, file, cause, detail
+        super().__init__(f"{source} delivery for {ds} rejected ({cause}): {file}: {detail}")
+
+
+# --------------------------------------------------------------------------
+# control file and data file
+
+def _read_control(path: Path, source: str, ds: str, rel) -> dict:
+    def bad(detail: str):
+        return DeliveryRejected(source, ds, rel(path), "control_file", detail)
+
+    try:
+        control = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise bad(f"unreadable: {exc}") from exc
+    if not isinstance(control, dict):
+        raise bad("not a JSON object")
+    required = ["source", "ds", "schema_version", "row_count", "sha256", "produced_at"]
+    if source == "credit_events":
+        required.append("amount_total")
+    missing = [k for k in required if k not in control]
+    if missing:
+        raise bad(f"missing key(s) {', '.join(missing)}")
+    if control["source"] != source:
+        raise bad(f"source is {control['source']!r}, the folder is {source!r}")
+    if control["ds"] != ds:
+        raise bad(f"ds is {control['ds']!r}, the folder is {ds!r}")
+    if control["schema_version"] != contract.SCHEMA_VERSION:
+        raise bad(f"schema_version is {control['schema_version']!r}, expected {contract.SCHEMA_VERSION!r}")
+    if type(control["row_count"]) is not int or control["row_count"] < 0:
+        raise bad(f"row_count {control['row_count']!r} is not a non-negative integer")
+    if not isinstance(control["sha256"], str) or not _HEX64.match(control["sha256"]):
+        raise bad(f"sha256 {control['sha256']!r} is not 64 hex digits")
+    if not isinstance(control["produced_at"], str) or not _ISO_OFFSET.match(control["produced_at"]):
+        raise bad(f"produced_at {control['produced_at']!r} is not an ISO 8601 timestamp with offset")
+    if source == "credit_events":
+        total = control["amount_total"]
+        if not isinstance(total, str) or not _AMOUNT_TOTAL.match(total):
+            raise bad(f"amount_total {total!r} is not a decimal string with 2 places")
+    return control
+
+
+def _data_file(folder: Path, source: str, ds: str, rel) -> Path:
+    found = [folder / contract.data_file_name(source, gz) for gz in (False, True)]
+    found = [p for p in found if p.is_file()]
+    if len(found) != 1:
+        what = "no data file" if not found else "both " + " and ".join(p.name for p in found)
+        raise DeliveryRejected(source, ds, rel(folder), "data_file",
+                               f"{what}: expected exactly one of {source}.csv or {source}.csv.gz")
+    return found[0]
+
+
+# --------------------------------------------------------------------------
+# land
+
+def land(source: str, ds: str, paths: Paths | None = None) -> dict:
+    """Land one delivery; returns its reconciliation record.
+
+    Raises DeliveryNotReady (no _control.json) or DeliveryRejected (failed
+    whole; the failure is also written under landing_failures/)."""
+    paths = paths or settings.paths()
+    settings.parse_ds(ds)
+    folder = paths.delivery_dir(source, ds)
+    control_path = folder / contract.CONTROL_FILE
+    if not control_path.is_file():
+        raise DeliveryNotReady(f"{source} delivery for {ds} is not ready: no {control_path}")
+    with source_lock(paths, source):
+        work = new_workdir(paths, f"land-{source}-{ds}")
+        try:
+            return _land(source, ds, paths, folder, control_path, work)
+        except DeliveryRejected as exc:
+            failure = {"source": source, "ds": ds, "file": exc.file, "cause": exc.cause, "detail": exc.detail,
+                       "message": str(exc), "failed_at": utc_now().isoformat()}
+            where = record_failure(paths, source, ds, failure)
+            log.error("%s (recorded in %s)", exc, where)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _connect(work: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={
+        "threads": settings.duckdb_threads(), "memory_limit": settings.duckdb_memory_limit(),
+        "temp_directory": str(work / "duckdb_tmp"),
+    })
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, work: Path) -> dict:
+    started = time.monotonic()
+
+    def rel(p: Path) -> str:
+        try:
+            return p.relative_to(paths.drop).as_posix()
+        except ValueError:
+            return str(p)
+
+    def reject(file: Path, cause: str, detail: str) -> DeliveryRejected:
+        return DeliveryRejected(source, ds, rel(file), cause, detail)
+
+    control = _read_control(control_path, source, ds, rel)
+    data = _data_file(folder, source, ds, rel)
+    file_rel = rel(data)
+    scan = Scan(data).start()  # SHA-256 and blank-line scan run beside DuckDB
+
+    try:
+        header = read_header(data)
+    except CsvError as exc:
+        scan.wait()
+        raise reject(data, exc.cause, str(exc)) from exc
+    doubled = sorted({h for h in header if header.count(h) > 1})
+    if doubled:
+        raise reject(data, "duplicate_column", f"header names {', '.join(doubled)} more than once")
+    listed = contract.column_names(source)
+    missing = [c for c in listed if c not in header]
+    if missing:
+        raise reject(data, "missing_column", f"listed column(s) {', '.join(missing)} not in the header")
+    extras = [h for h in header if h not in listed]
+
+    con = _connect(work)
+    try:
+        rows_sql, raw_text = _rows_sql(source, ds, header, extras, file_rel)
+        try:
+            rows_read, bad_records = scan_csv(con, data, len(header), t1_select(source, ds, rows_sql), table="t1")
+        except CsvError as exc:
+            scan.wait()
+            raise reject(data, exc.cause, str(exc)) from exc
+        t_read = time.monotonic()
+        scan.wait()
+        if scan.sha256.lower() != control["sha256"].lower():
+            raise reject(data, "checksum", f"SHA-256 is {scan.sha256}, the control file says {control['sha256']}")
+        delivered = rows_read + len(bad_records)
+        if delivered != control["row_count"]:
+            raise reject(data, "row_count", f"{delivered} data rows, the control file says {control['row_count']}")
+
+        _line_view(con, data, bad_records, scan.blank_line_inside)
+        amount = _check_amount_total(con, control, reject, data) if source == "credit_events" else None
+        earlier, merchants = _inputs(paths, source, ds)
+        evaluate(con, source, ds, earlier=earlier, merchants=merchants)
+        t_check = time.monotonic()
+
+        counts = dict(con.execute("SELECT _rule IS NOT NULL, count(*) FROM bad GROUP BY 1").fetchall())
+        by_rule = dict(con.execute("SELECT _rule, count(*) FROM bad WHERE _rule IS NOT NULL "
+                                   "GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+        if bad_records:
+            by_rule[FIELD_COUNT.name] = len(bad_records)
+        held = counts.get(False, 0)
+        quarantined = counts.get(True, 0) + len(bad_records)
+        limit = settings.quarantine_share_limit()
+        if delivered and quarantined / delivered > limit:
+            top = ", ".join(f"{k} {v}" for k, v in sorted(by_rule.items(), key=lambda kv: -kv[1])[:5])
+            raise reject(data, "quarantine_share",
+                         f"{quarantined} of {delivered} rows ({quarantined / delivered:.1%}) quarantined, "
+                         f"more than the {limit:.0%} allowed ({top}); first: {_first_quarantined(con, source)}")
+
+        landed_at = utc_now()
+        record = {
+            "source": source, "ds": ds, "file": file_rel, "sha256": scan.sha256,
+            "control_row_count": control["row_count"], "delivered": delivered,
+            "loaded": rows_read - counts.get(True, 0) - held, "quarantined": quarantined, "held": held,
+            "quarantine_by_rule": by_rule, "extra_columns": extras, "landed_at": landed_at.isoformat(),
+            "touches_from": None,
+        }
+        if amount:
+            record["amount_total"] = amount
+        old = read_record(partition(paths.raw, source, ds))
+        record["touches_from"] = _touches_from(con, source, old)
+        _write_and_swap(con, paths, source, ds, work, record, bad_records, landed_at, raw_text)
+    finally:
+        con.close()
+
+    elapsed = time.monotonic() - started
+    log.info("landed %s %s: %d delivered, %d loaded, %d quarantined, %d held in %.2fs "
+             "(read %.2fs, checks %.2fs, %.0f rows/s)", source, ds, delivered, record["loaded"], quarantined,
+             record["held"], elapsed, t_read - started, t_check - t_read, delivered / max(elapsed, 1e-9))
+    return record
+
+
+def _rows_sql(source: str, ds: str, header: list[str], extras: list[str], file_rel: str) -> tuple[str, str]:
+    """(SELECT naming the CSV's columns c<i>: contract names, _x<i> for extras, plus
+    _extra JSON, _ds, _file; the SQL rebuilding a row's raw text)."""
+    listed = contract.column_names(source)
+    names = [h if h in listed else f"_x{i}" for i, h in enumerate(header)]
+    cols = [f"c{i} AS {n}" for i, n in enumerate(names)]
+    if extras:
+        pairs = ", ".join(f"{sql_str(h)}, c{header.index(h)}" for h in extras)
+        extra = f"json_object({pairs})::VARCHAR"
+    else:
+        extra = "CAST(NULL AS VARCHAR)"
+    rows_sql = (f"SELECT {', '.join(cols)}, {extra} AS _extra, DATE '{ds}' AS _ds, {sql_str(file_rel)} AS _file "
+                "FROM ({rows})")
+    # raw text of a row: RFC 4180 re-quoting of its fields in header order
+    fields = [f"CASE WHEN {c} IS NULL THEN '' WHEN regexp_matches({c}, '[\",\\r\\n]') "
+              f"THEN '\"' || replace({c}, '\"', '\"\"') || '\"' ELSE {c} END" for c in names]
+    return rows_sql, f"concat_ws(',', {', '.join(fields)})"
+
+
+def _line_view(con, data: Path, bad_records: list[tuple], blank_inside: bool) -> None:
+    """View `t1l`: t1 plus _rid (file order) and _line, the CSV record number
+    (header = 1). Rows DuckDB rejected (field count) are holes in rowid order."""
+    if blank_inside:
+        bad_lines = {line for line, _t, _m in bad_records}
+        good = [line for line in record_lines(data) if line not in bad_lines]
+        con.execute("CREATE TABLE line_map (_k BIGINT, _line BIGINT)")
+        con.executemany("INSERT INTO line_map VALUES (?, ?)", list(enumerate(good, start=1)))
+        line, join = "lm._line", "JOIN line_map lm ON lm._k = t1.rowid + 1"
+    elif bad_records:
+        con.execute("CREATE TABLE gaps (gi BIGINT, n BIGINT)")
+        # the i-th rejected record, at line L, has L - 1 - i good rows before it
+        rows = [(line - 1 - i, i) for i, (line, _t, _m) in enumerate(bad_records, start=1)]
+        con.executemany("INSERT INTO gaps VALUES (?, ?)", rows)
+        con.execute("CREATE TABLE gapmax AS SELECT gi, max(n) AS n FROM gaps GROUP BY gi")
+        line, join = "t1.rowid + 2 + coalesce(g.n, 0)", "ASOF LEFT JOIN gapmax g ON t1.rowid + 1 > g.gi"
+    else:
+        line, join = "t1.rowid + 2", ""
+    con.execute(f"CREATE VIEW t1l AS SELECT t1.*, t1.rowid AS _rid, CAST({line} AS BIGINT) AS _line FROM t1 {join}")
+
+
+def _inputs(paths: Paths, source: str, ds: str, known_upto: str | None = None) -> tuple[list[Path], list[Path]]:
+    """(this source's files in force with _ds < ds, raw merchants files with _ds <= known_upto)."""
+    earlier = [f for d, part in committed(paths, source).items() if d < ds for f in parquet_files(part)]
+    merchants: list[Path] = []
+    if source in ORPHAN_SOURCES:
+        upto = known_upto or ds
+        merchants = [part / ROWS_FILE for d, part in committed(paths, "merchants").items()
+                     if d <= upto and (part / ROWS_FILE).is_file()]
+    return earlier, merchants
+
+
+def _check_amount_total(con, control: dict, reject, data: Path) -> dict:
+    """Sum of amount over every delivered row, as the control file's amount_total.
+
+    An amount that is not a plain decimal (exponent, thousands separator,
+    text) cannot be summed as written: the total matches when the control
+    equals the sum with those rows counted as 0, or the sum with them read
+    leniently (separators dropped, exponent expanded) - whichever reading the
+    source used. Rows with the wrong number of fields cannot be summed (their
+    amount cannot be located) and count as 0."""
+    strict, lenient, unparsed = con.execute("""
+        SELECT coalesce(sum(amount__v), 0)::DECIMAL(38,2),
+               coalesce(sum(amount__v), 0)::DECIMAL(38,10) + coalesce(sum(CASE WHEN amount__v IS NULL
+                    THEN try_cast(replace(trim(amount), ',', '') AS DECIMAL(38,10)) END), 0),
+               count(*) FILTER (WHERE amount IS NOT NULL AND amount__v IS NULL)
+        FROM t1""").fetchone()
+    expected = Decimal(control["amount_total"])
+    # the lenient sum may carry more than 2 places (12.345): rounded either way it matches
+    if expected != strict and abs(expected - lenient) > Decimal("0.005"):
+        note = f" ({unparsed} amount(s) not a plain decimal counted as 0)" if unparsed else ""
+        raise reject(data, "amount_total",
+                     f"amounts sum to {strict}{note}, the control file says {control['amount_total']}")
+    return {"control": control["amount_total"], "delivered": str(strict), "unparsed_amounts": unparsed}
+
+
+def _first_quarantined(con, source: str) -> str:
+    row = con.execute(f"SELECT _line, _rule, {detail_sql(RULES[source])} FROM bad "
+                      "WHERE _rule IS NOT NULL ORDER BY _line LIMIT 1").fetchone()
+    return f"line {row[0]}: {row[1]}: {row[2]}" if row else "field_count rows"
+
+
+TOUCHES = {
+    "credit_events": "min(CAST(event_at__v AS DATE)) - 1",
+    "merchants": "min(least(enrolled_on__v, CAST(updated_at__v AS DATE))) - 1",
+    "employment_reports": "min(period_month__v)",
+}
+
+
+def _touches_from(con, source: str, old: dict | None) -> str | None:
+    """Earliest business date this delivery (and the partition it replaces) can
+    affect: over the loaded and held rows (UTC dates, minus a day of margin)."""
+    mine = con.execute(f"SELECT {TOUCHES[source]} FROM t1 WHERE rowid NOT IN "
+                       "(SELECT _rid FROM bad WHERE _rule IS NOT NULL)").fetchone()[0]
+    dates = [d.isoformat() for d in [mine] if d is not None]
+    if old and old.get("touches_from"):
+        dates.append(old["touches_from"])
+    return min(dates) if dates else None
+
+
+def _copy(con, query: str, path: Path) -> None:
+    con.execute(f"COPY ({query}) TO {sql_str(str(path))} (FORMAT parquet)")
+
+
+def _raw_columns(source: str) -> str:
+    cols = [output_expr(c) for c in contract.COLUMNS[source] if c.name not in contract.PII_COLUMNS]
+    return ", ".join(cols + ["_ds", "_file", "_line", "_extra", "_landed_at"])
+
+
+def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record: dict,
+                    bad_records: list[tuple], landed_at: dt.datetime, raw_text: str) -> None:
+    t0 = time.monotonic()
+    stamp = f"TIMESTAMPTZ {sql_str(landed_at.isoformat())}"
+    stage = {name: work / name for name in ("raw", "quarantine", "held", "restricted")}
+    for d in stage.values():
+        d.mkdir()
+    con.execute("SET preserve_insertion_order = false")  # file order is in _line; writing unordered is faster
+    valid = "FROM t1l ANTI JOIN bad USING (_rid)"
+    _copy(con, f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})",
+          stage["raw"] / ROWS_FILE)
+    has_pii = source == "merchants" and record["loaded"] > 0
+    if has_pii:
+        _copy(con, f"SELECT merchant_id, {', '.join(contract.PII_COLUMNS)}, _ds, _file, _line, "
+                   f"{stamp} AS _landed_at {valid}", stage["restricted"] / ROWS_FILE)
+        make_private(stage["restricted"])
+
+    con.execute("CREATE TABLE field_count_rows (line BIGINT, raw_text VARCHAR, detail VARCHAR)")
+    if bad_records:
+        con.executemany("INSERT INTO field_count_rows VALUES (?, ?, ?)", bad_records)
+    if record["quarantined"]:
+        file_rel = sql_str(record["file"])
+        _copy(con, f"""
+            SELECT {sql_str(source)} AS source, DATE '{ds}' AS ds, _file AS file, _line AS line, _rule AS rule,
+                   {detail_sql(RULES[source])} AS detail, {raw_text} AS raw_text, {stamp} AS quarantined_at
+            FROM bad WHERE _rule IS NOT NULL
+            UNION ALL
+            SELECT {sql_str(source)}, DATE '{ds}', {file_rel}, line, '{FIELD_COUNT.name}', detail, raw_text,
+                   {stamp} FROM field_count_rows
+            ORDER BY line""", stage["quarantine"] / QUARANTINE_FILE)
+        make_private(stage["quarantine"])
+    if record["held"]:
+        names = ", ".join(contract.column_names(source))
+        _copy(con, f"SELECT {names}, _ds, _file, _line, _extra, {raw_text} AS _raw_text, "
+                   f"{stamp} AS _held_at FROM bad WHERE _held ORDER BY _line", stage["held"] / ROWS_FILE)
+        make_private(stage["held"])
+    write_json(stage["raw"] / RECORD, record)  # the commit marker, last file of the partition
+    t1 = time.monotonic()
+
+    trash = work / "trash"
+    swap(stage["quarantine"] if record["quarantined"] else None, partition(paths.quarantine, source, ds), trash)
+    swap(stage["held"] if record["held"] else None, partition(paths.held, source, ds), trash)
+    if source == "merchants":
+        swap(stage["restricted"] if has_pii else None, partition(paths.restricted, PII_TABLE, ds), trash,
+             private_parents=True)
+    swap(stage["raw"], partition(paths.raw, source, ds), trash)  # last: the raw partition commits the landing
+    log.debug("wrote %s %s partitions in %.2fs, swapped in %.3fs", source, ds, t1 - t0, time.monotonic() - t1)
+
+
+# --------------------------------------------------------------------------
+# orphans
+
+def release_orphans(ds: str, paths: Paths | None = None) -> dict:
+    """Retry the held orphans of every ds <= `ds` against the merchants landed
+    with _ds <= ds: released rows go to raw/<source>/ds=<their ds>/released-<ds>.parquet,
+    orphans held for 7 days or more go to quarantine (orphan_merchant_unknown).
+    Returns {source: {their ds: {"released", "quarantined", "held"}}} plus "touches_from"."""
+    paths = paths or settings.paths()
+    run_day = settings.parse_ds(ds)
+    summary: dict = {"ds": ds, "touches_from": None}
+    for source in ORPHAN_SOURCES:
+        summary[source] = {}
+        root = paths.held / source
+        if not root.is_dir():
+            continue
+        with source_lock(paths, source):
+            for part in sorted(root.iterdir()):
+                their_ds = part.name[3:]
+                if not part.name.startswith("ds=") or their_ds > ds or not (part / ROWS_FILE).is_file():
+                    continue
+                expire = run_day >= dt.date.fromisoformat(their_ds) + dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)
+                result = _release_partition(paths, source, their_ds, ds, expire)
+                if result:
+                    summary[source][their_ds] = result
+                    tf = result.get("touches_from")
+                    if tf and (summary["touches_from"] is None or tf < summary["touches_from"]):
+                        summary["touches_from"] = tf
+    return summary
+
+
+def _release_partition(paths: Paths, source: str, their_ds: str, ds: str, expire: bool) -> dict | None:
+    raw_part = partition(paths.raw, source, their_ds)
+    record = read_record(raw_part)
+    if record is None:
+        log.warning("held %s %s has no committed raw partition; left held", source, their_ds)
+        return None
+    held_part = partition(paths.held, source, their_ds)
+    work = new_workdir(paths, f"release-{source}-{their_ds}")
+    con = _connect(work)
+    try:
+        rows_sql = f"SELECT * FROM read_parquet({sql_str(str(held_part / ROWS_FILE))})"
+        con.execute(f"CREATE TABLE t1 AS {t1_select(source, their_ds, rows_sql)}")
+        # crash safety: rows already released or quarantined by an interrupted run are not taken twice
+        done = [p for p in parquet_files(raw_part) if p.name.startswith("released-")]
+        qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
+        for files, col in ((done, "_line"), ([qfile] if qfile.is_file() else [], "line")):
+            if files:
+                listed = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
+                con.execute(f"DELETE FROM t1 WHERE _line IN (SELECT {col} FROM read_parquet({listed}))")
+        con.execute("CREATE VIEW t1l AS SELECT *, rowid AS _rid FROM t1")
+        earlier, merchants = _inputs(paths, source, their_ds, known_upto=ds)
+        evaluate(con, source, their_ds, earlier=earlier, merchants=merchants, in_file=False)
+        expired = ORPHAN_EXPIRED.name
+        con.execute(f"""CREATE TABLE outcome AS SELECT *,
+            CASE WHEN _rule IS NOT NULL THEN _rule WHEN {str(expire).lower()} THEN '{expired}' END AS _qrule
+            FROM bad""")
+        total = con.execute("SELECT count(*) FROM t1").fetchone()[0]
+        quarantined, still = con.execute("""SELECT count(*) FILTER (WHERE _qrule IS NOT NULL),
+            count(*) FILTER (WHERE _qrule IS NULL) FROM outcome""").fetchone()
+        released = total - quarantined - still
+        if released == 0 and quarantined == 0:
+            return {"released": 0, "quarantined": 0, "held": still}
+        now = utc_now()
+        stamp = f"TIMESTAMPTZ {sql_str(now.isoformat())}"
+        trash = work / "trash"
+
+        # 1. raw partition: the old files (hard links) + released-<ds>.parquet + the updated record
+        new_raw = work / "raw"
+        new_raw.mkdir()
+        for f in parquet_files(raw_part):
+            os.link(f, new_raw / f.name)
+        by_rule = dict(con.execute("SELECT _qrule, count(*) FROM outcome WHERE _qrule IS NOT NULL GROUP BY 1").fetchall())
+        touches = None
+        if released:
+            valid = "FROM t1l ANTI JOIN bad USING (_rid)"
+            target = new_raw / f"released-{ds}.parquet"
+            query = f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})"
+            if target.exists():  # a second release on the same day adds to the first
+                os.unlink(target)
+                query += f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_str(str(raw_part / target.name))})"
+            _copy(con, query, target)
+            day = con.execute(f"SELECT {TOUCHES[source]} {valid}").fetchone()[0]
+            touches = day.isoformat() if day else None
+        record["loaded"] += released
+        record["quarantined"] += quarantined
+        record["held"] = still
+        for rule, n in by_rule.items():
+            record["quarantine_by_rule"][rule] = record["quarantine_by_rule"].get(rule, 0) + n
+        record.setdefault("releases", []).append(
+            {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat()})
+        if touches and (record.get("touches_from") is None or touches < record["touches_from"]):
+            record["touches_from"] = touches
+        write_json(new_raw / RECORD, record)
+        swap(new_raw, raw_part, trash)
+
+        # 2. held partition: what is still waiting
+        new_held = None
+        if still:
+            new_held = work / "held"
+            new_held.mkdir()
+            _copy(con, f"SELECT {', '.join(contract.column_names(source))}, _ds, _file, _line, _extra, _raw_text, "
+                       "_held_at FROM outcome WHERE _qrule IS NULL ORDER BY _line", new_held / ROWS_FILE)
+            make_private(new_held)
+        swap(new_held, held_part, trash)
+
+        # 3. quarantine partition: the old rows + the new ones
+        if quarantined:
+            new_q = work / "quarantine"
+            new_q.mkdir()
+            detail = detail_sql(RULES[source])
+            query = (f"SELECT {sql_str(source)} AS source, DATE '{their_ds}' AS ds, _file AS file, _line AS line, "
+                     f"_qrule AS rule, CASE WHEN _qrule = '{expired}' THEN 'merchant ' || merchant_id || "
+                     f"' still unknown on {ds}, {settings.ORPHAN_RETRY_DAYS} days or more after {their_ds}' "
+                     f"ELSE {detail} END AS detail, "
+                     f"_raw_text AS raw_text, {stamp} AS quarantined_at FROM outcome WHERE _qrule IS NOT NULL")
+            if qfile.is_file():
+                query = f"SELECT * FROM read_parquet({sql_str(str(qfile))}) UNION ALL BY NAME {query}"
+            _copy(con, query + " ORDER BY line", new_q / QUARANTINE_FILE)
+            make_private(new_q)
+            swap(new_q, partition(paths.quarantine, source, their_ds), trash)
+        log.info("orphans of %s %s on %s: %d released, %d quarantined, %d still held",
+                 source, their_ds, ds, released, quarantined, still)
+        return {"released": released, "quarantined": quarantined, "held": still, "touches_from": touches}
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# reconciliation
+
+def reconciliation(paths: Paths | None = None) -> list[dict]:
+    """Every landed delivery's reconciliation record, by source then ds."""
+    paths = paths or settings.paths()
+    out = []
+    for source in settings.SOURCES:
+        for _ds, part in committed(paths, source).items():
+            record = read_record(part)
+            if record:
+                out.append(record)
+    return out
+
+
+# --------------------------------------------------------------------------
+# command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", choices=[*settings.SOURCES, "all"], default="all",
+                        help="which source to land (default: all, merchants first)")
+    parser.add_argument("--ds", required=True, help="business date YYYY-MM-DD")
+    parser.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                        help="poll this long for _control.json before giving up (default 0)")
+    parser.add_argument("--release-orphans", action="store_true",
+                        help="after landing, retry held orphans of this and earlier days")
+
+
+def _wait_ready(source: str, ds: str, paths: Paths, seconds: float) -> None:
+    control = paths.delivery_dir(source, ds) / contract.CONTROL_FILE
+    deadline = time.monotonic() + seconds
+    while not control.is_file() and time.monotonic() < deadline:
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def main(args: argparse.Namespace) -> int:
+    paths = settings.paths()
+    try:
+        settings.parse_ds(args.ds)
+    except ValueError as exc:
+        print(f"land: {exc}", file=sys.stderr)
+        return 2
+    sources = list(settings.SOURCES) if args.source == "all" else [args.source]
+    status, why = 0, ""
+    for source in sources:
+        _wait_ready(source, args.ds, paths, args.wait)
+        try:
+            record = land(source, args.ds, paths)
+            print(json.dumps(record, sort_keys=False))
+        except DeliveryNotReady as exc:
+            print(f"not ready: {exc}", file=sys.stderr)
+            status, why = (status, why) if status else (3, str(exc))
+        except DeliveryRejected as exc:
+            print(f"rejected: {exc}", file=sys.stderr)
+            status, why = 2, str(exc)
+    if args.release_orphans:
+        print(json.dumps(release_orphans(args.ds, paths)))
+    if status:
+        print(f"land failed: {why}", file=sys.stderr)
+    return status
+
+

@@ -1,0 +1,122 @@
+"""Partitions of the landing layer and how they are replaced.
+
+A partition is a directory `<layer>/<source>/ds=<ds>/`. It is built whole
+under `home/tmp/`, then swapped in with rename(2): the old directory is
+renamed aside, the new one renamed in, the old one deleted. Readers see the
+old partition or the new one, never a half-written one. In the raw layer the
+`_reconciliation.json` inside the partition is the commit marker: a raw
+partition without it is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from .settings import Paths
+
+RECORD = "_reconciliation.json"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def partition(layer: Path, source: str, ds: str) -> Path:
+    return layer / source / f"ds={ds}"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_workdir(paths: Paths, label: str) -> Path:
+    paths.tmp.mkdir(parents=True, exist_ok=True)
+    work = paths.tmp / f"{label}-{uuid.uuid4().hex[:12]}"
+    work.mkdir(mode=PRIVATE_DIR)
+    return work
+
+
+def make_private(directory: Path) -> None:
+    """Owner-only: the directory 0700, every file in it 0600."""
+    os.chmod(directory, PRIVATE_DIR)
+    for child in directory.iterdir():
+        if child.is_file():
+            os.chmod(child, PRIVATE_FILE)
+
+
+def swap(new: Path | None, target: Path, trash: Path, private_parents: bool = False) -> None:
+    """Replace `target` by `new` (or remove it when `new` is None) with renames."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if private_parents:
+        for parent in (target.parent, target.parent.parent):
+            os.chmod(parent, PRIVATE_DIR)
+    old = None
+    if target.exists():
+        trash.mkdir(parents=True, exist_ok=True)
+        old = trash / f"{target.parent.name}-{target.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(target, old)
+    if new is not None:
+        os.rename(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, data: dict, mode: int | None = None) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=False, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.rename(tmp, path)
+
+
+def read_record(raw_partition: Path) -> dict | None:
+    try:
+        return json.loads((raw_partition / RECORD).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def committed(paths: Paths, source: str) -> dict[str, Path]:
+    """ds -> raw partition, for the partitions carrying their commit marker."""
+    root = paths.raw / source
+    out = {}
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if child.name.startswith("ds=") and (child / RECORD).is_file():
+                out[child.name[3:]] = child
+    return out
+
+
+def parquet_files(part: Path) -> list[Path]:
+    return sorted(p for p in part.glob("*.parquet") if p.is_file())
+
+
+@contextlib.contextmanager
+def source_lock(paths: Paths, source: str):
+    """One landing or release per source at a time (other sources run in parallel)."""
+    lock_dir = paths.tmp / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{source}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def record_failure(paths: Paths, source: str, ds: str, failure: dict) -> Path:
+    folder = paths.landing_failures / source / f"ds={ds}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = utc_now().strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"{stamp}.json"
+    write_json(path, failure)
+    return path
