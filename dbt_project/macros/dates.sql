@@ -1,0 +1,46 @@
+{#- The local calendar date of an instant in a program's time zone
+    (kpis.md "Conventions": the date of a timestamp is its local date).
+    `ts AT TIME ZONE tz` on a TIMESTAMPTZ gives the local wall-clock time in
+    both DuckDB (ICU) and PostgreSQL. -#}
+{% macro local_date(ts, tz) -%}
+  cast(({{ ts }} at time zone {{ tz }}) as date)
+{%- endmacro %}
+
+{#- Days since 2000-01-01: a small integer for the linear subsidy accumulator. -#}
+{% macro day_number(d) -%}
+  {{ dbt.datediff("cast('2000-01-01' as date)", d, 'day') }}
+{%- endmacro %}
+
+{% macro end_of_time() -%}cast('9999-12-31' as date){%- endmacro %}
+{% macro start_of_time() -%}cast('1900-01-01' as date){%- endmacro %}
+
+{#- The earliest business date this build restates (var restate_from, set by
+    program_reporting.build from the landing reconciliation records). Incremental
+    models delete and recompute everything dated on or after it. -#}
+{% macro restate_from() -%}
+  {%- set value = var('restate_from') | string -%}
+  {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', value) -%}
+    {{ exceptions.raise_compiler_error("var restate_from must be a date YYYY-MM-DD, got '" ~ value ~ "'") }}
+  {%- endif -%}
+  cast('{{ value }}' as date)
+{%- endmacro %}
+
+{#- A date plus n days, as a DATE (dbt.dateadd yields a timestamp on some adapters). -#}
+{% macro add_days(n, d) -%}
+  cast({{ dbt.dateadd('day', n, d) }} as date)
+{%- endmacro %}
+
+{#- Select-list expression expanding into one row per date from start to end
+    (inclusive). Both DuckDB and PostgreSQL accept a set-returning
+    generate_series in the select list; DuckDB needs unnest() around the list. -#}
+{% macro date_series(start, end) -%}
+  {{ return(adapter.dispatch('date_series', 'program_reporting')(start, end)) }}
+{%- endmacro %}
+
+{% macro default__date_series(start, end) -%}
+  cast(generate_series(cast({{ start }} as timestamp), cast({{ end }} as timestamp), interval '1 day') as date)
+{%- endmacro %}
+
+{% macro duckdb__date_series(start, end) -%}
+  cast(unnest(generate_series(cast({{ start }} as timestamp), cast({{ end }} as timestamp), interval '1 day')) as date)
+{%- endmacro %}

@@ -1,0 +1,45 @@
+-- One row per report_id. A report delivered again (identical, or re-sent in a
+-- later delivery) counts once: the copy from the latest delivery wins.
+-- Which report of a (merchant, month) is in force is decided later, in
+-- int_employment_reports_effective.
+with source as (
+    select * from {{ source('raw', 'employment_reports') }}
+),
+
+typed as (
+    select
+        cast(report_id as varchar) as report_id,
+        cast(merchant_id as varchar) as merchant_id,
+        cast(period_month as date) as period_month,
+        cast(employees as bigint) as employees,
+        cast(baseline_employees as bigint) as baseline_employees,
+        cast(reported_at as timestamptz) as reported_at,
+        cast(verification_status as varchar) as verification_status,
+        cast(_ds as date) as _ds,
+        cast(_file as varchar) as _file,
+        cast(_line as bigint) as _line,
+        cast(_landed_at as timestamptz) as _landed_at
+    from source
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (partition by report_id order by _ds desc, _line desc) as copy_rank
+    from typed
+)
+
+select
+    report_id,
+    merchant_id,
+    period_month,
+    employees,
+    baseline_employees,
+    reported_at,
+    verification_status,
+    _ds,
+    _file,
+    _line,
+    _landed_at
+from ranked
+where copy_rank = 1

@@ -1,0 +1,56 @@
+-- One row per merchant version: every (merchant_id, updated_at) once.
+-- extracts.md: between two rows with the same updated_at, the one from the
+-- later ds, then the later line of the file, wins; an identical row delivered
+-- twice is the same version.
+with source as (
+    select * from {{ source('raw', 'merchants') }}
+),
+
+typed as (
+    select
+        cast(merchant_id as varchar) as merchant_id,
+        cast(program_code as varchar) as program_code,
+        cast(business_name as varchar) as business_name,
+        cast(region as varchar) as region,
+        cast(city as varchar) as city,
+        cast(business_type as varchar) as business_type,
+        cast(size_class as varchar) as size_class,
+        cast(registered_on as date) as registered_on,
+        cast(enrolled_on as date) as enrolled_on,
+        cast(status as varchar) as status,
+        cast(updated_at as timestamptz) as updated_at,
+        cast(_ds as date) as _ds,
+        cast(_file as varchar) as _file,
+        cast(_line as bigint) as _line,
+        cast(_landed_at as timestamptz) as _landed_at
+    from source
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by merchant_id, updated_at
+            order by _ds desc, _line desc
+        ) as tie_rank
+    from typed
+)
+
+select
+    merchant_id,
+    program_code,
+    business_name,
+    region,
+    city,
+    business_type,
+    size_class,
+    registered_on,
+    enrolled_on,
+    status,
+    updated_at,
+    _ds,
+    _file,
+    _line,
+    _landed_at
+from ranked
+where tie_rank = 1
