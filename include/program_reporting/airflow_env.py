@@ -103,6 +103,9 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # Let the DAG processor see edited DAG files quickly on a laptop.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
+        # Airflow's own children (standalone starts `airflow scheduler` etc.) are
+        # found on PATH: put this interpreter's bin/ (the project venv) first.
+        "PATH": os.pathsep.join(x for x in (str(Path(sys.executable).parent), env.get("PATH", "")) if x),
         # `program_reporting` is installed into the venv in editable mode; the
         # repository's include/ on the path keeps a plain checkout working too.
         "PYTHONPATH": os.pathsep.join(

@@ -1,0 +1,158 @@
+"""The BI refresh follows a publish through Airflow's asset scheduling.
+
+1. The nightly DAG runs (`program-reporting run --no-bi-refresh`) and publishes.
+2. Airflow recorded the three mart asset events and queued the consumer DAG
+   (AssetDagRunQueue) - the scheduling link.
+3. `program-reporting airflow` starts Airflow standalone (scheduler, DAG
+   processor, API server, LocalExecutor); its scheduler turns the queued
+   asset events into an asset-triggered run of program_reporting_bi_refresh
+   and runs it. Then Ctrl-C's path (SIGTERM) stops the whole process group.
+4. The Parquet exports equal the published tables; the brief is self-contained.
+
+Real Airflow, dbt, GX and DuckDB; nothing mocked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from program_reporting.airflow_env import airflow_env
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
+DS = "2020-06-02"
+
+QUERY = r"""
+import json
+from sqlalchemy import select
+from airflow.utils.session import create_session
+from airflow.models.asset import AssetEvent, AssetModel, AssetDagRunQueue
+from airflow.models.dagrun import DagRun
+with create_session() as s:
+    events = [{"asset": a.name, "uri": a.uri, "extra": e.extra, "source_dag_id": e.source_dag_id,
+               "source_task_id": e.source_task_id}
+              for e, a in s.execute(select(AssetEvent, AssetModel).join(AssetModel, AssetEvent.asset_id == AssetModel.id))]
+    queued = [q.target_dag_id for q in s.scalars(select(AssetDagRunQueue))]
+    runs = [{"dag_id": r.dag_id, "run_type": str(r.run_type), "state": str(r.state), "run_id": r.run_id,
+             "consumed": len(r.consumed_asset_events)}
+            for r in s.scalars(select(DagRun))]
+print("@@JSON@@" + json.dumps({"events": events, "queued": queued, "runs": runs}, default=str))
+"""
+
+
+def airflow_state(env: dict) -> dict:
+    proc = subprocess.run([str(BIN / "python"), "-c", QUERY], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("@@JSON@@"))
+    return json.loads(line[len("@@JSON@@"):])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeypatch):
+    p = env_paths
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    # Private ports: other Airflows on this machine must not collide with this one.
+    monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "2")
+    from program_reporting.simulate import simulate
+
+    simulate(start=dt.date.fromisoformat(DS), days=1, merchants=200, seed=11, drop=p.drop,
+             bad_row_share=0.0, progress=False)
+
+    # 1. the nightly run publishes (the BI refresh is left to the scheduler)
+    proc = subprocess.run([str(BIN / "program-reporting"), "run", "--ds", DS, "--no-bi-refresh"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert not (p.exports / "kpi_brief.html").exists()
+
+    # 2. the scheduling link: asset events from nightly.publish, the consumer queued
+    env = airflow_env()
+    state = airflow_state(env)
+    events = [e for e in state["events"] if e["source_dag_id"] == "program_reporting_nightly"]
+    assert sorted(e["asset"] for e in events) == MARTS
+    assert all(e["source_task_id"] == "publish" and e["extra"]["ds"] == DS for e in events)
+    assert all(e["uri"].startswith(p.current_db.as_uri()) for e in events)
+    assert "program_reporting_bi_refresh" in state["queued"]
+
+    # 3. a real scheduler (Airflow standalone, via `program-reporting airflow`) runs the consumer
+    port = free_port()
+    out = open(p.home / "standalone.log", "w")
+    airflow = subprocess.Popen([str(BIN / "program-reporting"), "airflow", "--port", str(port), "--grace", "15"],
+                               stdout=out, stderr=subprocess.STDOUT, text=True)
+    pgid = None
+    try:
+        deadline = time.monotonic() + 420
+        run = None
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            log_text = (p.home / "standalone.log").read_text(errors="replace")
+            if pgid is None and (m := re.search(r"process group (\d+)", log_text)):
+                pgid = int(m.group(1))
+            assert airflow.poll() is None, log_text[-5000:]
+            runs = [r for r in airflow_state(env)["runs"] if r["dag_id"] == "program_reporting_bi_refresh"]
+            if runs and runs[0]["state"] in ("success", "failed", "DagRunState.SUCCESS", "DagRunState.FAILED"):
+                run = runs[0]
+                break
+        assert run is not None, "the scheduler did not run program_reporting_bi_refresh:\n" + log_text[-5000:]
+        assert run["state"].lower().endswith("success"), run
+        assert "asset_triggered" in run["run_type"].lower(), run
+        assert run["consumed"] >= 3
+    finally:
+        airflow.send_signal(signal.SIGTERM)  # what Ctrl-C / a service manager does
+        airflow.wait(timeout=120)
+        out.close()
+    # Nothing of Airflow standalone is left running.
+    assert pgid is not None
+    time.sleep(1)
+    assert not group_alive(pgid), f"processes of group {pgid} survived"
+
+    # 4. the exports equal the published tables; the brief is self-contained
+    con = duckdb.connect(str(p.current_db), read_only=True)
+    try:
+        for table in MARTS:
+            folder = p.exports / "parquet" / table
+            files = list(folder.glob("*.parquet"))
+            assert len(files) == 1, files
+            pq = f"read_parquet('{files[0]}')"
+            n = con.execute(f"select count(*) from {table}").fetchone()[0]
+            assert n > 0
+            assert con.execute(f"select count(*) from {pq}").fetchone()[0] == n
+            for a, b in ((table, pq), (pq, table)):
+                diff = con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchone()[0]
+                assert diff == 0, (table, a, b)
+            types = con.execute(f"describe select * from {table}").fetchall()
+            assert con.execute(f"describe select * from {pq}").fetchall() == types
+    finally:
+        con.close()
+    brief = (p.exports / "kpi_brief.html").read_text(encoding="utf-8")
+    assert "<svg" in brief and "SPARK-2020" in brief
+    assert "Jobs retained against the target" in brief and "5,000,000" in brief
+    assert "<script" not in brief.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", brief)
