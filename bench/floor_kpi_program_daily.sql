@@ -35,16 +35,16 @@ FROM read_csv('{seeds}/benchmark_rates.csv', header = true, all_varchar = true);
 
 CREATE OR REPLACE TEMP TABLE latest AS
 SELECT max(_ds) AS latest_ds FROM (
-    SELECT _ds FROM read_parquet('{raw}/merchants/ds=*/*.parquet', union_by_name = true)
-    UNION ALL SELECT _ds FROM read_parquet('{raw}/credit_events/ds=*/*.parquet', union_by_name = true)
-    UNION ALL SELECT _ds FROM read_parquet('{raw}/employment_reports/ds=*/*.parquet', union_by_name = true));
+    SELECT _ds FROM read_parquet('{raw}/merchants/ds=*/*.parquet', union_by_name = true, hive_partitioning = false)
+    UNION ALL SELECT _ds FROM read_parquet('{raw}/credit_events/ds=*/*.parquet', union_by_name = true, hive_partitioning = false)
+    UNION ALL SELECT _ds FROM read_parquet('{raw}/employment_reports/ds=*/*.parquet', union_by_name = true, hive_partitioning = false));
 
 -- ---------------------------------------------------------------- merchants
 CREATE OR REPLACE TEMP TABLE m AS
 SELECT r.merchant_id, r.program_code, r.region, r.business_type, r.size_class, r.enrolled_on, r.status,
        CAST(timezone(p.time_zone, r.updated_at) AS DATE) AS upd_date,
        row_number() OVER (PARTITION BY r.merchant_id ORDER BY r.updated_at, r._ds, r._line) AS vno
-FROM read_parquet('{raw}/merchants/ds=*/*.parquet', union_by_name = true) r
+FROM read_parquet('{raw}/merchants/ds=*/*.parquet', union_by_name = true, hive_partitioning = false) r
 JOIN programs p USING (program_code);
 
 -- version intervals: the last version of each local update date holds until
@@ -77,7 +77,7 @@ CREATE OR REPLACE TEMP TABLE ev AS
 SELECT e.event_id, e.credit_line_id, e.merchant_id, e.event_type, e.event_at, e.amount,
        e.annual_interest_rate, e.due_on, f.program_code,
        CAST(timezone(p.time_zone, e.event_at) AS DATE) AS ed
-FROM (SELECT * FROM read_parquet('{raw}/credit_events/ds=*/*.parquet', union_by_name = true)
+FROM (SELECT * FROM read_parquet('{raw}/credit_events/ds=*/*.parquet', union_by_name = true, hive_partitioning = false)
       QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _ds, _line) = 1) e
 JOIN (SELECT merchant_id, program_code FROM m WHERE vno = 1) f USING (merchant_id)
 JOIN programs p ON p.program_code = f.program_code;
@@ -204,7 +204,7 @@ WITH line_v AS (
 ), reports AS (
     SELECT r.merchant_id, r.period_month, r.employees, r.baseline_employees,
            coalesce(lead(r.period_month) OVER (PARTITION BY r.merchant_id ORDER BY r.period_month) - 1, DATE '9999-12-31') AS r_to
-    FROM (SELECT * FROM read_parquet('{raw}/employment_reports/ds=*/*.parquet', union_by_name = true)
+    FROM (SELECT * FROM read_parquet('{raw}/employment_reports/ds=*/*.parquet', union_by_name = true, hive_partitioning = false)
           QUALIFY row_number() OVER (PARTITION BY merchant_id, period_month ORDER BY reported_at DESC, report_id DESC) = 1) r
 ), jobs AS (
     SELECT e.program_code, e.region, e.business_type, e.size_class,
