@@ -207,6 +207,9 @@ def _raised(exception_info: Any) -> str | None:
 
 def _observed(result: dict) -> Any:
     if "observed_value" in result:
+        details = result.get("details") or {}
+        if details.get("mismatched"):  # e.g. which columns are extra or missing
+            return scrub({"observed": result["observed_value"], "mismatched": details["mismatched"]})
         return scrub(result["observed_value"])
     if "element_count" in result:
         return {
