@@ -1,11 +1,16 @@
--- One row per landed delivery (source, ds), from its reconciliation record.
+-- One row per loaded delivery partition (source, ds): every folder
+-- home/raw/<source>/ds=<ds>/, also one whose delivery had no rows. Landing
+-- renames a partition into place only once it is complete, so a folder that
+-- exists is committed.
+with files as (
+    select replace(file, '\', '/') as file
+    from {{ source('raw', 'partitions') }}
+)
+
 select
-    cast(source as varchar) as source,
-    cast(ds as date) as ds,
-    cast(delivered as bigint) as delivered,
-    cast(loaded as bigint) as loaded,
-    cast(quarantined as bigint) as quarantined,
-    cast(held as bigint) as held,
-    cast(landed_at as timestamptz) as landed_at,
-    cast(touches_from as date) as touches_from
-from {{ source('raw', 'deliveries') }}
+    regexp_extract(file, '/raw/([^/]+)/ds=[0-9-]+/[^/]+$', 1) as source,
+    cast(regexp_extract(file, '/ds=([0-9]{4}-[0-9]{2}-[0-9]{2})/[^/]+$', 1) as date) as ds,
+    count(*) as files
+from files
+where regexp_matches(file, '/raw/[^/]+/ds=[0-9]{4}-[0-9]{2}-[0-9]{2}/[^/]+$')
+group by 1, 2

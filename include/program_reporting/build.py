@@ -1,0 +1,397 @@
+"""Build the warehouse for a business date: `dbt build` of dbt_project/ (seeds,
+staging, intermediate, facts, the three published kpi_ marts, and every data
+and unit test) into $PROGRAM_REPORTING_HOME/warehouse/warehouse.duckdb.
+
+Incremental by default: only business dates from `restate_from` on are
+recomputed. restate_from is the earliest business date that the deliveries
+landed (or re-landed, or given released orphans) since the last successful
+build can change, taken from their reconciliation records (touches_from);
+the build log in the warehouse (table _build_log) remembers what each
+successful build has seen. --full-refresh rebuilds everything from the raw
+layer and gives identical tables.
+
+Examples:
+  program-reporting build --ds 2020-06-30
+  program-reporting build --ds 2020-06-30 --full-refresh
+  program-reporting build --ds 2020-06-30 --audit RUN_ID   (also stage audit/RUN_ID/kpi.duckdb)
+
+Exit status: 0 built and every error-severity test passed; 1 the build failed
+(the failing models and tests are named); 2 bad arguments or nothing landed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import settings
+from .settings import DBT_PROJECT_DIR, SOURCES, Paths, parse_ds
+
+log = logging.getLogger(__name__)
+
+KPI_TABLES = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress")
+FULL_HISTORY = "1900-01-01"
+BUILD_LOG = "_build_log"
+BUILD_DELIVERIES = "_build_deliveries"
+_FAILED = {"error", "fail", "runtime error"}
+
+
+class BuildFailed(RuntimeError):
+    """dbt build did not complete; `nodes` names every failing model or test."""
+
+    def __init__(self, message: str, nodes: list[str] | None = None):
+        self.nodes = list(nodes or [])
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------
+# what changed since the last successful build
+
+def deliveries(paths: Paths) -> list[dict]:
+    """The reconciliation record of every raw partition. A partition without
+    one (written by other tools) gets a stand-in whose version is its files'
+    names, sizes and modification times."""
+    out = []
+    for source in SOURCES:
+        root = paths.raw / source
+        if not root.is_dir():
+            continue
+        for part in sorted(root.glob("ds=*")):
+            files = sorted(p for p in part.iterdir() if p.is_file())
+            if not files:
+                continue
+            try:
+                record = json.loads((part / "_reconciliation.json").read_text(encoding="utf-8"))
+            except (FileNotFoundError, json.JSONDecodeError):
+                stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+                record = {"landed_at": repr(stats), "touches_from": None, "loaded": None, "delivered": None}
+            record["source"], record["ds"] = source, part.name[3:]
+            out.append(record)
+    return out
+
+
+def _version(record: dict) -> str:
+    """Changes whenever landing replaces the partition or releases orphans into it."""
+    releases = record.get("releases") or []
+    return "|".join([str(record.get("landed_at")), str(len(releases)),
+                     str(releases[-1].get("at") if releases else "")])
+
+
+def _previous_build(db: Path) -> dict | None:
+    if not db.exists():
+        return None
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not {BUILD_LOG, BUILD_DELIVERIES, "int_credit_line_states", "stg_merchants"} <= tables:
+            return None
+        last = con.execute(f"SELECT run_id, ds, loaded_through FROM {BUILD_LOG} WHERE succeeded "
+                           "ORDER BY finished_at DESC LIMIT 1").fetchone()
+        if last is None:
+            return None
+        seen = {(s, str(d)): v for s, d, v in con.execute(
+            f"SELECT source, ds, version FROM {BUILD_DELIVERIES}").fetchall()}
+        return {"run_id": last[0], "ds": str(last[1]), "loaded_through": last[2], "seen": seen}
+    finally:
+        con.close()
+
+
+def _merchant_touches(paths: Paths, db: Path, changed_ds: list[str]) -> dt.date | None:
+    """Earliest business date a changed merchants partition can move credit
+    figures between segments: a version written on day u re-segments the
+    merchant's lines from u (UTC date - 1, a margin for every time zone); a
+    partition that holds (or held) a merchant's earliest version re-segments
+    its lines' whole history (kpis.md: before a merchant is known its earliest
+    version decides). Employment and merchant figures themselves are rebuilt
+    whole each night, so they need no restatement."""
+    if not changed_ds:
+        return None
+    glob = str(paths.raw / "merchants" / "ds=*" / "*.parquet").replace("'", "''")
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{str(db)}' AS wh (READ_ONLY)")
+        con.execute("CREATE TEMP TABLE changed AS SELECT CAST(unnest(?) AS DATE) AS ds", [changed_ds])
+        row = con.execute(f"""
+            WITH now_raw AS (
+                SELECT merchant_id, updated_at, _ds
+                FROM read_parquet('{glob}', union_by_name = true, hive_partitioning = false)
+            ),
+            before AS (SELECT merchant_id, updated_at, _ds FROM wh.stg_merchants),
+            touched AS (
+                SELECT merchant_id, updated_at FROM now_raw WHERE _ds IN (SELECT ds FROM changed)
+                UNION ALL
+                SELECT merchant_id, updated_at FROM before WHERE _ds IN (SELECT ds FROM changed)
+            ),
+            earliest AS (
+                SELECT merchant_id, updated_at, _ds FROM now_raw
+                QUALIFY updated_at = min(updated_at) OVER (PARTITION BY merchant_id)
+                UNION ALL
+                SELECT merchant_id, updated_at, _ds FROM before
+                QUALIFY updated_at = min(updated_at) OVER (PARTITION BY merchant_id)
+            ),
+            rewritten AS (
+                SELECT DISTINCT merchant_id FROM earliest WHERE _ds IN (SELECT ds FROM changed)
+            )
+            SELECT least(
+                (SELECT min(CAST(timezone('UTC', updated_at) AS DATE)) - 1 FROM touched),
+                (SELECT min(e.event_date) FROM wh.int_credit_events AS e
+                 WHERE e.merchant_id IN (SELECT merchant_id FROM rewritten))
+            )""").fetchone()
+        return row[0]
+    finally:
+        con.close()
+
+
+def restate_from(paths: Paths | None = None, full_refresh: bool = False) -> tuple[str, bool, list[dict]]:
+    """(restate_from, full_refresh, changed deliveries) for the next build."""
+    paths = paths or settings.paths()
+    records = deliveries(paths)
+    previous = None if full_refresh else _previous_build(paths.warehouse_db)
+    if previous is None:
+        return FULL_HISTORY, True, records
+    changed = [r for r in records
+               if previous["seen"].get((r["source"], str(r["ds"]))) != _version(r)]
+    candidates: list[dt.date] = []
+    # New dates at the end of the spine: overdue thresholds and rate changes dated there.
+    if previous["loaded_through"] is not None:
+        candidates.append(previous["loaded_through"] + dt.timedelta(days=1))
+    for r in changed:
+        if r["source"] == "credit_events":
+            touched = r.get("touches_from")
+            # no touches_from although rows landed: a record we cannot trust, restate everything
+            if touched:
+                candidates.append(dt.date.fromisoformat(str(touched)))
+            elif r.get("loaded") is None or r.get("loaded") or r.get("delivered"):
+                candidates.append(dt.date.fromisoformat(FULL_HISTORY))
+    merchants_changed = [str(r["ds"]) for r in changed if r["source"] == "merchants"]
+    touched = _merchant_touches(paths, paths.warehouse_db, merchants_changed)
+    if touched is not None:
+        candidates.append(touched)
+    restate = min(candidates) if candidates else dt.date.fromisoformat(FULL_HISTORY)
+    return restate.isoformat(), False, changed
+
+
+# --------------------------------------------------------------------------
+# dbt
+
+@contextlib.contextmanager
+def _dbt_environment(paths: Paths):
+    """dbt reads PROGRAM_REPORTING_HOME (profiles.yml, sources); set it from paths for the call."""
+    keys = ("PROGRAM_REPORTING_HOME", "DBT_SEND_ANONYMOUS_USAGE_STATS", "DO_NOT_TRACK")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["PROGRAM_REPORTING_HOME"] = str(paths.home)
+    os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "False"
+    os.environ["DO_NOT_TRACK"] = "1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _dbt_args(command: list[str], paths: Paths) -> list[str]:
+    work = paths.home / "warehouse"
+    return command + [
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        # per-home target and logs: parallel homes (tests, backfills) never share state
+        "--target-path", str(work / "dbt_target"),
+        "--log-path", str(work / "dbt_logs"),
+        "--no-use-colors",
+    ]
+
+
+def _invoke(args: list[str], paths: Paths):
+    from dbt.cli.main import dbtRunner
+
+    with _dbt_environment(paths):
+        try:
+            return dbtRunner().invoke(args)
+        finally:
+            _release_duckdb()
+
+
+def _release_duckdb() -> None:
+    """dbt-duckdb keeps its DuckDB instance open after an in-process invocation;
+    close it so that this process (stage_audit, the build log) and others can
+    open warehouse.duckdb afterwards."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            env.close()
+            DuckDBConnectionManager._ENV = None
+
+
+def _node_results(result) -> list[tuple[str, str, str]]:
+    out = []
+    for r in getattr(result.result, "results", None) or []:
+        node = getattr(r, "node", None)
+        name = getattr(node, "unique_id", None) or getattr(node, "name", "?")
+        out.append((name, str(getattr(r.status, "value", r.status)), (r.message or "").strip()))
+    return out
+
+
+def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None = None) -> dict:
+    """`dbt build` for business date ds; returns a summary dict; raises BuildFailed."""
+    parse_ds(ds)
+    paths = paths or settings.paths()
+    started = time.perf_counter()
+    started_at = dt.datetime.now(dt.timezone.utc)
+    records = deliveries(paths)
+    if not records:
+        raise BuildFailed(f"nothing to build: no landed delivery under {paths.raw} (land the sources first)")
+    paths.warehouse_db.parent.mkdir(parents=True, exist_ok=True)
+    restate, full, changed = restate_from(paths, full_refresh)
+    loaded_through = max(dt.date.fromisoformat(str(r["ds"])) for r in records)
+    log.info("build ds=%s run_id=%s: %s (%d deliveries changed since the last build)", ds, run_id,
+             "full refresh" if full else f"restating from {restate}", len(changed))
+    args = _dbt_args(["build"], paths) + ["--vars", json.dumps({"ds": ds, "restate_from": restate})]
+    if full:
+        args.append("--full-refresh")
+    result = _invoke(args, paths)
+    nodes = _node_results(result)
+    failed = [f"{name} ({status}): {message}"[:500] for name, status, message in nodes if status in _FAILED]
+    warned = [f"{name}: {message}"[:300] for name, status, message in nodes if status == "warn"]
+    seconds = round(time.perf_counter() - started, 1)
+    _write_build_log(paths, run_id, ds, restate, full, loaded_through, records, started_at,
+                     succeeded=bool(result.success and not failed))
+    if not result.success or failed:
+        cause = failed or [repr(result.exception) if result.exception else "dbt reported failure"]
+        raise BuildFailed(f"dbt build for ds={ds} failed after {seconds}s: " + "; ".join(cause[:10]),
+                          nodes=[f.split(" ", 1)[0] for f in failed])
+    for w in warned:
+        log.warning("dbt warning: %s", w)
+    log.info("build ds=%s done in %ss: %d nodes, %d warnings", ds, seconds, len(nodes), len(warned))
+    return {
+        "ds": ds, "run_id": run_id, "full_refresh": full, "restate_from": restate,
+        "loaded_through": loaded_through.isoformat(), "changed_deliveries": len(changed),
+        "nodes": len(nodes), "warnings": warned, "seconds": seconds,
+        "warehouse": str(paths.warehouse_db),
+    }
+
+
+def _write_build_log(paths: Paths, run_id: str, ds: str, restate: str, full: bool, loaded_through: dt.date,
+                     records: list[dict], started_at: dt.datetime, succeeded: bool) -> None:
+    con = duckdb.connect(str(paths.warehouse_db))
+    try:
+        con.execute(f"""CREATE TABLE IF NOT EXISTS {BUILD_LOG} (
+            run_id VARCHAR, ds DATE, restate_from DATE, full_refresh BOOLEAN, loaded_through DATE,
+            started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, succeeded BOOLEAN)""")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {BUILD_DELIVERIES} (source VARCHAR, ds DATE, version VARCHAR)")
+        con.execute("BEGIN")
+        con.execute(f"INSERT INTO {BUILD_LOG} VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
+                    [run_id, ds, restate, full, loaded_through, started_at, succeeded])
+        if succeeded:
+            # what this build has seen: the next one restates from what changed since
+            con.execute(f"DELETE FROM {BUILD_DELIVERIES}")
+            if records:
+                con.executemany(f"INSERT INTO {BUILD_DELIVERIES} VALUES (?, ?, ?)",
+                                [[r["source"], str(r["ds"]), _version(r)] for r in records])
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+# --------------------------------------------------------------------------
+# audit set, manifest
+
+def stage_audit(run_id: str, ds: str, paths: Paths | None = None) -> Path:
+    """Copy the three kpi_ marts into a new audit/<run_id>/kpi.duckdb (plus run_info)."""
+    parse_ds(ds)
+    paths = paths or settings.paths()
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise ValueError(f"run_id {run_id!r} cannot name a folder")
+    target_dir = paths.audit / run_id
+    target = target_dir / "kpi.duckdb"
+    paths.tmp.mkdir(parents=True, exist_ok=True)
+    scratch = paths.tmp / f"audit-{run_id}-{os.getpid()}.duckdb"
+    scratch.unlink(missing_ok=True)
+    con = duckdb.connect(str(scratch))
+    try:
+        con.execute(f"ATTACH '{str(paths.warehouse_db)}' AS wh (READ_ONLY)")
+        for table in KPI_TABLES:
+            order = "program_code, as_of_date" + (", region, business_type, size_class"
+                                                   if table == "kpi_segment_daily" else
+                                                   ", metric" if table == "kpi_target_progress" else "")
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM wh.main.{table} ORDER BY {order}")
+        con.execute("CREATE TABLE run_info (run_id VARCHAR, ds DATE, built_at TIMESTAMPTZ)")
+        has_log = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'wh' "
+                              "AND table_name = ?", [BUILD_LOG]).fetchone()[0]
+        built_at = con.execute(f"SELECT max(finished_at) FROM wh.main.{BUILD_LOG} WHERE succeeded"
+                               ).fetchone()[0] if has_log else None
+        con.execute("INSERT INTO run_info VALUES (?, ?, coalesce(?, now()))", [run_id, ds, built_at])
+        con.execute("DETACH wh")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    target_dir.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch, target)  # a reader never sees a half-written file
+    Path(str(scratch) + ".wal").unlink(missing_ok=True)
+    log.info("staged %s for run %s", target, run_id)
+    return target
+
+
+def ensure_manifest(force: bool = False) -> Path:
+    """dbt_project/target/manifest.json (what Cosmos renders the DAG from), parsed if missing or stale."""
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    sources = [p for pattern in ("models/**/*", "macros/**/*", "seeds/**/*", "tests/**/*", "*.yml")
+               for p in DBT_PROJECT_DIR.glob(pattern) if p.is_file()]
+    newest = max((p.stat().st_mtime for p in sources), default=0)
+    if not force and manifest.exists() and manifest.stat().st_mtime >= newest:
+        return manifest
+    paths = settings.paths()
+    result = _invoke([
+        "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(DBT_PROJECT_DIR / "target"), "--log-path", str(DBT_PROJECT_DIR / "logs"),
+        "--no-use-colors"], paths)
+    if not result.success or not manifest.exists():
+        raise BuildFailed(f"dbt parse failed: {result.exception!r}")
+    return manifest
+
+
+# --------------------------------------------------------------------------
+# command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ds", required=True, help="business date YYYY-MM-DD")
+    parser.add_argument("--run-id", default=None, help="run id for the build log (default manual-<ds>-<time>)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="rebuild every model from the raw layer (identical results, slower)")
+    parser.add_argument("--audit", metavar="RUN_ID", default=None,
+                        help="after the build, stage the kpi_ marts into audit/RUN_ID/kpi.duckdb")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        parse_ds(args.ds)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
+    run_id = args.run_id or f"manual-{args.ds}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
+    try:
+        summary = build(args.ds, run_id, full_refresh=args.full_refresh)
+    except BuildFailed as exc:
+        print(f"build failed: {exc}")
+        return 2 if "nothing to build" in str(exc) else 1
+    print(f"built ds={summary['ds']} in {summary['seconds']}s "
+          f"({'full refresh' if summary['full_refresh'] else 'restated from ' + summary['restate_from']}); "
+          f"{len(summary['warnings'])} warnings; warehouse {summary['warehouse']}")
+    if args.audit:
+        print(f"audit set: {stage_audit(args.audit, args.ds)}")
+    return 0
