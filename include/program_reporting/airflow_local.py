@@ -92,24 +92,30 @@ def read_login(home: Path) -> str | None:
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    """End the whole process group of `proc`: SIGTERM, then SIGKILL after `grace` seconds."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        return
+    """End the whole process group of `proc`: SIGTERM, then SIGKILL after `grace` seconds.
+
+    Returns once no live process of the group is left."""
+    pgid = proc.pid  # start_new_session=True: the child leads its own group
     if pgid == os.getpgrp():  # never signal our own group
         proc.terminate()
         return
     _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.5)
-        proc.poll()
-    if _group_alive(pgid):
+    if not _wait_gone(proc, pgid, grace):
         log.warning("Airflow did not stop within %.0f s; killing process group %d", grace, pgid)
         _signal_group(pgid, signal.SIGKILL)
-        time.sleep(0.5)
-    proc.poll()
+        if not _wait_gone(proc, pgid, 10.0):
+            log.error("processes of group %d are still running: %s", pgid, group_members(pgid))
+
+
+def _wait_gone(proc: subprocess.Popen, pgid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        proc.poll()  # reap our own child
+        if not group_members(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.3)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -119,14 +125,28 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():  # not Linux: fall back to "does the group exist"
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    members = []
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may contain spaces, so split after the last ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
 
 
 if __name__ == "__main__":  # pragma: no cover
