@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import signal
 import socket
@@ -66,12 +65,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def group_alive(pgid: int) -> list[int]:
+    from program_reporting.airflow_local import group_members
+
+    return group_members(pgid)
 
 
 def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeypatch):
@@ -130,8 +127,8 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
         out.close()
     # Nothing of Airflow standalone is left running.
     assert pgid is not None
-    time.sleep(1)
-    assert not group_alive(pgid), f"processes of group {pgid} survived"
+    assert airflow.returncode == 0
+    assert group_alive(pgid) == [], f"processes of group {pgid} survived"
 
     # 4. the exports equal the published tables; the brief is self-contained
     con = duckdb.connect(str(p.current_db), read_only=True)

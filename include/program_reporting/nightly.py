@@ -160,6 +160,13 @@ def dbt_build(ds: str, run_id: str, context: Any) -> dict:
 
     try:
         return build.build(ds, run_id)
+    except build.BuildFailed as exc:
+        message = f"dbt build for ds={ds} failed: {exc}"
+        if exc.nodes and all(n.startswith(("test.", "unit_test.")) for n in exc.nodes):
+            # Only dbt tests failed: a failed check, which a retry would only repeat.
+            fail_validation(context, message)
+        record_failure(context, message)
+        raise
     except Exception as exc:
         record_failure(context, f"dbt build for ds={ds} failed: {exc}")
         raise
@@ -230,8 +237,14 @@ def _why(result: Any, summary: dict) -> str:
 
 def publish(run_id: str, ds: str, context: Any) -> str:
     from . import publish as publishing
+    from . import publish_pg
 
     try:
+        if publish_pg.enabled():
+            # Production profile: the PostgreSQL serving schema first, from the
+            # audit set; if it fails nothing is published anywhere, and a retry
+            # finds the run already current there and only publishes the files.
+            publish_pg.publish(run_id)
         published = publishing.publish(run_id)
     except Exception as exc:
         record_failure(context, f"publishing run {run_id} failed: {exc}")
