@@ -36,6 +36,7 @@ import re
 import shutil
 import sys
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -58,6 +59,7 @@ QUARANTINE_FILE = "quarantine.parquet"
 ROWS_FILE = "rows.parquet"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _AMOUNT_TOTAL = re.compile(r"^-?\d+\.\d{2}$")
+CONTROL_MAX_BYTES = 1 << 20  # a control file is a few hundred bytes; a bigger one is refused unread
 _ISO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$")
 
 
@@ -85,8 +87,13 @@ def _read_control(path: Path, source: str, ds: str, rel) -> dict:
         return DeliveryRejected(source, ds, rel(path), "control_file", detail)
 
     try:
-        control = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        with open(path, "rb") as fh:
+            raw = fh.read(CONTROL_MAX_BYTES + 1)
+        if len(raw) > CONTROL_MAX_BYTES:
+            raise bad(f"larger than {CONTROL_MAX_BYTES} bytes")
+        # ValueError covers bad JSON and integers too long to parse; RecursionError, deep nesting
+        control = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
         raise bad(f"unreadable: {exc}") from exc
     if not isinstance(control, dict):
         raise bad("not a JSON object")
@@ -113,6 +120,17 @@ def _read_control(path: Path, source: str, ds: str, rel) -> dict:
         if not isinstance(total, str) or not _AMOUNT_TOTAL.match(total):
             raise bad(f"amount_total {total!r} is not a decimal string with 2 places")
     return control
+
+
+def _refuse_symlinks(folder: Path, source: str, ds: str, rel) -> None:
+    """A delivery is files a source wrote into the drop folder: a symbolic link
+    (the ds folder, the control file or a data file) could make landing read
+    any file the pipeline can read, so the delivery is refused whole."""
+    names = [contract.CONTROL_FILE] + [contract.data_file_name(source, gz) for gz in (False, True)]
+    for p in [folder] + [folder / n for n in names]:
+        if p.is_symlink():
+            raise DeliveryRejected(source, ds, rel(p), "symlink",
+                                   "is a symbolic link; deliveries must be regular files in the drop folder")
 
 
 def _data_file(folder: Path, source: str, ds: str, rel) -> Path:
@@ -174,6 +192,7 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
     def reject(file: Path, cause: str, detail: str) -> DeliveryRejected:
         return DeliveryRejected(source, ds, rel(file), cause, detail)
 
+    _refuse_symlinks(folder, source, ds, rel)
     control = _read_control(control_path, source, ds, rel)
     data = _data_file(folder, source, ds, rel)
     file_rel = rel(data)
@@ -182,14 +201,18 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
     try:
         header = read_header(data)
     except CsvError as exc:
-        scan.wait()
+        scan.cancel()
         raise reject(data, exc.cause, str(exc)) from exc
-    doubled = sorted({h for h in header if header.count(h) > 1})
+    # Counter, not list.count: a header of millions of columns must not be quadratic
+    doubled = sorted(h for h, n in Counter(header).items() if n > 1)
     if doubled:
-        raise reject(data, "duplicate_column", f"header names {', '.join(doubled)} more than once")
+        scan.cancel()
+        shown = ", ".join(repr(h) for h in doubled[:10]) + (f" and {len(doubled) - 10} more" if len(doubled) > 10 else "")
+        raise reject(data, "duplicate_column", f"header ({len(header)} columns) names {shown} more than once")
     listed = contract.column_names(source)
     missing = [c for c in listed if c not in header]
     if missing:
+        scan.cancel()
         raise reject(data, "missing_column", f"listed column(s) {', '.join(missing)} not in the header")
     extras = [h for h in header if h not in listed]
 
@@ -199,10 +222,13 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         try:
             rows_read, bad_records = scan_csv(con, data, len(header), t1_select(source, ds, rows_sql), table="t1")
         except CsvError as exc:
-            scan.wait()
+            scan.cancel()
             raise reject(data, exc.cause, str(exc)) from exc
         t_read = time.monotonic()
-        scan.wait()
+        try:
+            scan.wait()
+        except CsvError as exc:
+            raise reject(data, exc.cause, str(exc)) from exc
         if scan.sha256.lower() != control["sha256"].lower():
             raise reject(data, "checksum", f"SHA-256 is {scan.sha256}, the control file says {control['sha256']}")
         delivered = rows_read + len(bad_records)

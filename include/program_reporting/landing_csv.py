@@ -47,45 +47,64 @@ class Scan:
     error: BaseException | None = None
     _thread: threading.Thread | None = field(default=None, repr=False)
 
+    _cancelled: bool = field(default=False, repr=False)
+
     def start(self) -> "Scan":
         self._thread = threading.Thread(target=self._run, name=f"scan-{self.path.name}", daemon=True)
         self._thread.start()
         return self
 
     def wait(self) -> "Scan":
+        """Wait for the scan; raises CsvError("unreadable") if the bytes could not be read or inflated."""
         if self._thread:
             self._thread.join()
         if self.error:
-            raise self.error
+            raise CsvError("unreadable", f"cannot read the data file: {self.error}") from self.error
         return self
+
+    def cancel(self) -> None:
+        """Stop the scan (the delivery is rejected anyway) and wait for the thread to end."""
+        self._cancelled = True
+        if self._thread:
+            self._thread.join()
 
     def _run(self) -> None:
         try:
             digest = hashlib.sha256()
+            # Inflated output is bounded per call (max_length): a gzip bomb streams, never balloons.
             inflate = zlib.decompressobj(wbits=47) if self.path.name.endswith(".gz") else None
             tail = b""
             first_blank = -1  # offset (in text bytes) of the first blank line seen
             last_content = -1  # offset of the last byte that is not a line end
             offset = 0
+
+            def consume(text: bytes) -> None:
+                nonlocal tail, first_blank, last_content, offset
+                if not text:
+                    return
+                window = tail + text
+                base = offset - len(tail)
+                if first_blank < 0:
+                    hits = [i for i in (window.find(b"\n\n"), window.find(b"\n\r\n")) if i >= 0]
+                    if hits:
+                        first_blank = base + min(hits) + 1
+                stripped = len(text.rstrip(b"\r\n"))
+                if stripped:
+                    last_content = offset + stripped - 1
+                tail = window[-2:]
+                offset += len(text)
+
             with open(self.path, "rb") as fh:
-                while chunk := fh.read(CHUNK):
+                while not self._cancelled and (chunk := fh.read(CHUNK)):
                     digest.update(chunk)
                     self.size += len(chunk)
-                    text = inflate.decompress(chunk) if inflate else chunk
-                    if not text:
+                    if inflate is None:
+                        consume(chunk)
                         continue
-                    window = tail + text
-                    base = offset - len(tail)
-                    if first_blank < 0:
-                        hits = [i for i in (window.find(b"\n\n"), window.find(b"\n\r\n")) if i >= 0]
-                        if hits:
-                            first_blank = base + min(hits) + 1
-                    stripped = len(text.rstrip(b"\r\n"))
-                    if stripped:
-                        last_content = offset + stripped - 1
-                    tail = window[-2:]
-                    offset += len(text)
-                if inflate:
+                    consume(inflate.decompress(chunk, CHUNK))
+                    while inflate.unconsumed_tail and not self._cancelled:
+                        consume(inflate.decompress(inflate.unconsumed_tail, CHUNK))
+                if inflate and not self._cancelled:
                     inflate.flush()
             self.sha256 = digest.hexdigest()
             self.blank_line_inside = 0 <= first_blank < last_content
