@@ -14,6 +14,7 @@ Real Airflow, dbt, GX and DuckDB; nothing mocked."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import json
 import re
 import signal
@@ -28,7 +29,6 @@ import pytest
 
 from program_reporting.airflow_env import airflow_env
 
-pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
@@ -71,6 +71,7 @@ def group_alive(pgid: int) -> list[int]:
     return group_members(pgid)
 
 
+@pytest.mark.e2e
 def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeypatch):
     p = env_paths
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)
@@ -153,3 +154,42 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
     assert "Jobs retained against the target" in brief and "5,000,000" in brief
     assert "<script" not in brief.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", brief)
+
+
+def test_exports_swap_atomically_and_brief_handles_nulls(env_paths):
+    """Fast, no Airflow: a hand-made published set, exported twice; the brief of
+    a program without a target and with null rates still renders."""
+    from program_reporting import brief, exports
+
+    p = env_paths
+    p.published.mkdir(parents=True)
+    con = duckdb.connect(str(p.current_db))
+    con.execute("""
+        create table kpi_program_daily as
+        select program_code, date '2020-06-01' + i::int as as_of_date, (i * 10)::bigint as enrolled_merchants,
+               (i * 1000.50)::decimal(18,2) as drawn_to_date, (i * 700.25)::decimal(18,2) as outstanding_balance,
+               case when i < 3 then null else (i / 100.0)::decimal(12,6) end as par30_rate,
+               (i * 50)::bigint as jobs_retained
+        from (select unnest(range(1, 6)) as i), (values ('SPARK-2020'), ('PPP-2020')) t(program_code)""")
+    con.execute("""create table kpi_target_progress as select 'SPARK-2020' as program_code, date '2020-06-06' as as_of_date,
+                   'jobs_retained' as metric, 5000000::decimal(18,2) as target_value, 250::decimal(18,2) as actual_value,
+                   0.00005::decimal(12,6) as progress_rate""")
+    con.execute("create table kpi_segment_daily as select 'SPARK-2020' as program_code, date '2020-06-06' as as_of_date")
+    con.close()
+
+    first = exports.export_parquet()
+    link = p.exports / "parquet" / "kpi_program_daily"
+    target_before = os.readlink(link)
+    second = exports.export_parquet()
+    assert set(second) == {"kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"} == set(first)
+    assert link.is_symlink() and os.readlink(link) != target_before
+    # Old versions are pruned; exactly one version per table is left.
+    assert len(list((p.exports / "parquet" / ".versions").iterdir())) == 3
+    check = duckdb.connect()
+    assert check.execute(f"select count(*) from read_parquet('{second['kpi_program_daily']}')").fetchone()[0] == 10
+
+    html = brief.write_brief().read_text(encoding="utf-8")
+    assert html.count("<section>") == 2
+    assert "No jobs target for this program." in html  # PPP-2020
+    assert "5,000,000" in html and "0.0%" in html  # SPARK-2020: 250 of 5,000,000
+    assert "<script" not in html.lower() and "http://" not in html.replace("http://www.w3.org/2000/svg", "")

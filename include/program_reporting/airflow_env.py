@@ -40,6 +40,7 @@ DEFAULT_SENSOR_TIMEOUT_SECONDS = 6 * 3600.0
 # Telemetry off everywhere: there is no internet, and a pipeline must not call home.
 NO_TELEMETRY = {
     "SCARF_ANALYTICS": "false",
+    "SCARF_NO_ANALYTICS": "true",  # read by Cosmos' telemetry switch
     "DO_NOT_TRACK": "1",
     "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
