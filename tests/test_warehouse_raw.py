@@ -53,7 +53,8 @@ def write_partition(raw: Path, source: str, ds: str, rows: list[dict], landed_at
     old_touch = json.loads(old_record.read_text()).get("touches_from") if old_record.exists() else None
     for old in folder.glob("*"):
         old.unlink()
-    landed_at = landed_at or f"{ds}T23:30:00+08:00"
+    # a new landing is a new version of the partition, as with landing.land
+    landed_at = landed_at or dt.datetime.now(dt.timezone.utc).isoformat()
     cols = COLUMNS[source] + META
     data_file = f"{source}/ds={ds}/{source}.csv"
     selects = []
