@@ -182,7 +182,8 @@ def _svg(dates: Sequence, series: list[tuple[str, list]], fmt, reference: float 
         return '<div class="meta">no data yet</div>'
     lo = min(0.0, min(values))
     hi = max(values + ([reference] if reference is not None and reference <= 1.5 * max(values) else []))
-    hi = hi if hi > lo else lo + 1
+    if hi <= lo:  # a flat series: a small span, so that 0% reads as 0% and not as a 100% scale
+        hi = lo + (0.05 if fmt is _pct else 1)
     n = len(dates)
     x = lambda i: left + (width - left - right) * (i / (n - 1) if n > 1 else 0.5)  # noqa: E731
     y = lambda v: top + (height - top - bottom) * (1 - (v - lo) / (hi - lo))  # noqa: E731
