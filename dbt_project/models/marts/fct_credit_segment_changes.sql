@@ -71,51 +71,48 @@ moves as (
     {% endif %}
 ),
 
--- each line's state on the day before the move
+-- each line's figures on the day before the move: the sums of its changes so far
 states_before_move as (
-    select *
-    from (
-        select
-            moves.*,
-            states.credit_line_id,
-            states.is_open,
-            states.credit_limit,
-            states.drawn_to_date,
-            states.repaid_to_date,
-            states.written_off_to_date,
-            states.outstanding_balance,
-            states.par30_balance,
-            states.par90_balance,
-            states.subsidy_level_x365,
-            states.subsidy_slope_x365,
-            row_number() over (
-                partition by moves.merchant_id, moves.move_date, states.credit_line_id
-                order by states.state_date desc
-            ) as recency
-        from moves
-        inner join {{ ref('int_credit_line_states') }} as states
-            on moves.merchant_id = states.merchant_id
-           and states.state_date < moves.move_date
-    ) as ranked
-    where recency = 1
+    select
+        moves.merchant_id,
+        moves.move_date,
+        moves.from_program_code, moves.from_region, moves.from_business_type, moves.from_size_class,
+        moves.program_code, moves.region, moves.business_type, moves.size_class,
+        sum(states.delta_open_lines) as open_lines,
+        sum(states.delta_credit_limit) as credit_limit,
+        sum(states.delta_drawn) as drawn,
+        sum(states.delta_repaid) as repaid,
+        sum(states.delta_written_off) as written_off,
+        sum(states.delta_outstanding) as outstanding,
+        sum(states.delta_par30) as par30,
+        sum(states.delta_par90) as par90,
+        sum(states.delta_subsidy_level_x365) as subsidy_level_x365,
+        sum(states.delta_subsidy_slope_x365) as subsidy_slope_x365
+    from moves
+    inner join {{ ref('int_credit_line_states') }} as states
+        on moves.merchant_id = states.merchant_id
+       and states.state_date < moves.move_date
+    group by
+        moves.merchant_id, moves.move_date,
+        moves.from_program_code, moves.from_region, moves.from_business_type, moves.from_size_class,
+        moves.program_code, moves.region, moves.business_type, moves.size_class
 ),
 
 transfers as (
     select
-        direction.sign,
         case when direction.sign = 1 then program_code else from_program_code end as program_code,
         case when direction.sign = 1 then region else from_region end as region,
         case when direction.sign = 1 then business_type else from_business_type end as business_type,
         case when direction.sign = 1 then size_class else from_size_class end as size_class,
         move_date as change_date,
-        direction.sign * case when is_open then 1 else 0 end as delta_open_lines,
-        direction.sign * case when is_open then coalesce(credit_limit, 0) else 0 end as delta_credit_limit,
-        direction.sign * drawn_to_date as delta_drawn,
-        direction.sign * repaid_to_date as delta_repaid,
-        direction.sign * written_off_to_date as delta_written_off,
-        direction.sign * outstanding_balance as delta_outstanding,
-        direction.sign * par30_balance as delta_par30,
-        direction.sign * par90_balance as delta_par90,
+        direction.sign * open_lines as delta_open_lines,
+        direction.sign * credit_limit as delta_credit_limit,
+        direction.sign * drawn as delta_drawn,
+        direction.sign * repaid as delta_repaid,
+        direction.sign * written_off as delta_written_off,
+        direction.sign * outstanding as delta_outstanding,
+        direction.sign * par30 as delta_par30,
+        direction.sign * par90 as delta_par90,
         direction.sign * subsidy_level_x365 as delta_subsidy_level_x365,
         direction.sign * subsidy_slope_x365 as delta_subsidy_slope_x365,
         0 as goods_purchased_on_day

@@ -43,15 +43,31 @@ typed as (
     from source
 ),
 
-ranked as (
-    select
-        *,
-        row_number() over (partition by event_id order by _ds, _line) as copy_rank
+-- duplicates are rare: rank only the rows of repeated event_ids
+repeated as (
+    select event_id
     from typed
+    group by event_id
+    having count(*) > 1
 ),
 
 first_copies as (
-    select * from ranked where copy_rank = 1
+    select * from typed
+    where event_id not in (select event_id from repeated)
+
+    union all
+
+    select
+        event_id, credit_line_id, merchant_id, event_type, event_at, amount, currency,
+        annual_interest_rate, due_on, goods_category, _ds, _file, _line, _landed_at
+    from (
+        select
+            *,
+            row_number() over (partition by event_id order by _ds, _line) as copy_rank
+        from typed
+        where event_id in (select event_id from repeated)
+    ) as ranked
+    where copy_rank = 1
 )
 
 select
