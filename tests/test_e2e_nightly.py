@@ -65,7 +65,7 @@ def max_as_of(db: Path) -> str:
         con.close()
 
 
-def test_three_nights_publish_in_order_and_a_rerun_restates(airflow_paths):
+def test_three_nights_publish_in_order_and_a_redelivery_rerun_restates(airflow_paths):
     p = airflow_paths
     simulate(p, days=len(DAYS))
 
@@ -85,17 +85,42 @@ def test_three_nights_publish_in_order_and_a_rerun_restates(airflow_paths):
         assert report["airflow_run_id"].startswith("manual__")
     assert (p.reports / "index.html").exists()
 
-    # Re-running an earlier date is safe: a new published set, the same figures
-    # (nothing was re-delivered), rows still up to the latest loaded ds.
+    # A source re-delivers an earlier date (drawdowns corrected to 90%); re-running
+    # that date restates the figures: a new published set, rows still up to the
+    # latest loaded ds, drawn_to_date lower, nothing doubled, the other sources'
+    # figures unchanged, and the sets published before stay as they were.
+    from program_reporting.simulate import redeliver_ds
+
     before = _figures(p.current_db)
+    old_sets = {run_id: _figures(db) for run_id, db in runs.items()}
+    changed = redeliver_ds("credit_events", DAYS[1], drop=p.drop, seed=7, share=0.2)
+    assert changed
     proc = run_cli("--ds", DAYS[1], "--no-bi-refresh")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     runs_after = published_runs(p)
     assert len(runs_after) == 4
     rerun = [r for r in runs_after if r not in runs][0]
     assert rerun.startswith(DAYS[1] + "_")
+    assert os.path.samefile(p.current_db, runs_after[rerun])
     assert max_as_of(runs_after[rerun]) == DAYS[-1]
-    assert _figures(p.current_db) == before
+    after = _figures(p.current_db)
+    assert len(after) == len(before)
+    drawn_before = _column(p, before, "drawn_to_date")
+    drawn_after = _column(p, after, "drawn_to_date")
+    assert sum(drawn_after) < sum(drawn_before)
+    assert _column(p, after, "enrolled_merchants") == _column(p, before, "enrolled_merchants")
+    assert _column(p, after, "jobs_current") == _column(p, before, "jobs_current")
+    assert {run_id: _figures(db) for run_id, db in runs.items()} == old_sets
+
+
+def _column(p, rows: list[tuple], name: str) -> list:
+    con = duckdb.connect(str(p.current_db), read_only=True)
+    try:
+        cols = [d[0] for d in con.execute("select * from kpi_program_daily limit 0").description]
+    finally:
+        con.close()
+    i = cols.index(name)
+    return [r[i] for r in rows]
 
 
 def _figures(db: Path) -> list[tuple]:
