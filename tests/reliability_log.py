@@ -61,6 +61,7 @@ class Recorder:
     def pytest_sessionfinish(self, session, exitstatus):
         if getattr(session.config, "cache", None) is not None:
             session.config.cache.set("reliability/last_run", self.measured)
+            session.config.cache.set("reliability/last_entries", self.entries)
         done, why = self.complete()
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if not done:
