@@ -279,3 +279,16 @@ def test_cli_help_names_the_options(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--full-refresh" in out and "restate_from" in out and "--ds" in out
+
+
+def test_ensure_manifest_for_cosmos():
+    manifest = build_mod.ensure_manifest()
+    data = json.loads(manifest.read_text())
+    models = {n["name"] for n in data["nodes"].values() if n["resource_type"] == "model"}
+    assert {"kpi_program_daily", "kpi_segment_daily", "kpi_target_progress", "int_credit_line_states"} <= models
+    contracts = {n["name"]: n["config"]["contract"]["enforced"] for n in data["nodes"].values()
+                 if n["resource_type"] == "model" and n["name"].startswith("kpi_")}
+    assert contracts == {"kpi_program_daily": True, "kpi_segment_daily": True, "kpi_target_progress": True}
+    # fresh now: a second call does not parse again
+    mtime = manifest.stat().st_mtime_ns
+    assert build_mod.ensure_manifest() == manifest and manifest.stat().st_mtime_ns == mtime

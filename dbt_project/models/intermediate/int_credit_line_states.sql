@@ -54,7 +54,9 @@ events as (
     select *
     from {{ ref('int_credit_events') }}
     {% if is_incremental() %}
-    where event_date >= {{ restate }}
+    -- an event's date is never after its delivery's ds: _ds prunes old partitions
+    where _ds >= {{ restate }}
+      and event_date >= {{ restate }}
     {% endif %}
 ),
 
@@ -73,6 +75,8 @@ overdue_entries as (
     cross join (select 30 as days_overdue union all select 90 as days_overdue) as thresholds
     where drawdowns.event_type = 'drawdown'
       and drawdowns.due_on is not null
+      -- a threshold after the latest loaded ds is not reached yet (the next builds restate from there)
+      and {{ add_days(30, 'drawdowns.due_on') }} <= (select max(loaded_through) from periods)
       {% if is_incremental() %}
       -- entries dated before restate_from are in the base rows already
       and {{ add_days(90, 'drawdowns.due_on') }} >= {{ restate }}
@@ -101,24 +105,24 @@ changed_lines as (
 -- the last row before restate_from of every line that changes on or after it
 -- (of every line, when a benchmark rate changes on or after it)
 base as (
-    select *
-    from (
-        select
-            states.*,
-            row_number() over (partition by states.credit_line_id order by states.state_date desc) as recency
-        from {{ this }} as states
-        where states.state_date < {{ restate }}
+    select states.*
+    from {{ this }} as states
+    inner join (
+        select credit_line_id, max(state_date) as state_date
+        from {{ this }}
+        where state_date < {{ restate }}
           and (
-              states.credit_line_id in (select credit_line_id from changed_lines)
+              credit_line_id in (select credit_line_id from changed_lines)
               or exists (
                   select 1 from {{ ref('int_benchmark_rate_periods') }} as changes
                   where changes.valid_from >= {{ restate }}
-                    and changes.currency = states.currency
                     and changes.valid_from <= (select max(loaded_through) from periods)
               )
           )
-    ) as ranked
-    where recency = 1
+        group by credit_line_id
+    ) as latest
+        on states.credit_line_id = latest.credit_line_id
+       and states.state_date = latest.state_date
 ),
 {% endif %}
 
@@ -141,11 +145,11 @@ changes as (
     select
         credit_line_id,
         event_date as state_date,
-        case when event_type = 'drawdown' then amount else 0 end as d_drawn,
-        case when event_type = 'repayment' then amount else 0 end as d_repaid,
-        case when event_type = 'written_off' then amount else 0 end as d_written_off,
-        case when event_type in ('repayment', 'written_off') then -amount else 0 end as d_excess30,
-        case when event_type in ('repayment', 'written_off') then -amount else 0 end as d_excess90,
+        cast(case when event_type = 'drawdown' then amount else 0 end as decimal(18, 2)) as d_drawn,
+        cast(case when event_type = 'repayment' then amount else 0 end as decimal(18, 2)) as d_repaid,
+        cast(case when event_type = 'written_off' then amount else 0 end as decimal(18, 2)) as d_written_off,
+        cast(case when event_type in ('repayment', 'written_off') then -amount else 0 end as decimal(18, 2)) as d_excess30,
+        cast(case when event_type in ('repayment', 'written_off') then -amount else 0 end as decimal(18, 2)) as d_excess90,
         case event_type when 'line_opened' then 1 when 'line_closed' then 2 else 0 end as d_flags,
         case when event_type in ('line_opened', 'limit_changed') then amount end as limit_amount,
         case when event_type = 'line_opened' then annual_interest_rate end as opening_rate,
@@ -163,8 +167,9 @@ changes as (
         case when days_overdue = 90 then amount else 0 end,
         0, null, null, 0, null, null, null
     from overdue_entries
+    where entry_date <= (select max(loaded_through) from periods)
     {% if is_incremental() %}
-    where entry_date >= {{ restate }}
+      and entry_date >= {{ restate }}
     {% endif %}
 
     union all
@@ -200,12 +205,12 @@ days as (
         changes.credit_line_id,
         changes.state_date,
         false as is_base,
-        sum(d_drawn) as d_drawn,
-        sum(d_repaid) as d_repaid,
-        sum(d_written_off) as d_written_off,
-        sum(d_drawn) - sum(d_repaid) - sum(d_written_off) as d_net,
-        sum(d_excess30) as d_excess30,
-        sum(d_excess90) as d_excess90,
+        cast(sum(d_drawn) as decimal(18, 2)) as d_drawn,
+        cast(sum(d_repaid) as decimal(18, 2)) as d_repaid,
+        cast(sum(d_written_off) as decimal(18, 2)) as d_written_off,
+        cast(sum(d_drawn) - sum(d_repaid) - sum(d_written_off) as decimal(18, 2)) as d_net,
+        cast(sum(d_excess30) as decimal(18, 2)) as d_excess30,
+        cast(sum(d_excess90) as decimal(18, 2)) as d_excess90,
         bit_or(d_flags) as d_flags,
         -- the day's last limit (line_opened / limit_changed) and opening rate, by (event_at, event_id)
         {{ last_by('limit_amount', '(event_at, event_id)') }} filter (where limit_amount is not null) as day_limit,
