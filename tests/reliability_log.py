@@ -111,6 +111,15 @@ def _ordered(section: str, entries: dict) -> list[dict]:
     return [got[k] for k in EXPECTED.get(section, []) if k in got]
 
 
+def _open_findings(faults: list[dict], safety: list[dict]) -> str:
+    found = [f"{f['failpoint']}: {f['rerun']}" for f in faults if "refused" in f["rerun"] or "NOT" in f["rerun"]]
+    found += [s["check"].split(" with ")[0] for s in safety if s["outcome"].startswith("OPEN")]
+    left = sorted({part.split(" ", 1)[1] for f in faults for part in f["leftovers"].split(", ") if part != "nothing"})
+    if left:
+        found.append("left behind after kills, never cleaned up: " + ", ".join(left))
+    return "; ".join(found) or "none"
+
+
 def render(entries: dict) -> str:
     faults = _ordered("faults", entries)
     concurrency = _ordered("concurrency", entries)
@@ -135,7 +144,11 @@ def render(entries: dict) -> str:
         f"{len(corpus)} malformed deliveries with the outcome each must get "
         f"({', '.join(f'{v} {k}' for k, v in sorted(outcomes.items()))}), "
         f"{len(prop)} property-based checks, {len(pii)} personal-data scans, {len(safety)} safety checks; "
-        "every one passed.",
+        "every test passed. Open findings (the test records the behaviour and checks nothing worse happens): "
+        + _open_findings(faults, safety) + ".",
+        "",
+        "To regenerate after a change: `.venv/bin/pytest tests/test_faults.py tests/test_corpus.py "
+        "tests/test_property_landing.py tests/test_pii.py tests/test_safety.py`, then commit this file.",
         "",
         "## 1. Faults: the process killed (SIGKILL) at each stage",
         "",

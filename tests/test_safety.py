@@ -106,7 +106,8 @@ def test_hostile_paths_landing_gate_publish(hostile_home, tmp_path, reliability)
     assert published.exists()
     _no_side_effects(tmp_path)
     reliability.record("safety", "hostile paths: landing, gate, publish", {
-        "check": f"drop and home folders under `{HOSTILE_DIR}` (quotes, `;`, `--`, `$(...)`, backticks): "
+        "check": "drop and home folders under a folder named with quotes, `;`, `--`, `$(...)` and backticks "
+                 "(`it's; DROP TABLE x; --\"$(touch pwned)`...): "
                  "land three sources, release orphans, landed gate, marts gate, publish",
         "outcome": "every step worked; file names reached SQL only as quoted literals or parameters; "
                    "nothing ran in a shell"})
