@@ -71,7 +71,12 @@ overdue_entries as (
             else {{ add_days('thresholds.days_overdue', 'drawdowns.due_on') }}
         end as entry_date,
         drawdowns.amount
+    {% if is_incremental() %}
+    -- also drawdowns from before restate_from whose thresholds fall after it
     from {{ ref('int_credit_events') }} as drawdowns
+    {% else %}
+    from events as drawdowns
+    {% endif %}
     cross join (select 30 as days_overdue union all select 90 as days_overdue) as thresholds
     where drawdowns.event_type = 'drawdown'
       and drawdowns.due_on is not null
@@ -140,6 +145,28 @@ lines as (
     {% endif %}
 ),
 
+-- the day's last limit (line_opened / limit_changed) and opening rate, by (event_at, event_id):
+-- few events, aggregated apart so that the big aggregation below stays simple
+limit_days as (
+    select
+        credit_line_id,
+        event_date as state_date,
+        {{ last_by('amount', '(event_at, event_id)') }} as day_limit
+    from events
+    where event_type in ('line_opened', 'limit_changed')
+    group by credit_line_id, event_date
+),
+
+rate_days as (
+    select
+        credit_line_id,
+        event_date as state_date,
+        {{ last_by('annual_interest_rate', '(event_at, event_id)') }} as day_rate
+    from events
+    where event_type = 'line_opened'
+    group by credit_line_id, event_date
+),
+
 -- every change, one row per line, date and kind
 changes as (
     select
@@ -151,13 +178,20 @@ changes as (
         cast(case when event_type in ('repayment', 'written_off') then -amount else 0 end as decimal(18, 2)) as d_excess30,
         cast(case when event_type in ('repayment', 'written_off') then -amount else 0 end as decimal(18, 2)) as d_excess90,
         case event_type when 'line_opened' then 1 when 'line_closed' then 2 else 0 end as d_flags,
-        case when event_type in ('line_opened', 'limit_changed') then amount end as limit_amount,
-        case when event_type = 'line_opened' then annual_interest_rate end as opening_rate,
-        case when event_type = 'line_opened' then 1 else 0 end as is_opening,
-        event_at,
-        event_id,
+        cast(null as decimal(14, 2)) as day_limit,
+        cast(null as decimal(12, 6)) as day_rate,
         cast(null as decimal(12, 6)) as benchmark
     from events
+
+    union all
+
+    select credit_line_id, state_date, 0, 0, 0, 0, 0, 0, day_limit, null, null
+    from limit_days
+
+    union all
+
+    select credit_line_id, state_date, 0, 0, 0, 0, 0, 0, null, day_rate, null
+    from rate_days
 
     union all
 
@@ -165,7 +199,7 @@ changes as (
         credit_line_id, entry_date, 0, 0, 0,
         case when days_overdue = 30 then amount else 0 end,
         case when days_overdue = 90 then amount else 0 end,
-        0, null, null, 0, null, null, null
+        0, null, null, null
     from overdue_entries
     where entry_date <= (select max(loaded_through) from periods)
     {% if is_incremental() %}
@@ -174,15 +208,17 @@ changes as (
 
     union all
 
-    -- benchmark-rate changes after a line's start, and the rate in force on a new line's first date
+    -- benchmark-rate changes after a line's start (up to the latest loaded ds), and the
+    -- rate in force on a new line's first date
     select
         lines.credit_line_id,
-        rates.valid_from, 0, 0, 0, 0, 0, 0, null, null, 0, null, null,
+        rates.valid_from, 0, 0, 0, 0, 0, 0, null, null,
         rates.annual_rate
     from lines
     inner join {{ ref('int_benchmark_rate_periods') }} as rates
         on lines.currency = rates.currency
        and rates.valid_from > lines.first_date
+       and rates.valid_from <= (select max(loaded_through) from periods)
     {% if is_incremental() %}
        and rates.valid_from >= {{ restate }}
     {% endif %}
@@ -191,7 +227,7 @@ changes as (
 
     select
         lines.credit_line_id,
-        lines.first_date, 0, 0, 0, 0, 0, 0, null, null, 0, null, null,
+        lines.first_date, 0, 0, 0, 0, 0, 0, null, null,
         rates.annual_rate
     from lines
     inner join {{ ref('int_benchmark_rate_periods') }} as rates
@@ -202,8 +238,8 @@ changes as (
 
 days as (
     select
-        changes.credit_line_id,
-        changes.state_date,
+        credit_line_id,
+        state_date,
         false as is_base,
         cast(sum(d_drawn) as decimal(18, 2)) as d_drawn,
         cast(sum(d_repaid) as decimal(18, 2)) as d_repaid,
@@ -212,17 +248,11 @@ days as (
         cast(sum(d_excess30) as decimal(18, 2)) as d_excess30,
         cast(sum(d_excess90) as decimal(18, 2)) as d_excess90,
         bit_or(d_flags) as d_flags,
-        -- the day's last limit (line_opened / limit_changed) and opening rate, by (event_at, event_id)
-        {{ last_by('limit_amount', '(event_at, event_id)') }} filter (where limit_amount is not null) as day_limit,
-        {{ last_by('opening_rate', '(event_at, event_id)') }} filter (where is_opening = 1) as day_rate,
+        max(day_limit) as day_limit,
+        max(day_rate) as day_rate,
         max(benchmark) as day_benchmark
     from changes
-    inner join lines
-        on changes.credit_line_id = lines.credit_line_id
-    inner join periods
-        on lines.program_code = periods.program_code
-    where changes.state_date <= periods.loaded_through
-    group by changes.credit_line_id, changes.state_date
+    group by credit_line_id, state_date
 ),
 
 stream as (
