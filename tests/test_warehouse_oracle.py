@@ -1,54 +1,48 @@
-"""The dbt marts against an independent reading of kpis.md (tests/kpi_oracle.py),
-cell by cell, for both kpi_program_daily and kpi_segment_daily:
-  - a simulated week that went through the real simulator and landing;
-  - an adversarial random raw layer of 130 days (PAR90, survival cohorts,
-    region moves, same-day versions, late postings)."""
+"""The marts against the independent Python reading of kpis.md (tests/kpi_oracle.py)
+on an adversarial random raw layer (tests/raw_factory.py): 130 days, so PAR90 and the
+90-day survival cohort are reached; moves and status changes on one day, pilots
+enrolled before their first version, late postings, events near local midnight,
+out-of-order due dates, write-offs, closed lines, employment corrections. Every
+cell of kpi_program_daily and kpi_segment_daily must agree."""
 
 from __future__ import annotations
-
-import datetime as dt
 
 import duckdb
 import pytest
 
 from kpi_oracle import compute
+from program_reporting import build as build_mod
+from program_reporting.settings import Paths
 from raw_factory import make_raw, table_rows
-from program_reporting import build, landing, simulate
-from program_reporting.settings import SOURCES
 
-PROGRAM_KEY = ("program_code", "as_of_date")
-SEGMENT_KEY = ("program_code", "as_of_date", "region", "business_type", "size_class")
+pytestmark = pytest.mark.timeout(900)
 
 
-def _compare(db, name, expected, key):
-    with duckdb.connect(str(db), read_only=True) as con:
-        got = {tuple(r[k] for k in key): r for r in table_rows(con, f"SELECT * FROM {name}")}
-    exp = {tuple(r[k] for k in key): r for r in expected}
-    assert set(got) == set(exp), f"{name}: keys differ: only dbt {sorted(set(got) - set(exp))[:5]}, only oracle {sorted(set(exp) - set(got))[:5]}"
-    mismatches = [(k, c, got[k][c], v) for k in sorted(exp) for c, v in exp[k].items() if got[k][c] != v]
-    assert mismatches == [], f"{name}: {len(mismatches)} cells differ, first: {mismatches[:10]}"
-    return len(got)
+@pytest.mark.parametrize("seed", [12])
+def test_marts_equal_the_python_oracle(tmp_path, seed):
+    paths = Paths(drop=tmp_path / "drop", home=tmp_path / "home")
+    last = make_raw(paths.home, seed=seed, merchants=50, days=130)
+    build_mod.build(last.isoformat(), f"oracle-{seed}", paths=paths)
+    expected_program, expected_segments = compute(paths.home)
 
+    con = duckdb.connect(str(paths.warehouse_db), read_only=True)
+    try:
+        got = table_rows(con, "SELECT * FROM kpi_program_daily ORDER BY program_code, as_of_date")
+        segments = table_rows(con, "SELECT * FROM kpi_segment_daily "
+                                   "ORDER BY program_code, as_of_date, region, business_type, size_class")
+        reached = con.execute("SELECT max(par30_balance), max(par90_rate), max(interest_subsidy_cost_to_date), "
+                              "max(survival_cohort_90d), max(written_off_to_date), max(exited_merchants), "
+                              "min(survival_rate_90d) FROM kpi_program_daily").fetchone()
+    finally:
+        con.close()
 
-def test_simulated_week_through_landing_matches_oracle(env_paths):
-    start = dt.date(2020, 6, 2)
-    simulate.simulate(start=start, days=7, merchants=250, seed=5, drop=env_paths.drop, progress=False)
-    for i in range(7):
-        ds = (start + dt.timedelta(days=i)).isoformat()
-        for source in SOURCES:
-            landing.land(source, ds, env_paths)
-        landing.release_orphans(ds, env_paths)
-    build.build(ds, "oracle-week", full_refresh=True, paths=env_paths)
-    program, segment = compute(env_paths.home)
-    assert _compare(env_paths.warehouse_db, "kpi_program_daily", program, PROGRAM_KEY) > 50
-    assert _compare(env_paths.warehouse_db, "kpi_segment_daily", segment, SEGMENT_KEY) > 500
-
-
-def test_adversarial_raw_layer_matches_oracle(env_paths):
-    latest = make_raw(env_paths.home, seed=12, merchants=50, days=130)
-    build.build(latest.isoformat(), "oracle-adversarial", full_refresh=True, paths=env_paths)
-    program, segment = compute(env_paths.home)
-    assert max(r["par90_rate"] or 0 for r in program) > 0
-    assert min(r["survival_rate_90d"] or 1 for r in program) < 1
-    _compare(env_paths.warehouse_db, "kpi_program_daily", program, PROGRAM_KEY)
-    _compare(env_paths.warehouse_db, "kpi_segment_daily", segment, SEGMENT_KEY)
+    assert len(got) == len(expected_program) > 200
+    assert [(g["as_of_date"], c, g[c], e[c]) for g, e in zip(got, expected_program) for c in g if g[c] != e[c]] == []
+    key = ("program_code", "as_of_date", "region", "business_type", "size_class")
+    expected_segments.sort(key=lambda r: tuple(r[k] for k in key))
+    assert len(segments) == len(expected_segments)
+    assert [(g["as_of_date"], g["region"], c, g[c], e[c])
+            for g, e in zip(segments, expected_segments) for c in g if g[c] != e[c]] == []
+    # the data reached every kind of figure, so agreement means something
+    assert all(m is not None and m > 0 for m in reached[:6]), reached
+    assert reached[6] < 1  # some of the 90-day cohort exited
