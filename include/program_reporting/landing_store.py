@@ -107,6 +107,11 @@ def source_lock(paths: Paths, source: str):
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{source}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        # Holding the source's lock, no other landing of it runs: its work
+        # folders left here were left by a killed process.
+        for label in ("land", "release"):
+            for stale in paths.tmp.glob(f"{label}-{source}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         try:
             yield
         finally:

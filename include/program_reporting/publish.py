@@ -68,6 +68,25 @@ def _publish_lock(p: Paths):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _recover_interrupted(p: Paths) -> None:
+    """Called under the publish lock, so no other publish is running: any
+    staging folder or temporary link here was left by a killed publish. Its
+    candidate goes back where validation left it (the verdict still names its
+    checksum), so a retry of the same run publishes it."""
+    if p.runs.exists():
+        for stale in p.runs.glob(".*.staging-*"):
+            run_id = stale.name[1:].rsplit(".staging-", 1)[0]
+            staged = stale / "kpi.duckdb"
+            candidate = p.audit / run_id / "kpi.duckdb"
+            if staged.exists() and not candidate.exists() and not (p.runs / run_id).exists():
+                candidate.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(staged, candidate)
+                log.warning("publish of run %s was interrupted; its candidate set is back in %s", run_id, candidate)
+            shutil.rmtree(stale, ignore_errors=True)
+    for link in p.published.glob(".current-*.tmp"):
+        link.unlink(missing_ok=True)
+
+
 def _checked_candidate(run_id: str, p: Paths) -> tuple[Path, dict]:
     from program_reporting.gate import GATE_FILE, sha256_file
 
@@ -100,6 +119,7 @@ def publish(run_id: str, paths: Paths | None = None) -> Path:
     p = paths or default_paths()
     started = time.monotonic()
     with _publish_lock(p):
+        _recover_interrupted(p)
         candidate, verdict = _checked_candidate(run_id, p)
         dest = p.runs / run_id
         if dest.exists():

@@ -339,6 +339,49 @@ def render_index(entries: list[dict]) -> str:
         + "".join(rows) + "</table></body></html>")
 
 
+def _remove_dead_staging(folder: Path) -> None:
+    """Staging folders are named for their writer's pid: one whose writer is
+    gone was left by a killed run and holds nothing that was published."""
+    for stale in folder.glob(".*.staging-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _index(final: Path, p: Paths) -> None:
+    """Append the report in `final` to index.jsonl (once) and regenerate index.html."""
+    doc = json.loads((final / "report.json").read_text(encoding="utf-8"))
+    entry = {
+        "run_id": doc["run_id"], "ds": doc["ds"], "airflow_run_id": doc.get("airflow_run_id"),
+        "written_at": doc["written_at"], "decision": doc["decision"], "reason": doc["reason"],
+        "critical_failures": doc["summary"]["critical_failures"], "warnings": doc["summary"]["warnings"],
+        "report_json_sha256": _sha256(final / "report.json"),
+        "report_html_sha256": _sha256(final / "report.html"),
+    }
+    index = p.reports / "index.jsonl"
+    with open(p.reports / ".index.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if any(e.get("run_id") == entry["run_id"] for e in _index_lines(index)):
+            return
+        with open(index, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp = p.reports / ".index.html.tmp"
+        tmp.write_text(render_index(_index_lines(index)), encoding="utf-8")
+        os.replace(tmp, p.reports / "index.html")
+
+
 def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str,
                  airflow_run_id: str | None = None, published_path: Path | None = None,
                  paths: Paths | None = None) -> Path:
@@ -351,8 +394,11 @@ def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str
         raise ValueError(f"run id {run_id!r} is not usable as a folder name")
     final = p.reports / run_id
     if final.exists():
+        # A run killed between writing its report and indexing it: index it now.
+        _index(final, p)
         raise ReportExists(f"{final} exists: a report is never rewritten (run ids must be unique per attempt)")
     p.reports.mkdir(parents=True, exist_ok=True)
+    _remove_dead_staging(p.reports)
     staging = p.reports / f".{run_id}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -375,22 +421,6 @@ def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    entry = {
-        "run_id": run_id, "ds": ds, "airflow_run_id": airflow_run_id, "written_at": doc["written_at"],
-        "decision": doc["decision"], "reason": doc["reason"],
-        "critical_failures": doc["summary"]["critical_failures"], "warnings": doc["summary"]["warnings"],
-        "report_json_sha256": _sha256(final / "report.json"),
-        "report_html_sha256": _sha256(final / "report.html"),
-    }
-    index = p.reports / "index.jsonl"
-    with open(p.reports / ".index.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with open(index, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp = p.reports / ".index.html.tmp"
-        tmp.write_text(render_index(_index_lines(index)), encoding="utf-8")
-        os.replace(tmp, p.reports / "index.html")
+    _index(final, p)
     log.info("validation report for run %s (%s): %s", run_id, doc["decision"], final / "report.html")
     return final / "report.html"
