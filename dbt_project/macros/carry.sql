@@ -25,14 +25,22 @@
   arg_min({{ value }}, {{ order_by }})
 {%- endmacro %}
 
-{% macro last_by(value, order_by) -%}
-  {{ return(adapter.dispatch('last_by', 'program_reporting')(value, order_by)) }}
+{#- `where`: an aggregate FILTER condition (PostgreSQL attaches FILTER to the
+    aggregate call, inside the array subscript). -#}
+{% macro last_by(value, order_by, where=none) -%}
+  {{ return(adapter.dispatch('last_by', 'program_reporting')(value, order_by, where)) }}
 {%- endmacro %}
 
-{% macro default__last_by(value, order_by) -%}
-  (array_agg({{ value }} order by {{ order_by }} desc))[1]
+{% macro default__last_by(value, order_by, where) -%}
+  (array_agg({{ value }} order by {{ order_by }} desc){% if where %} filter (where {{ where }}){% endif %})[1]
 {%- endmacro %}
 
-{% macro duckdb__last_by(value, order_by) -%}
-  arg_max({{ value }}, {{ order_by }})
+{% macro duckdb__last_by(value, order_by, where) -%}
+  arg_max({{ value }}, {{ order_by }}){% if where %} filter (where {{ where }}){% endif %}
+{%- endmacro %}
+
+{#- PostgreSQL has no IGNORE NULLS: the window's non-null values as an array
+    (FILTER on a window aggregate), and its last element. -#}
+{% macro postgres__carry_forward(expr, window) -%}
+  (array_agg({{ expr }}) filter (where {{ expr }} is not null) over {{ window }})[count({{ expr }}) over {{ window }}]
 {%- endmacro %}

@@ -46,16 +46,16 @@ typed as (
 -- duplicates are rare: rank only the rows of repeated event_ids (found by
 -- hash first, which keeps the grouping small; a collision only costs a rank)
 repeated_hashes as (
-    select hash(event_id) as event_hash
+    select {{ text_hash('event_id') }} as event_hash
     from typed
-    group by hash(event_id)
+    group by {{ text_hash('event_id') }}
     having count(*) > 1
 ),
 
 repeated as (
     select distinct event_id
     from typed
-    where hash(event_id) in (select event_hash from repeated_hashes)
+    where {{ text_hash('event_id') }} in (select event_hash from repeated_hashes)
 ),
 
 first_copies as (

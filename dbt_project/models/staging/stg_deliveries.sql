@@ -8,9 +8,9 @@ with files as (
 )
 
 select
-    regexp_extract(file, '/raw/([^/]+)/ds=[0-9-]+/[^/]+$', 1) as source,
-    cast(regexp_extract(file, '/ds=([0-9]{4}-[0-9]{2}-[0-9]{2})/[^/]+$', 1) as date) as ds,
+    {{ regex_extract('file', '/raw/([^/]+)/ds=[0-9-]+/[^/]+$') }} as source,
+    cast({{ regex_extract('file', '/ds=([0-9]{4}-[0-9]{2}-[0-9]{2})/[^/]+$') }} as date) as ds,
     count(*) as files
 from files
-where regexp_matches(file, '/raw/[^/]+/ds=[0-9]{4}-[0-9]{2}-[0-9]{2}/[^/]+$')
+where {{ regex_matches('file', '/raw/[^/]+/ds=[0-9]{4}-[0-9]{2}-[0-9]{2}/[^/]+$') }}
 group by 1, 2

@@ -1,0 +1,39 @@
+{#- Regular expressions: DuckDB has regexp_extract/regexp_matches, PostgreSQL
+    substring(... from ...) and the ~ operator. Patterns are literals here. -#}
+{% macro regex_extract(value, pattern, group=1) -%}
+  {{ return(adapter.dispatch('regex_extract', 'program_reporting')(value, pattern, group)) }}
+{%- endmacro %}
+
+{% macro default__regex_extract(value, pattern, group) -%}
+  {#- PostgreSQL returns the first parenthesised group: the pattern has exactly one. -#}
+  substring({{ value }} from '{{ pattern }}')
+{%- endmacro %}
+
+{% macro duckdb__regex_extract(value, pattern, group) -%}
+  regexp_extract({{ value }}, '{{ pattern }}', {{ group }})
+{%- endmacro %}
+
+{% macro regex_matches(value, pattern) -%}
+  {{ return(adapter.dispatch('regex_matches', 'program_reporting')(value, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regex_matches(value, pattern) -%}
+  ({{ value }} ~ '{{ pattern }}')
+{%- endmacro %}
+
+{% macro duckdb__regex_matches(value, pattern) -%}
+  regexp_matches({{ value }}, '{{ pattern }}')
+{%- endmacro %}
+
+{#- A 64-bit hash of a text value, for cheap grouping before an exact comparison. -#}
+{% macro text_hash(value) -%}
+  {{ return(adapter.dispatch('text_hash', 'program_reporting')(value)) }}
+{%- endmacro %}
+
+{% macro default__text_hash(value) -%}
+  hashtextextended({{ value }}, 0)
+{%- endmacro %}
+
+{% macro duckdb__text_hash(value) -%}
+  hash({{ value }})
+{%- endmacro %}
