@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 from . import gate, pg, settings
-from .suites import (CheckResult, Frame, Suite, _check, _observed, _raised, frame_sql, load_suites, new_context,
+from .suites import (CheckResult, Frame, Suite, _check, frame_sql, interpret, load_suites, new_context,
                      scrub_gx_result)
 
 log = logging.getLogger(__name__)
@@ -71,30 +71,6 @@ def _empty(con, suite: Suite, frame: Frame, configs: list[dict]) -> list[CheckRe
         note = f"skipped: no rows to check, as expected ({frame.may_be_empty_when})"
         return [_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note) for e in configs]
     return [_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
-
-
-def _interpret(suite: Suite, frame: Frame, configs: list[dict], result) -> list[CheckResult]:
-    """GX results as CheckResults, with suites.run_frame's reading of 'not evaluated'."""
-    by_id = {r.expectation_config.meta.get("id"): r for r in result.results}
-    checks = []
-    for e in configs:
-        r = by_id.get(e["meta"]["id"])
-        if r is None:
-            checks.append(_check(suite, frame, e, success=False, evaluated=False,
-                                 note="GX returned no result for this expectation"))
-            continue
-        res = dict(r.result or {})
-        raised = _raised(r.exception_info)
-        evaluated, note = True, ""
-        if raised:
-            evaluated, note = False, f"GX could not evaluate it: {raised}"
-        elif "element_count" in res and not res.get("element_count"):
-            evaluated, note = False, "no rows were evaluated"
-        elif not res and not r.success:
-            evaluated, note = False, "GX returned no metric"
-        checks.append(_check(suite, frame, e, success=bool(r.success) and evaluated, evaluated=evaluated,
-                             observed_value=_observed(res), note=note))
-    return checks
 
 
 def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | None = settings.PUBLISHED_SCHEMA,
@@ -174,7 +150,7 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                                                      severity=e["severity"]).to_domain_obj() for e in configs])
                         result = batch.validate(gx_suite, expectation_parameters=params, result_format={
                             "result_format": "SUMMARY", "partial_unexpected_count": 20})
-                        checks = _interpret(suite, frame, configs, result)
+                        checks = interpret(suite, frame, configs, result)
                         results.extend(checks)
                         scrub_gx_result(result)  # no personal data in reports rendered from it
                         gx_results.append((f"{suite.name}.{frame.name}", result))

@@ -309,6 +309,15 @@ def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict) -> Fra
     result = batch.validate(gx_suite, expectation_parameters=parameters,
                             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20})
 
+    checks = interpret(suite, frame, configs, result, df)
+    scrub_gx_result(result)
+    return FrameRun(checks, result, gx_suite_name, rows=len(df), seconds=time.monotonic() - started)
+
+
+def interpret(suite: Suite, frame: Frame, configs: list[dict], result, df=None) -> list[CheckResult]:
+    """GX results as CheckResults. The one place that decides what counts as
+    evaluated: an expectation that raised, saw no rows, or returned no metric
+    is a failure, never a pass."""
     by_id = {r.expectation_config.meta.get("id"): r for r in result.results}
     checks = []
     for e in configs:
@@ -331,10 +340,9 @@ def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict) -> Fra
         checks.append(_check(
             suite, frame, e, success=bool(r.success) and evaluated, evaluated=evaluated,
             observed_value=_observed(res), note=scrub(note),
-            failing_rows=[] if r.success else _sample_rows(df, res.get("partial_unexpected_index_list")),
+            failing_rows=[] if r.success or df is None else _sample_rows(df, res.get("partial_unexpected_index_list")),
         ))
-    scrub_gx_result(result)
-    return FrameRun(checks, result, gx_suite_name, rows=len(df), seconds=time.monotonic() - started)
+    return checks
 
 
 def run_suite(context, con, suite: Suite, parameters: dict) -> list[FrameRun]:
