@@ -22,7 +22,7 @@
 {%- endmacro %}
 
 {% macro duckdb__first_by(value, order_by) -%}
-  arg_min({{ value }}, {{ order_by }})
+  arg_min_null({{ value }}, {{ order_by }})
 {%- endmacro %}
 
 {#- `where`: an aggregate FILTER condition (PostgreSQL attaches FILTER to the
@@ -36,7 +36,7 @@
 {%- endmacro %}
 
 {% macro duckdb__last_by(value, order_by, where) -%}
-  arg_max({{ value }}, {{ order_by }}){% if where %} filter (where {{ where }}){% endif %}
+  arg_max_null({{ value }}, {{ order_by }}){% if where %} filter (where {{ where }}){% endif %}
 {%- endmacro %}
 
 {#- PostgreSQL has no IGNORE NULLS: the window's non-null values as an array

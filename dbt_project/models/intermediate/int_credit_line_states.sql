@@ -110,24 +110,25 @@ changed_lines as (
 -- the last row before restate_from of every line that changes on or after it
 -- (of every line, when a benchmark rate changes on or after it)
 base as (
-    select states.*
-    from {{ this }} as states
-    inner join (
-        select credit_line_id, max(state_date) as state_date
-        from {{ this }}
-        where state_date < {{ restate }}
-          and (
-              credit_line_id in (select credit_line_id from changed_lines)
-              or exists (
-                  select 1 from {{ ref('int_benchmark_rate_periods') }} as changes
-                  where changes.valid_from >= {{ restate }}
-                    and changes.valid_from <= (select max(loaded_through) from periods)
-              )
+    select
+        credit_line_id,
+        max(state_date) as state_date,
+        {%- for column in ['merchant_id', 'program_code', 'currency', 'net_balance', 'overdue_excess_30',
+                           'overdue_excess_90', 'has_opened', 'has_closed', 'credit_limit',
+                           'annual_interest_rate', 'benchmark_rate'] %}
+        {{ last_by(column, 'state_date') }} as {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from {{ this }}
+    where state_date < {{ restate }}
+      and (
+          credit_line_id in (select credit_line_id from changed_lines)
+          or exists (
+              select 1 from {{ ref('int_benchmark_rate_periods') }} as changes
+              where changes.valid_from >= {{ restate }}
+                and changes.valid_from <= (select max(loaded_through) from periods)
           )
-        group by credit_line_id
-    ) as latest
-        on states.credit_line_id = latest.credit_line_id
-       and states.state_date = latest.state_date
+      )
+    group by credit_line_id
 ),
 {% endif %}
 
