@@ -117,3 +117,21 @@ def test_publish_cli_exit_status(env_paths, capsys):
     assert main(["publish", "--run-id", "r2", "--ds", DS]) == 1
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("withheld run r2") and "sd_segments_sum_to_program" in last
+
+
+def test_retry_after_a_kill_between_runs_and_current_finishes_the_swap(env_paths):
+    write_audit(env_paths, "r1", DS)
+    gate.validate("r1", DS, env_paths)
+    publish("r1", env_paths)
+    write_audit(env_paths, "r2", DS)
+    gate.validate("r2", DS, env_paths)
+    publish("r2", env_paths)
+    # as if the publish of r2 was killed after runs/r2 was complete, before the swap
+    env_paths.current_db.unlink()
+    os.link(env_paths.runs / "r1" / "kpi.duckdb", env_paths.current_db)
+    assert publish("r2", env_paths) == env_paths.runs / "r2" / "kpi.duckdb"
+    assert os.path.samefile(env_paths.current_db, env_paths.runs / "r2" / "kpi.duckdb")
+    # a retry of an older run never rolls current back
+    with pytest.raises(PublishError):
+        publish("r1", env_paths)
+    assert os.path.samefile(env_paths.current_db, env_paths.runs / "r2" / "kpi.duckdb")

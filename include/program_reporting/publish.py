@@ -87,6 +87,46 @@ def _recover_interrupted(p: Paths) -> None:
         link.unlink(missing_ok=True)
 
 
+def _make_current(published_db: Path, run_id: str, p: Paths) -> None:
+    # A hard link under a temporary name, renamed over current.duckdb. rename(2)
+    # is atomic: a reader opening current.duckdb gets the old inode or the new
+    # one, each a complete, never-written-again file.
+    link = p.published / f".current-{run_id}-{os.getpid()}.tmp"
+    link.unlink(missing_ok=True)
+    os.link(published_db, link)
+    os.replace(link, p.current_db)
+    _fsync_dir(p.published)
+
+
+def _newest_run(p: Paths) -> str | None:
+    newest = None
+    for manifest in p.runs.glob("*/manifest.json"):
+        try:
+            # published_at has second precision: the file's time breaks ties
+            key = (json.loads(manifest.read_text(encoding="utf-8"))["published_at"], manifest.stat().st_mtime_ns)
+        except (OSError, ValueError, KeyError):
+            continue
+        if newest is None or key > newest[0]:
+            newest = (key, manifest.parent.name)
+    return newest[1] if newest else None
+
+
+def _finish_interrupted_swap(run_id: str, p: Paths) -> Path | None:
+    """A retry of a publish killed after its set reached runs/ but before (or
+    just after) current.duckdb was swapped: finish the swap. Only for the
+    newest published run, so a retry can never roll current back to an older set."""
+    published_db = p.runs / run_id / "kpi.duckdb"
+    if (p.audit / run_id / "kpi.duckdb").exists():
+        return None  # a new candidate under a used run id: refused below, never swapped in
+    if not published_db.exists() or _newest_run(p) != run_id:
+        return None
+    if not (p.current_db.exists() and os.path.samefile(p.current_db, published_db)):
+        _make_current(published_db, run_id, p)
+        log.warning("publish of run %s was interrupted before the swap; %s is current now", run_id, published_db)
+    shutil.rmtree(p.audit / run_id, ignore_errors=True)
+    return published_db
+
+
 def _checked_candidate(run_id: str, p: Paths) -> tuple[Path, dict]:
     from program_reporting.gate import GATE_FILE, sha256_file
 
@@ -120,6 +160,9 @@ def publish(run_id: str, paths: Paths | None = None) -> Path:
     started = time.monotonic()
     with _publish_lock(p):
         _recover_interrupted(p)
+        finished = _finish_interrupted_swap(run_id, p)
+        if finished:
+            return finished
         candidate, verdict = _checked_candidate(run_id, p)
         dest = p.runs / run_id
         if dest.exists():
@@ -149,15 +192,7 @@ def publish(run_id: str, paths: Paths | None = None) -> Path:
             raise
         _fsync_dir(p.runs)
         published_db = dest / "kpi.duckdb"
-        # The swap: a hard link under a temporary name, renamed over current.duckdb.
-        # rename(2) is atomic: a reader opening current.duckdb gets the old
-        # inode or the new one, each a complete, never-written-again file.
-        link = p.published / f".current-{run_id}-{os.getpid()}.tmp"
-        if link.exists():
-            link.unlink()
-        os.link(published_db, link)
-        os.replace(link, p.current_db)
-        _fsync_dir(p.published)
+        _make_current(published_db, run_id, p)
         shutil.rmtree(p.audit / run_id, ignore_errors=True)
     log.info("published run %s (ds %s) as %s in %.3fs", run_id, verdict.get("ds"), published_db,
              time.monotonic() - started)
