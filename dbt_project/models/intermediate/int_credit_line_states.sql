@@ -81,10 +81,11 @@ overdue_entries as (
     where drawdowns.event_type = 'drawdown'
       and drawdowns.due_on is not null
       -- a threshold after the latest loaded ds is not reached yet (the next builds restate from there)
-      and {{ add_days(30, 'drawdowns.due_on') }} <= (select max(loaded_through) from periods)
+      and drawdowns.due_on <= {{ add_days(-30, '(select max(loaded_through) from periods)') }}
       {% if is_incremental() %}
-      -- entries dated before restate_from are in the base rows already
-      and {{ add_days(90, 'drawdowns.due_on') }} >= {{ restate }}
+      -- entries dated before restate_from are in the base rows already (a bound on the
+      -- column itself, so that DuckDB skips row groups of old due dates)
+      and drawdowns.due_on >= {{ add_days(-90, restate) }}
       {% endif %}
 ),
 
