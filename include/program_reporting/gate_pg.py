@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 from . import gate, pg, settings
-from .suites import (CheckResult, Frame, Suite, _check, frame_sql, interpret, load_suites, new_context,
+from .suites import (CheckResult, Frame, Suite, _check, empty_frame_checks, frame_sql, interpret, load_suites, new_context,
                      scrub_gx_result)
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,6 @@ def _export(cur, schema: str, tables, target: Path, tmp_dir: Path) -> list[str]:
     finally:
         duck.close()
     return present
-
-
-def _empty(con, suite: Suite, frame: Frame, configs: list[dict]) -> list[CheckResult]:
-    """The same verdicts as suites.run_frame gives an empty frame."""
-    legit, why = False, "the frame has no rows, so nothing was evaluated"
-    if frame.may_be_empty_when:
-        try:
-            legit = bool(con.execute(frame.may_be_empty_when).fetchone()[0])
-        except Exception as exc:  # noqa: BLE001
-            why = f"the frame has no rows and its emptiness condition failed: {exc}"
-    if legit:
-        note = f"skipped: no rows to check, as expected ({frame.may_be_empty_when})"
-        return [_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note) for e in configs]
-    return [_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
 
 
 def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | None = settings.PUBLISHED_SCHEMA,
@@ -140,7 +126,7 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                                            for e in configs)
                             continue
                         if rows == 0:
-                            results.extend(_empty(con, suite, frame, configs))
+                            results.extend(empty_frame_checks(con, suite, frame, configs))
                             continue
                         asset = source.add_table_asset(f"{suite.name}__{frame.name}", table_name=table,
                                                        schema_name=schema)

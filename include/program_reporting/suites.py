@@ -280,18 +280,7 @@ def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict) -> Fra
                          for e in configs], seconds=time.monotonic() - started)
 
     if len(df) == 0:
-        legit, why = False, "the frame has no rows, so nothing was evaluated"
-        if frame.may_be_empty_when:
-            try:
-                legit = bool(con.execute(frame.may_be_empty_when).fetchone()[0])
-            except Exception as exc:  # noqa: BLE001
-                why = f"the frame has no rows and its emptiness condition failed: {exc}"
-        if legit:
-            note = f"skipped: no rows to check, as expected ({frame.may_be_empty_when})"
-            return FrameRun([_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note)
-                             for e in configs], rows=0, seconds=time.monotonic() - started)
-        return FrameRun([_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs],
-                        rows=0, seconds=time.monotonic() - started)
+        return FrameRun(empty_frame_checks(con, suite, frame, configs), rows=0, seconds=time.monotonic() - started)
 
     gx = _gx()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -312,6 +301,21 @@ def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict) -> Fra
     checks = interpret(suite, frame, configs, result, df)
     scrub_gx_result(result)
     return FrameRun(checks, result, gx_suite_name, rows=len(df), seconds=time.monotonic() - started)
+
+
+def empty_frame_checks(con, suite: Suite, frame: Frame, configs: list[dict]) -> list[CheckResult]:
+    """A frame with no rows evaluated nothing: every check fails, unless the
+    suite declares when emptiness is expected (then each is reported skipped)."""
+    legit, why = False, "the frame has no rows, so nothing was evaluated"
+    if frame.may_be_empty_when:
+        try:
+            legit = bool(con.execute(frame.may_be_empty_when).fetchone()[0])
+        except Exception as exc:  # noqa: BLE001
+            why = f"the frame has no rows and its emptiness condition failed: {exc}"
+    if legit:
+        note = f"skipped: no rows to check, as expected ({frame.may_be_empty_when})"
+        return [_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note) for e in configs]
+    return [_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
 
 
 def interpret(suite: Suite, frame: Frame, configs: list[dict], result, df=None) -> list[CheckResult]:
