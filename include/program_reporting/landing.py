@@ -42,7 +42,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import contract, settings
+from . import contract, landing_index, settings
 from .landing_checks import ORPHAN_SOURCES, evaluate, t1_select
 from .landing_csv import CsvError, Scan, read_header, record_lines, scan_csv
 from .landing_rules import FIELD_COUNT, ORPHAN_EXPIRED, RULES, detail_sql, output_expr, sql_str
@@ -237,8 +237,10 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
 
         _line_view(con, data, bad_records, scan.blank_line_inside)
         amount = _check_amount_total(con, control, reject, data) if source == "credit_events" else None
-        earlier, merchants = _inputs(paths, source, ds)
-        evaluate(con, source, ds, earlier=earlier, merchants=merchants)
+        landing_index.attach(con, paths, source)
+        if source in ORPHAN_SOURCES:
+            landing_index.known_merchants(con, paths, ds)
+        evaluate(con, source, ds, paths=paths)
         t_check = time.monotonic()
 
         counts = dict(con.execute("SELECT _rule IS NOT NULL, count(*) FROM bad GROUP BY 1").fetchall())
@@ -268,6 +270,7 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         old = read_record(partition(paths.raw, source, ds))
         record["touches_from"] = _touches_from(con, source, old)
         _write_and_swap(con, paths, source, ds, work, record, bad_records, landed_at, raw_text)
+        _refresh_index(con, paths, source)
     finally:
         con.close()
 
@@ -318,15 +321,13 @@ def _line_view(con, data: Path, bad_records: list[tuple], blank_inside: bool) ->
     con.execute(f"CREATE VIEW t1l AS SELECT t1.*, t1.rowid AS _rid, CAST({line} AS BIGINT) AS _line FROM t1 {join}")
 
 
-def _inputs(paths: Paths, source: str, ds: str, known_upto: str | None = None) -> tuple[list[Path], list[Path]]:
-    """(this source's files in force with _ds < ds, raw merchants files with _ds <= known_upto)."""
-    earlier = [f for d, part in committed(paths, source).items() if d < ds for f in parquet_files(part)]
-    merchants: list[Path] = []
-    if source in ORPHAN_SOURCES:
-        upto = known_upto or ds
-        merchants = [part / ROWS_FILE for d, part in committed(paths, "merchants").items()
-                     if d <= upto and (part / ROWS_FILE).is_file()]
-    return earlier, merchants
+def _refresh_index(con, paths: Paths, source: str) -> None:
+    """After a commit: the index learns the new files now rather than at the
+    next landing. Best effort: the next attach syncs anyway."""
+    try:
+        landing_index.sync(con, paths, source)
+    except (duckdb.Error, OSError) as exc:
+        log.warning("landing index of %s not refreshed (%s); the next landing will", source, exc)
 
 
 def _check_amount_total(con, control: dict, reject, data: Path) -> dict:
@@ -446,18 +447,26 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     paths = paths or settings.paths()
     run_day = settings.parse_ds(ds)
     summary: dict = {"ds": ds, "touches_from": None}
+    known = None  # the merchants known on ds, read once for every held partition
     for source in ORPHAN_SOURCES:
         summary[source] = {}
         root = paths.held / source
         if not root.is_dir():
             continue
+        if known is None:
+            kcon = duckdb.connect()
+            try:
+                landing_index.known_merchants(kcon, paths, ds)
+                known = kcon.table("known").to_arrow_table()
+            finally:
+                kcon.close()
         with source_lock(paths, source):
             for part in sorted(root.iterdir()):
                 their_ds = part.name[3:]
                 if not part.name.startswith("ds=") or their_ds > ds or not (part / ROWS_FILE).is_file():
                     continue
                 expire = run_day >= dt.date.fromisoformat(their_ds) + dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)
-                result = _release_partition(paths, source, their_ds, ds, expire)
+                result = _release_partition(paths, source, their_ds, ds, expire, known)
                 if result:
                     summary[source][their_ds] = result
                     tf = result.get("touches_from")
@@ -466,7 +475,7 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     return summary
 
 
-def _release_partition(paths: Paths, source: str, their_ds: str, ds: str, expire: bool) -> dict | None:
+def _release_partition(paths: Paths, source: str, their_ds: str, ds: str, expire: bool, known) -> dict | None:
     raw_part = partition(paths.raw, source, their_ds)
     record = read_record(raw_part)
     if record is None:
@@ -486,8 +495,9 @@ def _release_partition(paths: Paths, source: str, their_ds: str, ds: str, expire
                 listed = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
                 con.execute(f"DELETE FROM t1 WHERE _line IN (SELECT {col} FROM read_parquet({listed}))")
         con.execute("CREATE VIEW t1l AS SELECT *, rowid AS _rid FROM t1")
-        earlier, merchants = _inputs(paths, source, their_ds, known_upto=ds)
-        evaluate(con, source, their_ds, earlier=earlier, merchants=merchants, in_file=False)
+        landing_index.attach(con, paths, source)
+        con.register("known", known)  # read in place, not copied: one table for every partition
+        evaluate(con, source, their_ds, paths=paths, in_file=False)
         expired = ORPHAN_EXPIRED.name
         con.execute(f"""CREATE TABLE outcome AS SELECT *,
             CASE WHEN _rule IS NOT NULL THEN _rule WHEN {str(expire).lower()} THEN '{expired}' END AS _qrule
@@ -530,6 +540,7 @@ def _release_partition(paths: Paths, source: str, their_ds: str, ds: str, expire
             record["touches_from"] = touches
         write_json(new_raw / RECORD, record)
         swap(new_raw, raw_part, trash)
+        _refresh_index(con, paths, source)
 
         # 2. held partition: what is still waiting
         new_held = None

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from . import contract, reference
+from . import contract, landing_index, reference
 from .landing_rules import RULES, case_sql, sql_list, sql_str, typed_expr
+from .settings import Paths
 
 ORPHAN_SOURCES = ("credit_events", "employment_reports")
 # The fields compared to tell a harmless repeat of an event_id from a conflict.
@@ -90,26 +91,21 @@ def t1_select(source: str, ds: str, rows_sql: str) -> str:
     return f"SELECT *, {case_sql(RULES[source], 'row')} AS _r1 FROM ({inner})"
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str, *, earlier: list[Path],
-             merchants: list[Path], in_file: bool = True) -> None:
+def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str, *, paths: Paths, in_file: bool = True) -> None:
     """From view `t1l` (t1 plus _rid and _line), create table `bad`: the rows
     breaking a rule (`_rule`) or held as orphans (`_held`), with every column.
 
-    earlier: parquet files of this source's deliveries in force with _ds < ds
-    (event_id conflicts, report_id repeats, merchants changing program);
-    merchants: raw merchants files defining the known merchants (orphans);
-    in_file: also check duplicates within the rows (False for held orphans,
-    which were checked against their own file when it landed)."""
+    The history comes from the source's landing index, attached as `idx`
+    (landing_index.attach): the deliveries in force with _ds < ds (event_id
+    conflicts, report_id repeats, merchants changing program). For credit
+    events and employment reports, table `known` holds the known merchants
+    (landing_index.known_merchants). in_file: also check duplicates within
+    the rows (False for held orphans, which were checked against their own
+    file when it landed)."""
     rules = RULES[source]
-    set_cols, set_joins = _set_stage(con, source, earlier, in_file)
+    set_cols, set_joins = _set_stage(con, source, ds, paths, in_file)
     merchant_cols, merchant_joins, held = "", "", "false"
     if source in ORPHAN_SOURCES:
-        if merchants:
-            con.execute(f"""CREATE OR REPLACE TABLE known AS
-                SELECT merchant_id, arg_max(program_code, updated_at) AS program_code
-                FROM read_parquet({_files_sql(merchants)}) GROUP BY merchant_id""")
-        else:
-            con.execute("CREATE OR REPLACE TABLE known (merchant_id VARCHAR, program_code VARCHAR)")
         merchant_cols = ", k.merchant_id IS NOT NULL AS _known, k.program_code AS m_program"
         merchant_joins = "LEFT JOIN known k ON k.merchant_id = t1l.merchant_id"
         held = "(_r2 IS NULL AND NOT _known)"
@@ -126,7 +122,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str, *, earlier: l
         WHERE _rule IS NOT NULL OR _held""")
 
 
-def _set_stage(con, source: str, earlier: list[Path], in_file: bool) -> tuple[str, str]:
+def _set_stage(con, source: str, ds: str, paths: Paths, in_file: bool) -> tuple[str, str]:
     """Tables for the 'set' rules; returns (extra select columns, joins)."""
     if source == "merchants":
         if in_file:
@@ -134,13 +130,10 @@ def _set_stage(con, source: str, earlier: list[Path], in_file: bool) -> tuple[st
                            WHERE merchant_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1""")
         else:
             con.execute("CREATE OR REPLACE TABLE dup (merchant_id VARCHAR, n BIGINT)")
-        if earlier:
-            con.execute(f"""CREATE OR REPLACE TABLE prev AS
-                SELECT merchant_id, arg_max(program_code, _ds) AS program_code
-                FROM read_parquet({_files_sql(earlier)}, union_by_name = true)
-                WHERE merchant_id IN (SELECT merchant_id FROM t1l) GROUP BY 1""")
-        else:
-            con.execute("CREATE OR REPLACE TABLE prev (merchant_id VARCHAR, program_code VARCHAR)")
+        con.execute(f"""CREATE OR REPLACE TABLE prev AS
+            SELECT merchant_id, arg_max(program_code, _ds) AS program_code
+            FROM idx.entries WHERE _ds < DATE '{ds}'
+              AND merchant_id IN (SELECT merchant_id FROM t1l) GROUP BY 1""")
         return (", dup.n AS _dup_count, prev.program_code AS _prev_program",
                 "LEFT JOIN dup ON dup.merchant_id = t1l.merchant_id "
                 "LEFT JOIN prev ON prev.merchant_id = t1l.merchant_id")
@@ -166,6 +159,8 @@ def _set_stage(con, source: str, earlier: list[Path], in_file: bool) -> tuple[st
                 SELECT t1l._line, 'on line ' || f.first_line || ' of this file'
                 FROM t1l JOIN firsts f USING (report_id)
                 WHERE t1l._r1 IS NULL AND t1l._line > f.first_line""")
+    key = landing_index.HASHED_KEY[source]
+    earlier = landing_index.candidate_files(con, paths, source, ds, f"SELECT {key} FROM t1l WHERE _r1 IS NULL")
     if earlier:
         files = _files_sql(earlier)
         if source == "credit_events":

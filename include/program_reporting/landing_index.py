@@ -1,0 +1,165 @@
+"""The landing layer's key index: what a delivery must be compared with,
+without re-reading the whole history of its source.
+
+Landing checks every delivery against the earlier deliveries in force
+(event_id conflicts, report_id repeats, merchants changing program) and
+against the merchants known so far (orphans). Reading every earlier raw
+partition for that made a backfill quadratic in days. Instead each source
+has a DuckDB file `landing_index/<source>.duckdb` holding, per raw parquet
+file in force:
+
+- credit_events, employment_reports: a 64-bit hash of the key and the
+  partition's ds. A hash hit only names the partitions to compare with;
+  the comparison itself still reads the real rows of those partitions (so a
+  collision costs a read, never a wrong answer);
+- merchants: merchant_id, program_code, updated_at and ds, the columns
+  the checks use, exactly.
+
+The index is derived data: `sync` brings it in line with the committed raw
+partitions (a file is identified by inode, size and mtime, so hard-linked
+files kept by a release are not read again), and anything it cannot trust
+(a different DuckDB version, whose hash() may differ, or a damaged file) is
+rebuilt from the raw layer. A landing killed between its commit and the
+index update therefore costs one re-read at the next sync, nothing else.
+Only the holder of the source's lock (landing_store.source_lock) opens the
+file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import duckdb
+
+from .landing_rules import sql_str
+from .landing_store import committed, parquet_files, source_lock
+from .settings import Paths
+
+log = logging.getLogger(__name__)
+
+HASHED_KEY = {"credit_events": "event_id", "employment_reports": "report_id"}
+SCHEMA_VERSION = f"1/{duckdb.__version__}"  # hash() is only stable within one DuckDB version
+
+
+def index_path(paths: Paths, source: str) -> Path:
+    return paths.home / "landing_index" / f"{source}.duckdb"
+
+
+def _create(con: duckdb.DuckDBPyConnection, source: str, db: str) -> None:
+    con.execute(f"CREATE TABLE {db}.meta (version VARCHAR)")
+    con.execute(f"INSERT INTO {db}.meta VALUES (?)", [SCHEMA_VERSION])
+    con.execute(f"CREATE TABLE {db}.files (fid INTEGER, ds DATE, name VARCHAR, signature VARCHAR)")
+    if source == "merchants":
+        con.execute(f"CREATE TABLE {db}.entries (merchant_id VARCHAR, program_code VARCHAR, "
+                    "updated_at TIMESTAMPTZ, _ds DATE, fid INTEGER)")
+    else:
+        con.execute(f"CREATE TABLE {db}.entries (h UBIGINT, _ds DATE, fid INTEGER)")
+
+
+def attach(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "idx") -> None:
+    """Attach the source's index to `con` as `db`, in line with the raw layer.
+    The caller holds the source's lock."""
+    path = index_path(paths, source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in (1, 2):
+        try:
+            con.execute(f"ATTACH {sql_str(str(path))} AS {db}")
+            fresh = not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ?", [db]).fetchone()[0]
+            if fresh:
+                _create(con, source, db)
+            elif con.execute(f"SELECT version FROM {db}.meta").fetchone()[0] != SCHEMA_VERSION:
+                raise duckdb.Error(f"index version differs from {SCHEMA_VERSION}")
+            break
+        except duckdb.Error as exc:
+            if attempt == 2:
+                raise
+            log.warning("landing index %s unusable (%s): rebuilding it from the raw layer", path, exc)
+            try:
+                con.execute(f"DETACH {db}")
+            except duckdb.Error:
+                pass
+            for f in (path, path.with_name(path.name + ".wal")):
+                f.unlink(missing_ok=True)
+    sync(con, paths, source, db)
+
+
+def _signature(f: Path) -> str:
+    st = f.stat()
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "idx") -> None:
+    """Drop the entries of files no longer in force, add those of new files."""
+    started = time.monotonic()
+    want = {}
+    for ds, part in committed(paths, source).items():
+        for f in parquet_files(part):
+            want[(ds, f.name)] = (f, _signature(f))
+    have = {(ds.isoformat(), name): (fid, sig)
+            for fid, ds, name, sig in con.execute(f"SELECT fid, ds, name, signature FROM {db}.files").fetchall()}
+    gone = [fid for key, (fid, sig) in have.items() if key not in want or want[key][1] != sig]
+    new = [(key, f, sig) for key, (f, sig) in want.items() if key not in have or have[key][1] != sig]
+    if not gone and not new:
+        return
+    next_fid = (con.execute(f"SELECT max(fid) FROM {db}.files").fetchone()[0] or 0) + 1
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if gone:
+            for table in ("entries", "files"):
+                con.execute(f"DELETE FROM {db}.{table} WHERE list_contains(?::INTEGER[], fid)", [gone])
+        for i, ((ds, name), f, sig) in enumerate(sorted(new)):
+            fid = next_fid + i
+            src = f"read_parquet({sql_str(str(f))})"
+            if source == "merchants":
+                con.execute(f"INSERT INTO {db}.entries SELECT merchant_id, program_code, updated_at, "
+                            f"DATE '{ds}', {fid} FROM {src}")
+            else:
+                con.execute(f"INSERT INTO {db}.entries SELECT hash({HASHED_KEY[source]}), DATE '{ds}', {fid} FROM {src}")
+            con.execute(f"INSERT INTO {db}.files VALUES (?, ?, ?, ?)", [fid, ds, name, sig])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    log.info("landing index %s: %d file(s) added, %d dropped in %.2fs", source, len(new), len(gone),
+             time.monotonic() - started)
+
+
+def refresh(paths: Paths, source: str) -> None:
+    """Bring the index in line right after a commit (the caller holds the lock),
+    so the next reader need not. Best effort: the next attach does it anyway."""
+    con = duckdb.connect()
+    try:
+        attach(con, paths, source)
+    except (duckdb.Error, OSError) as exc:
+        log.warning("landing index %s not refreshed (%s); the next landing will", source, exc)
+    finally:
+        con.close()
+
+
+def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, ds: str, keys_sql: str) -> list[Path]:
+    """The parquet files of partitions before `ds` holding one of the keys
+    `keys_sql` selects (one column, the key): the only history the exact
+    comparison must read."""
+    key = HASHED_KEY[source]
+    hits = [d.isoformat() for (d,) in con.execute(f"""
+        SELECT DISTINCT e._ds FROM idx.entries e
+        SEMI JOIN (SELECT DISTINCT hash({key}) AS h FROM ({keys_sql})) k ON k.h = e.h
+        WHERE e._ds < DATE '{ds}'""").fetchall()]
+    parts = committed(paths, source)
+    return [f for d in sorted(hits) if d in parts for f in parquet_files(parts[d])]
+
+
+def known_merchants(con: duckdb.DuckDBPyConnection, paths: Paths, upto: str, table: str = "known") -> None:
+    """Create `table` (merchant_id, program_code) in `con`: the merchants landed
+    with ds <= upto, each with its program as of its latest update. Takes the
+    merchants lock for the moment of reading (never held while it is waited for)."""
+    with source_lock(paths, "merchants"):
+        attach(con, paths, "merchants", "midx")
+        try:
+            con.execute(f"""CREATE OR REPLACE TABLE {table} AS
+                SELECT merchant_id, arg_max(program_code, updated_at) AS program_code
+                FROM midx.entries WHERE _ds <= DATE '{upto}' GROUP BY merchant_id""")
+        finally:
+            con.execute("DETACH midx")
