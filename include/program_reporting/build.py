@@ -116,7 +116,7 @@ def _merchant_touches(paths: Paths, db: Path, changed_ds: list[str]) -> dt.date 
     if not changed_ds:
         return None
     glob = str(paths.raw / "merchants" / "ds=*" / "*.parquet").replace("'", "''")
-    con = duckdb.connect()
+    con = duckdb.connect(config=settings.duckdb_config(paths.tmp / "duckdb"))
     try:
         con.execute(f"ATTACH '{str(db)}' AS wh (READ_ONLY)")
         con.execute("CREATE TEMP TABLE changed AS SELECT CAST(unnest(?) AS DATE) AS ds", [changed_ds])

@@ -43,7 +43,9 @@ import duckdb
 
 from program_reporting import reference
 from program_reporting.redaction import suite_parameters
-from program_reporting.settings import SOURCES, Paths, parse_ds, paths as default_paths, quarantine_share_limit
+from program_reporting.settings import (
+    SOURCES, Paths, duckdb_config, parse_ds, paths as default_paths, quarantine_share_limit,
+)
 from program_reporting.suites import CheckResult, FrameRun, Suite, load_suites, new_context, run_suite
 
 log = logging.getLogger(__name__)
@@ -187,7 +189,7 @@ def reconciliation_records(p: Paths) -> list[dict]:
 
 
 def _landed_connection(source: str, ds: str, p: Paths, records: list[dict]):
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config(p.tmp / "duckdb"))
     con.execute("SET VARIABLE ds = ?", [ds])
     con.execute("SET VARIABLE source = ?", [source])
     con.execute("""CREATE TABLE reconciliation (source VARCHAR, ds DATE, file VARCHAR, sha256 VARCHAR,
@@ -262,7 +264,7 @@ def settle(db: Path) -> None:
 
 
 def _marts_connection(run_id: str, ds: str, candidate: Path, previous: Path | None):
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config())
     con.execute("SET VARIABLE ds = ?", [ds])
     con.execute("SET VARIABLE run_id = ?", [run_id])
     con.execute(f"ATTACH '{str(candidate).replace(chr(39), chr(39) * 2)}' AS candidate (READ_ONLY)")

@@ -172,10 +172,7 @@ def land(source: str, ds: str, paths: Paths | None = None) -> dict:
 
 
 def _connect(work: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={
-        "threads": settings.duckdb_threads(), "memory_limit": settings.duckdb_memory_limit(),
-        "temp_directory": str(work / "duckdb_tmp"),
-    })
+    con = duckdb.connect(config=settings.duckdb_config(work / "duckdb_tmp"))
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -454,7 +451,7 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
         if not root.is_dir():
             continue
         if known is None:
-            kcon = duckdb.connect()
+            kcon = duckdb.connect(config=settings.duckdb_config())
             try:
                 landing_index.known_merchants(kcon, paths, ds)
                 known = kcon.table("known").to_arrow_table()

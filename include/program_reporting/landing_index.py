@@ -126,18 +126,6 @@ def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "i
              time.monotonic() - started)
 
 
-def refresh(paths: Paths, source: str) -> None:
-    """Bring the index in line right after a commit (the caller holds the lock),
-    so the next reader need not. Best effort: the next attach does it anyway."""
-    con = duckdb.connect()
-    try:
-        attach(con, paths, source)
-    except (duckdb.Error, OSError) as exc:
-        log.warning("landing index %s not refreshed (%s); the next landing will", source, exc)
-    finally:
-        con.close()
-
-
 def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, ds: str, keys_sql: str) -> list[Path]:
     """The parquet files of partitions before `ds` holding one of the keys
     `keys_sql` selects (one column, the key): the only history the exact

@@ -119,7 +119,7 @@ def _stage(conn, source: Path, tmp_dir: Path) -> dict:
 
     staging = sql.Identifier(STAGING_SCHEMA)
     rows = {}
-    duck = duckdb.connect()
+    duck = duckdb.connect(config=settings.duckdb_config())
     try:
         duck.execute(f"ATTACH '{str(source).replace(chr(39), chr(39) * 2)}' AS src (READ_ONLY)")
         present = {r[0] for r in duck.execute(

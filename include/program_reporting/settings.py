@@ -147,6 +147,15 @@ def duckdb_threads() -> int:
     return int(os.environ.get("PROGRAM_REPORTING_DUCKDB_THREADS", "0") or 0) or (os.cpu_count() or 2)
 
 
+def duckdb_config(temp_directory: Path | None = None) -> dict:
+    """Settings of the pipeline's own DuckDB connections: bounded memory, and
+    spilling under the home's tmp/ (not the working directory) beyond it."""
+    return {
+        "threads": duckdb_threads(), "memory_limit": duckdb_memory_limit(),
+        "temp_directory": str(temp_directory or paths().tmp / "duckdb"),
+    }
+
+
 # --- production profile (PostgreSQL warehouse and BI serving schema) -------
 
 def warehouse_target() -> str:

@@ -37,7 +37,7 @@ def load_raw(paths: Paths | None = None, pg_settings: settings.PostgresSettings 
     p = paths or default_paths()
     started = time.monotonic()
     counts: dict[str, int] = {}
-    duck = duckdb.connect()
+    duck = duckdb.connect(config=settings.duckdb_config())
     conn = pg.connect(pg_settings)
     try:
         with conn.cursor() as cur:
