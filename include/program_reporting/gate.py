@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from pathlib import Path
 import duckdb
 
 from program_reporting import reference
+from program_reporting.checksums import sha256_file
 from program_reporting.redaction import suite_parameters
 from program_reporting.settings import (
     SOURCES, Paths, duckdb_config, parse_ds, paths as default_paths, quarantine_share_limit,
@@ -239,14 +239,6 @@ def validate_landed(ds: str, paths: Paths | None = None) -> GateResult:
 
 
 # --------------------------------------------------------------------------- marts
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def settle(db: Path) -> None:
     """Fold a leftover write-ahead log into the candidate file, so that what is

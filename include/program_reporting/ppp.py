@@ -77,6 +77,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import contract, reference
+from .checksums import sha256_file
 from .settings import Paths, parse_ds, paths as default_paths, quarantine_share_limit
 
 log = logging.getLogger(__name__)
@@ -419,14 +420,6 @@ def expected_quarantine(frames: dict[str, pd.DataFrame], ds: str) -> dict[str, d
 
 # --------------------------------------------------------------------------- writing
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _amount_total(amounts: pd.Series) -> str:
     """Sum of the delivered amounts that are plain decimals (-?d+[.dd]); anything else
     (exponent, 3 places, text) cannot be summed as written and counts as 0, as landing reads it."""
@@ -463,7 +456,7 @@ def _stage(p: Paths, source: str, ds: str, frame: pd.DataFrame) -> _Staged:
     tmp = folder / f".{contract.data_file_name(source)}.tmp"
     _write_csv(frame, tmp)
     total = _amount_total(frame["amount"]) if source == "credit_events" else None
-    return _Staged(source, folder, tmp, _sha256(tmp), int(len(frame)), total)
+    return _Staged(source, folder, tmp, sha256_file(tmp), int(len(frame)), total)
 
 
 def _existing_differs(st: _Staged) -> str | None:
@@ -512,7 +505,7 @@ def import_files(files: list[str | Path], drop: str | Path | None = None, ds: st
     for f in files:
         if not f.is_file():
             raise PPPImportError(f"{f}: no such file")
-        digest = _sha256(f)
+        digest = sha256_file(f)
         if digest in seen:
             raise PPPImportError(f"{f}: same content as {seen[digest]}; give each file once")
         seen[digest] = f

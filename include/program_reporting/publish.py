@@ -128,7 +128,8 @@ def _finish_interrupted_swap(run_id: str, p: Paths) -> Path | None:
 
 
 def _checked_candidate(run_id: str, p: Paths) -> tuple[Path, dict]:
-    from program_reporting.gate import GATE_FILE, sha256_file
+    from program_reporting.checksums import sha256_file
+    from program_reporting.gate import GATE_FILE
 
     if not run_id or "/" in run_id or run_id.startswith("."):
         raise PublishError(f"run id {run_id!r} is not usable as a folder name")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
 import html
 import json
 import logging
@@ -30,6 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
+from program_reporting.checksums import sha256_file
 from program_reporting.redaction import scrub
 from program_reporting.settings import Paths, parse_ds, paths as default_paths
 
@@ -41,10 +41,6 @@ READ_ONLY = 0o444
 
 class ReportExists(FileExistsError):
     """A run's report was written before; reports are never changed."""
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- inputs
@@ -365,8 +361,8 @@ def _index(final: Path, p: Paths) -> None:
         "run_id": doc["run_id"], "ds": doc["ds"], "airflow_run_id": doc.get("airflow_run_id"),
         "written_at": doc["written_at"], "decision": doc["decision"], "reason": doc["reason"],
         "critical_failures": doc["summary"]["critical_failures"], "warnings": doc["summary"]["warnings"],
-        "report_json_sha256": _sha256(final / "report.json"),
-        "report_html_sha256": _sha256(final / "report.html"),
+        "report_json_sha256": sha256_file(final / "report.json"),
+        "report_html_sha256": sha256_file(final / "report.html"),
     }
     index = p.reports / "index.jsonl"
     with open(p.reports / ".index.lock", "w") as lock:

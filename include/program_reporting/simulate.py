@@ -36,7 +36,6 @@ import argparse
 import csv
 import datetime as dt
 import gzip
-import hashlib
 import io
 import json
 import logging
@@ -56,6 +55,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import contract, reference
+from .checksums import sha256_file
 from .settings import SOURCES, parse_ds, paths
 
 log = logging.getLogger(__name__)
@@ -261,14 +261,6 @@ def _weights(names: Sequence[str], table: dict[str, float], default: float = 1.0
     return w / w.sum()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _amount_sum(table: pa.Table) -> Decimal:
     if table.num_rows == 0:
         return Decimal(0)
@@ -336,7 +328,7 @@ class _Delivery:
             "ds": self.ds.isoformat(),
             "schema_version": contract.SCHEMA_VERSION,
             "row_count": self.rows,
-            "sha256": _sha256(final),
+            "sha256": sha256_file(final),
         }
         if self.source == "credit_events":
             control["amount_total"] = _format_total(self.amount)
