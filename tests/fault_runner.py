@@ -32,7 +32,7 @@ INSTRUMENTED = [
     ("program_reporting.publish", "_fsync_dir", "publish.fsync_dir"),
     ("program_reporting.publish", "publish", "publish.publish"),
     ("program_reporting.report", "render_html", "report.render_html"),
-    ("program_reporting.report", "_sha256", "report.index_entry"),
+    ("program_reporting.report", "sha256_file", "report.index_entry"),
     ("program_reporting.report", "render_index", "report.render_index"),
 ]
 

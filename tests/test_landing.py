@@ -276,6 +276,34 @@ def test_released_orphan_still_checked_against_its_merchant(env_paths):
     assert quarantine(env_paths, "credit_events") == [(3, "currency_not_program_currency")]
 
 
+def test_held_days_released_together_each_against_its_own_past(env_paths, monkeypatch):
+    """Held partitions of several days are evaluated in one pass; each row is
+    still compared with the deliveries before its own ds (not before the
+    latest held day), and each day's outcome stays its own."""
+    monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "1")
+    d2, d3, d4 = "2020-06-03", "2020-06-04", "2020-06-05"
+    merchants_day(env_paths, ids=(1,))
+    e5, e6 = row("credit_events", 5, merchant_id="M9"), row("credit_events", 6, merchant_id="M9")
+    write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1)])
+    landing.land("credit_events", DS, env_paths)
+    write_delivery(env_paths.drop, "credit_events", d2, [row("credit_events", 2), e5])
+    assert landing.land("credit_events", d2, env_paths)["held"] == 1
+    # e5's differing twin lands on d3: later than e5's own day, so no conflict for e5
+    write_delivery(env_paths.drop, "credit_events", d3, [dict(e5, merchant_id="M1", amount="1.00")])
+    assert landing.land("credit_events", d3, env_paths)["loaded"] == 1
+    write_delivery(env_paths.drop, "credit_events", d4, [row("credit_events", 3), e6])
+    assert landing.land("credit_events", d4, env_paths)["held"] == 1
+    # a re-delivery of DS, older than both held days, brings a differing e6
+    write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1), dict(e6, merchant_id="M1")])
+    landing.land("credit_events", DS, env_paths)
+    merchants_day(env_paths, d4, ids=(9,))
+    summary = landing.release_orphans(d4, env_paths)
+    assert summary["credit_events"][d2] == {"released": 1, "quarantined": 0, "held": 0, "touches_from": "2020-06-01"}
+    assert summary["credit_events"][d4]["quarantined"] == 1
+    assert quarantine(env_paths, "credit_events", d4) == [(3, "event_id_conflict")]
+    assert [r[0] for r in rows_of(env_paths, "credit_events", d2, name=f"released-{d4}.parquet")] == ["E5"]
+
+
 def test_pii_only_in_restricted_and_private(env_paths):
     merchants_day(env_paths)
     raw_cols = duckdb.sql(f"DESCRIBE SELECT * FROM '{env_paths.raw}/merchants/ds={DS}/rows.parquet'").fetchall()

@@ -440,7 +440,11 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     """Retry the held orphans of every ds <= `ds` against the merchants landed
     with _ds <= ds: released rows go to raw/<source>/ds=<their ds>/released-<ds>.parquet,
     orphans held for 7 days or more go to quarantine (orphan_merchant_unknown).
-    Returns {source: {their ds: {"released", "quarantined", "held"}}} plus "touches_from"."""
+    Returns {source: {their ds: {"released", "quarantined", "held"}}} plus "touches_from".
+
+    The held partitions of a source are evaluated together, in one pass over
+    the history (the landing index), then each partition is committed on its
+    own, as a landing is."""
     paths = paths or settings.paths()
     run_day = settings.parse_ds(ds)
     summary: dict = {"ds": ds, "touches_from": None}
@@ -458,118 +462,145 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
             finally:
                 kcon.close()
         with source_lock(paths, source):
+            waiting = []
             for part in sorted(root.iterdir()):
                 their_ds = part.name[3:]
                 if not part.name.startswith("ds=") or their_ds > ds or not (part / ROWS_FILE).is_file():
                     continue
-                expire = run_day >= dt.date.fromisoformat(their_ds) + dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)
-                result = _release_partition(paths, source, their_ds, ds, expire, known)
-                if result:
-                    summary[source][their_ds] = result
-                    tf = result.get("touches_from")
-                    if tf and (summary["touches_from"] is None or tf < summary["touches_from"]):
-                        summary["touches_from"] = tf
+                if read_record(partition(paths.raw, source, their_ds)) is None:
+                    log.warning("held %s %s has no committed raw partition; left held", source, their_ds)
+                    continue
+                waiting.append(their_ds)
+            if not waiting:
+                continue
+            expire_upto = (run_day - dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)).isoformat()
+            summary[source] = _release_source(paths, source, waiting, ds, expire_upto, known)
+            for result in summary[source].values():
+                tf = result.get("touches_from")
+                if tf and (summary["touches_from"] is None or tf < summary["touches_from"]):
+                    summary["touches_from"] = tf
     return summary
 
 
-def _release_partition(paths: Paths, source: str, their_ds: str, ds: str, expire: bool, known) -> dict | None:
-    raw_part = partition(paths.raw, source, their_ds)
-    record = read_record(raw_part)
-    if record is None:
-        log.warning("held %s %s has no committed raw partition; left held", source, their_ds)
-        return None
-    held_part = partition(paths.held, source, their_ds)
-    work = new_workdir(paths, f"release-{source}-{their_ds}")
+def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expire_upto: str, known) -> dict:
+    """Evaluate the held rows of every partition in `waiting` at once; commit each partition."""
+    started = time.monotonic()
+    work = new_workdir(paths, f"release-{source}-{ds}")
     con = _connect(work)
     try:
-        rows_sql = f"SELECT * FROM read_parquet({sql_str(str(held_part / ROWS_FILE))})"
-        con.execute(f"CREATE TABLE t1 AS {t1_select(source, their_ds, rows_sql)}")
+        held = "[" + ", ".join(sql_str(str(partition(paths.held, source, d) / ROWS_FILE)) for d in waiting) + "]"
+        rows_sql = f"SELECT * FROM read_parquet({held}, union_by_name = true)"
+        con.execute(f"CREATE TABLE t1 AS {t1_select(source, ds, rows_sql)}")
         # crash safety: rows already released or quarantined by an interrupted run are not taken twice
-        done = [p for p in parquet_files(raw_part) if p.name.startswith("released-")]
-        qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
-        for files, col in ((done, "_line"), ([qfile] if qfile.is_file() else [], "line")):
-            if files:
-                listed = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
-                con.execute(f"DELETE FROM t1 WHERE _line IN (SELECT {col} FROM read_parquet({listed}))")
+        for their_ds in waiting:
+            raw_part = partition(paths.raw, source, their_ds)
+            done = [p for p in parquet_files(raw_part) if p.name.startswith("released-")]
+            qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
+            for files, col in ((done, "_line"), ([qfile] if qfile.is_file() else [], "line")):
+                if files:
+                    listed = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
+                    con.execute(f"DELETE FROM t1 WHERE _ds = DATE '{their_ds}' "
+                                f"AND _line IN (SELECT {col} FROM read_parquet({listed}))")
         con.execute("CREATE VIEW t1l AS SELECT *, rowid AS _rid FROM t1")
         landing_index.attach(con, paths, source)
-        con.register("known", known)  # read in place, not copied: one table for every partition
-        evaluate(con, source, their_ds, paths=paths, in_file=False)
-        expired = ORPHAN_EXPIRED.name
+        con.register("known", known)  # read in place, not copied
+        evaluate(con, source, waiting, paths=paths, in_file=False)
         con.execute(f"""CREATE TABLE outcome AS SELECT *,
-            CASE WHEN _rule IS NOT NULL THEN _rule WHEN {str(expire).lower()} THEN '{expired}' END AS _qrule
+            CASE WHEN _rule IS NOT NULL THEN _rule WHEN _ds <= DATE '{expire_upto}' THEN '{ORPHAN_EXPIRED.name}' END
+              AS _qrule
             FROM bad""")
-        total = con.execute("SELECT count(*) FROM t1").fetchone()[0]
-        quarantined, still = con.execute("""SELECT count(*) FILTER (WHERE _qrule IS NOT NULL),
-            count(*) FILTER (WHERE _qrule IS NULL) FROM outcome""").fetchone()
-        released = total - quarantined - still
-        if released == 0 and quarantined == 0:
-            return {"released": 0, "quarantined": 0, "held": still}
-        now = utc_now()
-        stamp = f"TIMESTAMPTZ {sql_str(now.isoformat())}"
-        trash = work / "trash"
-
-        # 1. raw partition: the old files (hard links) + released-<ds>.parquet + the updated record
-        new_raw = work / "raw"
-        new_raw.mkdir()
-        for f in parquet_files(raw_part):
-            os.link(f, new_raw / f.name)
-        by_rule = dict(con.execute("SELECT _qrule, count(*) FROM outcome WHERE _qrule IS NOT NULL GROUP BY 1").fetchall())
-        touches = None
-        if released:
-            valid = "FROM t1l ANTI JOIN bad USING (_rid)"
-            target = new_raw / f"released-{ds}.parquet"
-            query = f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})"
-            if target.exists():  # a second release on the same day adds to the first
-                os.unlink(target)
-                query += f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_str(str(raw_part / target.name))})"
-            _copy(con, query, target)
-            day = con.execute(f"SELECT {TOUCHES[source]} {valid}").fetchone()[0]
-            touches = day.isoformat() if day else None
-        record["loaded"] += released
-        record["quarantined"] += quarantined
-        record["held"] = still
-        for rule, n in by_rule.items():
-            record["quarantine_by_rule"][rule] = record["quarantine_by_rule"].get(rule, 0) + n
-        record.setdefault("releases", []).append(
-            {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat()})
-        if touches and (record.get("touches_from") is None or touches < record["touches_from"]):
-            record["touches_from"] = touches
-        write_json(new_raw / RECORD, record)
-        swap(new_raw, raw_part, trash)
+        t_eval = time.monotonic()
+        results = {}
+        for their_ds in waiting:
+            for name, table in (("p_t1l", "t1l"), ("p_bad", "bad"), ("p_outcome", "outcome")):
+                con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE _ds = DATE '{their_ds}'")
+            results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds)
         _refresh_index(con, paths, source)
-
-        # 2. held partition: what is still waiting
-        new_held = None
-        if still:
-            new_held = work / "held"
-            new_held.mkdir()
-            _copy(con, f"SELECT {', '.join(contract.column_names(source))}, _ds, _file, _line, _extra, _raw_text, "
-                       "_held_at FROM outcome WHERE _qrule IS NULL ORDER BY _line", new_held / ROWS_FILE)
-            make_private(new_held)
-        swap(new_held, held_part, trash)
-
-        # 3. quarantine partition: the old rows + the new ones
-        if quarantined:
-            new_q = work / "quarantine"
-            new_q.mkdir()
-            detail = detail_sql(RULES[source])
-            query = (f"SELECT {sql_str(source)} AS source, DATE '{their_ds}' AS ds, _file AS file, _line AS line, "
-                     f"_qrule AS rule, CASE WHEN _qrule = '{expired}' THEN 'merchant ' || merchant_id || "
-                     f"' still unknown on {ds}, {settings.ORPHAN_RETRY_DAYS} days or more after {their_ds}' "
-                     f"ELSE {detail} END AS detail, "
-                     f"_raw_text AS raw_text, {stamp} AS quarantined_at FROM outcome WHERE _qrule IS NOT NULL")
-            if qfile.is_file():
-                query = f"SELECT * FROM read_parquet({sql_str(str(qfile))}) UNION ALL BY NAME {query}"
-            _copy(con, query + " ORDER BY line", new_q / QUARANTINE_FILE)
-            make_private(new_q)
-            swap(new_q, partition(paths.quarantine, source, their_ds), trash)
-        log.info("orphans of %s %s on %s: %d released, %d quarantined, %d still held",
-                 source, their_ds, ds, released, quarantined, still)
-        return {"released": released, "quarantined": quarantined, "held": still, "touches_from": touches}
+        log.info("released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)", source, ds,
+                 len(waiting), time.monotonic() - started, t_eval - started)
+        return results
     finally:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work: Path) -> dict:
+    """Write one held partition's outcome (views p_t1l, p_bad, p_outcome):
+    raw (released rows and the record, the commit), then held, then quarantine."""
+    raw_part = partition(paths.raw, source, their_ds)
+    held_part = partition(paths.held, source, their_ds)
+    qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
+    record = read_record(raw_part)
+    total = con.execute("SELECT count(*) FROM p_t1l").fetchone()[0]
+    quarantined, still = con.execute("""SELECT count(*) FILTER (WHERE _qrule IS NOT NULL),
+        count(*) FILTER (WHERE _qrule IS NULL) FROM p_outcome""").fetchone()
+    released = total - quarantined - still
+    if released == 0 and quarantined == 0:
+        return {"released": 0, "quarantined": 0, "held": still}
+    work.mkdir()
+    now = utc_now()
+    stamp = f"TIMESTAMPTZ {sql_str(now.isoformat())}"
+    trash = work / "trash"
+
+    # 1. raw partition: the old files (hard links) + released-<ds>.parquet + the updated record
+    new_raw = work / "raw"
+    new_raw.mkdir()
+    for f in parquet_files(raw_part):
+        os.link(f, new_raw / f.name)
+    by_rule = dict(con.execute("SELECT _qrule, count(*) FROM p_outcome WHERE _qrule IS NOT NULL GROUP BY 1").fetchall())
+    touches = None
+    if released:
+        valid = "FROM p_t1l ANTI JOIN p_bad USING (_rid)"
+        target = new_raw / f"released-{ds}.parquet"
+        query = f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})"
+        if target.exists():  # a second release on the same day adds to the first
+            os.unlink(target)
+            query += f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_str(str(raw_part / target.name))})"
+        _copy(con, query, target)
+        day = con.execute(f"SELECT {TOUCHES[source]} {valid}").fetchone()[0]
+        touches = day.isoformat() if day else None
+    record["loaded"] += released
+    record["quarantined"] += quarantined
+    record["held"] = still
+    for rule, n in by_rule.items():
+        record["quarantine_by_rule"][rule] = record["quarantine_by_rule"].get(rule, 0) + n
+    record.setdefault("releases", []).append(
+        {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat()})
+    if touches and (record.get("touches_from") is None or touches < record["touches_from"]):
+        record["touches_from"] = touches
+    write_json(new_raw / RECORD, record)
+    swap(new_raw, raw_part, trash)
+
+    # 2. held partition: what is still waiting
+    new_held = None
+    if still:
+        new_held = work / "held"
+        new_held.mkdir()
+        _copy(con, f"SELECT {', '.join(contract.column_names(source))}, _ds, _file, _line, _extra, _raw_text, "
+                   "_held_at FROM p_outcome WHERE _qrule IS NULL ORDER BY _line", new_held / ROWS_FILE)
+        make_private(new_held)
+    swap(new_held, held_part, trash)
+
+    # 3. quarantine partition: the old rows + the new ones
+    if quarantined:
+        new_q = work / "quarantine"
+        new_q.mkdir()
+        expired = ORPHAN_EXPIRED.name
+        detail = detail_sql(RULES[source])
+        query = (f"SELECT {sql_str(source)} AS source, DATE '{their_ds}' AS ds, _file AS file, _line AS line, "
+                 f"_qrule AS rule, CASE WHEN _qrule = '{expired}' THEN 'merchant ' || merchant_id || "
+                 f"' still unknown on {ds}, {settings.ORPHAN_RETRY_DAYS} days or more after {their_ds}' "
+                 f"ELSE {detail} END AS detail, "
+                 f"_raw_text AS raw_text, {stamp} AS quarantined_at FROM p_outcome WHERE _qrule IS NOT NULL")
+        if qfile.is_file():
+            query = f"SELECT * FROM read_parquet({sql_str(str(qfile))}) UNION ALL BY NAME {query}"
+        _copy(con, query + " ORDER BY line", new_q / QUARANTINE_FILE)
+        make_private(new_q)
+        swap(new_q, partition(paths.quarantine, source, their_ds), trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    log.info("orphans of %s %s on %s: %d released, %d quarantined, %d still held",
+             source, their_ds, ds, released, quarantined, still)
+    return {"released": released, "quarantined": quarantined, "held": still, "touches_from": touches}
 
 
 # --------------------------------------------------------------------------

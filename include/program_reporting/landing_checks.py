@@ -31,17 +31,26 @@ def _case(key: str, mapping: dict[str, str], cast: str = "") -> str:
     return f"CASE {key} {arms} END"
 
 
-def program_lookup(key: str, ds: str, prefix: str) -> str:
-    """Columns <prefix>country, currency, tz, ds_end (end of ds in the program's time zone)."""
-    day_after = dt.date.fromisoformat(ds) + dt.timedelta(days=1)
+def program_lookup(key: str, ds: str | list[str], prefix: str) -> str:
+    """Columns <prefix>country, currency, tz, ds_end (end of ds in the program's
+    time zone). ds: the business date, or several (held orphans of several
+    days): then ds_end is that of each row's _ds."""
     progs = reference.programs().values()
-    ends = {p.code: sql_str(dt.datetime.combine(day_after, dt.time(0), tzinfo=ZoneInfo(p.time_zone)).isoformat())
-            for p in progs}
+
+    def ends(day: str) -> str:
+        after = dt.date.fromisoformat(day) + dt.timedelta(days=1)
+        return _case(key, {p.code: sql_str(dt.datetime.combine(after, dt.time(0), tzinfo=ZoneInfo(p.time_zone))
+                                              .isoformat()) for p in progs}, "TIMESTAMPTZ ")
+
+    if isinstance(ds, str):
+        ds_end = ends(ds)
+    else:
+        ds_end = "CASE _ds " + " ".join(f"WHEN DATE '{d}' THEN {ends(d)}" for d in ds) + " END"
     return ", ".join([
         _case(key, {p.code: sql_str(p.country_code) for p in progs}) + f" AS {prefix}country",
         _case(key, {p.code: sql_str(p.currency) for p in progs}) + f" AS {prefix}currency",
         _case(key, {p.code: sql_str(p.time_zone) for p in progs}) + f" AS {prefix}tz",
-        _case(key, ends, "TIMESTAMPTZ ") + f" AS {prefix}ds_end",
+        f"{ds_end} AS {prefix}ds_end",
     ])
 
 
@@ -91,7 +100,8 @@ def t1_select(source: str, ds: str, rows_sql: str) -> str:
     return f"SELECT *, {case_sql(RULES[source], 'row')} AS _r1 FROM ({inner})"
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str, *, paths: Paths, in_file: bool = True) -> None:
+def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str | list[str], *, paths: Paths,
+             in_file: bool = True) -> None:
     """From view `t1l` (t1 plus _rid and _line), create table `bad`: the rows
     breaking a rule (`_rule`) or held as orphans (`_held`), with every column.
 
@@ -101,7 +111,9 @@ def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str, *, paths: Pat
     events and employment reports, table `known` holds the known merchants
     (landing_index.known_merchants). in_file: also check duplicates within
     the rows (False for held orphans, which were checked against their own
-    file when it landed)."""
+    file when it landed). ds: the delivery's business date, or the dates of
+    the held partitions evaluated together (each row is then compared with the
+    history before its own _ds)."""
     rules = RULES[source]
     set_cols, set_joins = _set_stage(con, source, ds, paths, in_file)
     merchant_cols, merchant_joins, held = "", "", "false"
@@ -122,7 +134,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str, *, paths: Pat
         WHERE _rule IS NOT NULL OR _held""")
 
 
-def _set_stage(con, source: str, ds: str, paths: Paths, in_file: bool) -> tuple[str, str]:
+def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: bool) -> tuple[str, str]:
     """Tables for the 'set' rules; returns (extra select columns, joins)."""
     if source == "merchants":
         if in_file:
@@ -140,7 +152,7 @@ def _set_stage(con, source: str, ds: str, paths: Paths, in_file: bool) -> tuple[
 
     # In the file: the first valid row of a key wins; a later row conflicts
     # (credit events: only when a compared value differs).
-    con.execute("CREATE OR REPLACE TABLE conflicts (_line BIGINT, what VARCHAR)")
+    con.execute("CREATE OR REPLACE TABLE conflicts (_rid BIGINT, what VARCHAR)")
     if in_file:
         if source == "credit_events":
             con.execute(f"""INSERT INTO conflicts
@@ -149,18 +161,20 @@ def _set_stage(con, source: str, ds: str, paths: Paths, in_file: bool) -> tuple[
                     FROM t1l WHERE _r1 IS NULL
                       AND event_id IN (SELECT event_id FROM t1l WHERE _r1 IS NULL GROUP BY 1 HAVING count(*) > 1)
                     GROUP BY 1)
-                SELECT t1l._line, 'on line ' || f.first_line || ' of this file'
+                SELECT t1l._rid, 'on line ' || f.first_line || ' of this file'
                 FROM t1l JOIN firsts f USING (event_id)
                 WHERE t1l._r1 IS NULL AND t1l._line > f.first_line AND {_event_struct(True)} IS DISTINCT FROM f.v""")
         else:
             con.execute("""INSERT INTO conflicts
                 WITH firsts AS (SELECT report_id, min(_line) AS first_line FROM t1l WHERE _r1 IS NULL
                                 GROUP BY 1 HAVING count(*) > 1)
-                SELECT t1l._line, 'on line ' || f.first_line || ' of this file'
+                SELECT t1l._rid, 'on line ' || f.first_line || ' of this file'
                 FROM t1l JOIN firsts f USING (report_id)
                 WHERE t1l._r1 IS NULL AND t1l._line > f.first_line""")
+    # Across deliveries: a row against the partitions in force before its own _ds.
     key = landing_index.HASHED_KEY[source]
-    earlier = landing_index.candidate_files(con, paths, source, ds, f"SELECT {key} FROM t1l WHERE _r1 IS NULL")
+    latest = ds if isinstance(ds, str) else max(ds)
+    earlier = landing_index.candidate_files(con, paths, source, latest, f"SELECT {key} FROM t1l WHERE _r1 IS NULL")
     if earlier:
         files = _files_sql(earlier)
         if source == "credit_events":
@@ -168,17 +182,17 @@ def _set_stage(con, source: str, ds: str, paths: Paths, in_file: bool) -> tuple[
                 WITH prev AS (SELECT event_id, _ds, {_event_struct(False)} AS v
                               FROM read_parquet({files}, union_by_name = true)
                               WHERE event_id IN (SELECT event_id FROM t1l WHERE _r1 IS NULL))
-                SELECT t1l._line, 'in the delivery of ' || min(prev._ds)
+                SELECT t1l._rid, 'in the delivery of ' || min(prev._ds)
                 FROM t1l JOIN prev USING (event_id)
-                WHERE t1l._r1 IS NULL AND prev.v IS DISTINCT FROM {_event_struct(True)}
-                  AND t1l._line NOT IN (SELECT _line FROM conflicts)
-                GROUP BY t1l._line""")
+                WHERE t1l._r1 IS NULL AND prev._ds < t1l._ds AND prev.v IS DISTINCT FROM {_event_struct(True)}
+                  AND t1l._rid NOT IN (SELECT _rid FROM conflicts)
+                GROUP BY t1l._rid""")
         else:
             con.execute(f"""INSERT INTO conflicts
                 WITH prev AS (SELECT report_id, _ds FROM read_parquet({files}, union_by_name = true)
                               WHERE report_id IN (SELECT report_id FROM t1l WHERE _r1 IS NULL))
-                SELECT t1l._line, 'in the delivery of ' || min(prev._ds)
+                SELECT t1l._rid, 'in the delivery of ' || min(prev._ds)
                 FROM t1l JOIN prev USING (report_id)
-                WHERE t1l._r1 IS NULL AND t1l._line NOT IN (SELECT _line FROM conflicts)
-                GROUP BY t1l._line""")
-    return ", c.what AS _conflict", "LEFT JOIN conflicts c ON c._line = t1l._line"
+                WHERE t1l._r1 IS NULL AND prev._ds < t1l._ds AND t1l._rid NOT IN (SELECT _rid FROM conflicts)
+                GROUP BY t1l._rid""")
+    return ", c.what AS _conflict", "LEFT JOIN conflicts c ON c._rid = t1l._rid"
