@@ -1,0 +1,59 @@
+"""How cost grows with scale: one Markdown row per benchmark result in
+bench/results/ (or the files given), ordered by days then merchants.
+
+    .venv/bin/python bench/growth.py [bench/results/*.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+COLUMNS = [
+    ("land (history)", "land"), ("land floor (duckdb read_csv)", "read_csv floor"),
+    ("build (dbt, full)", "dbt full build"), ("build floor (one SQL script)", "SQL floor"),
+    ("night (Airflow, end to end)", "night"),
+]
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return ""
+    return f"{s:.0f} s" if s < 600 else f"{s / 60:.1f} min"
+
+
+def table(files: list[Path]) -> str:
+    runs = [json.loads(f.read_text()) for f in files]
+    runs.sort(key=lambda r: (r["days"], r["merchants"], r["date"]))
+    head = ["merchants x days", "date", "rows landed"] + [c for _k, c in COLUMNS] + [
+        "landing / floor", "peak RSS", "warehouse"]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
+    for r in runs:
+        by = {s["name"]: s for s in r["stages"]}
+        land = by.get("land (history)", {})
+        peak = max((s.get("peak_rss_bytes") or 0) for s in r["stages"])
+        cells = [f"{r['merchants']:,} x {r['days']}", r["date"], f"{land.get('rows') or 0:,}"]
+        cells += [_seconds(by.get(k, {}).get("seconds")) for k, _c in COLUMNS]
+        cells += [f"{r['ratios'].get('landing_vs_floor', 0):.2f}", f"{peak / 2**30:.1f} GiB",
+                  f"{r.get('warehouse_bytes', 0) / 2**30:.2f} GiB"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    files = [Path(a) for a in args] or sorted((HERE / "results").glob("*.json"))
+    if not files:
+        print("no results: run `make bench` first", file=sys.stderr)
+        return 1
+    print(table(files))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
