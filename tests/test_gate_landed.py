@@ -86,6 +86,18 @@ def test_loaded_rows_missing_from_the_partition_block(env_paths):
     assert [r.check_id for r in result.blocking] == ["c_loaded_rows_present"]
 
 
+def test_an_identical_repeat_is_one_event(env_paths):
+    """extracts.md: an identical repeat of an event loads (dbt counts it once), so the
+    raw partition may hold it twice; only different events sharing an id break uniqueness."""
+    land_all(env_paths.home)
+    land(env_paths.home, "credit_events", extra_sql=f"UNION ALL SELECT *, DATE '{DS}', 'x', 99, NULL, now() "
+                   f"FROM ({SQL['credit_events']}, i FROM range(1, 2) t(i))",
+         record_overrides={"delivered": 11, "loaded": 11, "control_row_count": 11})
+    result = gate.validate_landed(DS, env_paths)
+    assert result.passed, [r.check_id for r in result.blocking]
+    assert _by_id(result)["c_event_id_unique"].status == "passed"
+
+
 def test_bad_rows_block(env_paths):
     land_all(env_paths.home)
     land(env_paths.home, "credit_events",
