@@ -34,6 +34,8 @@ def test_bench_smoke(tmp_path):
     by = {s["name"]: s for s in result["stages"]}
     assert by["land (history)"]["rows"] == by["land floor (duckdb read_csv)"]["rows"] > 50_000
     assert by["night (Airflow, end to end)"]["exit_code"] == 0
+    tasks = by["night (Airflow, end to end)"]["tasks"]  # where the night's time went, from Airflow's database
+    assert {"gate_landed", "dbt_build", "validate", "publish", "report"} <= set(tasks), tasks
     assert result["warehouse_bytes"] > 0
     assert (results / json_file.name.replace(".json", ".md")).read_text().startswith("Benchmark")
     assert set(result["targets"]) and set(result["ratios"]) == {"landing_vs_floor", "full_build_vs_floor", "night_vs_full_build"}
