@@ -28,7 +28,7 @@ def table(files: list[Path]) -> str:
     runs = [json.loads(f.read_text()) for f in files]
     runs.sort(key=lambda r: (r["days"], r["merchants"], r["date"]))
     head = ["merchants x days", "date", "rows landed"] + [c for _k, c in COLUMNS] + [
-        "landing / floor", "peak RSS", "warehouse"]
+        "published", "landing / floor", "peak RSS", "warehouse"]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for r in runs:
         by = {s["name"]: s for s in r["stages"]}
@@ -36,7 +36,8 @@ def table(files: list[Path]) -> str:
         peak = max((s.get("peak_rss_bytes") or 0) for s in r["stages"])
         cells = [f"{r['merchants']:,} x {r['days']}", r["date"], f"{land.get('rows') or 0:,}"]
         cells += [_seconds(by.get(k, {}).get("seconds")) for k, _c in COLUMNS]
-        cells += [f"{r['ratios'].get('landing_vs_floor', 0):.2f}", f"{peak / 2**30:.1f} GiB",
+        cells += ["yes" if r["targets"].get("night published") else "NO",
+                  f"{r['ratios'].get('landing_vs_floor', 0):.2f}", f"{peak / 2**30:.1f} GiB",
                   f"{r.get('warehouse_bytes', 0) / 2**30:.2f} GiB"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
