@@ -302,6 +302,10 @@ def test_held_days_released_together_each_against_its_own_past(env_paths, monkey
     assert summary["credit_events"][d4]["quarantined"] == 1
     assert quarantine(env_paths, "credit_events", d4) == [(3, "event_id_conflict")]
     assert [r[0] for r in rows_of(env_paths, "credit_events", d2, name=f"released-{d4}.parquet")] == ["E5"]
+    # each release records its own reach, which is what the next build restates from
+    releases = {d: json.loads((env_paths.raw / "credit_events" / f"ds={d}" / "_reconciliation.json").read_text()
+                              )["releases"][-1] for d in (d2, d4)}
+    assert releases[d2]["touches_from"] == "2020-06-01" and releases[d4]["touches_from"] is None
 
 
 def test_pii_only_in_restricted_and_private(env_paths):

@@ -72,7 +72,8 @@ def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict]) -> None:
     shutil.copy(scratch / "credit_events" / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
     shutil.rmtree(scratch)
     record["loaded"] += len(rows)
-    record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": f"{run_ds}T23:00:00+08:00"})
+    record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": f"{run_ds}T23:00:00+08:00",
+                                               "touches_from": "2020-04-18"})
     record["touches_from"] = min(record["touches_from"], "2020-04-18")
     (folder / "_reconciliation.json").write_text(json.dumps(record))
 
@@ -134,8 +135,25 @@ def test_restate_from_follows_what_landed(nightly):
     assert restated[3] == "2020-02-19"
     # C's earliest version was rewritten: its line's whole history, from its first event (04-16)
     assert restated[4] == "2020-04-15"  # min(first event 04-16, UTC updated date 04-16 - 1)
-    # the released orphan of 2020-04-19 (its partition's record says 2020-04-18)
+    # the released orphan of 2020-04-19 (its release's record says 2020-04-18)
     assert restated[5] == "2020-04-18"
+
+
+def test_a_release_restates_its_own_reach_not_its_partitions():
+    """Orphans released into an old partition restate from the released rows'
+    dates; the partition's original delivery (up to 30 days back) was built
+    already. A build that never saw this landing takes the partition's reach."""
+    record = {"landed_at": "L1", "touches_from": "2020-05-05", "loaded": 10,
+              "releases": [{"at": "A1", "touches_from": "2020-06-01"}, {"at": "A2", "touches_from": "2020-06-09"},
+                           {"at": "A3", "touches_from": None}]}
+    assert build_mod._credit_touches(record, seen="L1|1|A1") == "2020-06-09"
+    assert build_mod._credit_touches(record, seen="L1|2|A2") is None  # only quarantined since
+    assert build_mod._credit_touches(record, seen="L0|3|A3") == "2020-05-05"  # re-landed since
+    assert build_mod._credit_touches(record, seen=None) == "2020-05-05"
+    # a release recorded before releases carried their reach: the partition's
+    old = dict(record, releases=[{"at": "A1"}, {"at": "A2"}])
+    assert build_mod._credit_touches(old, seen="L1|1|A1") == "2020-05-05"
+    assert build_mod._credit_touches({"landed_at": "L1", "loaded": 3}, seen=None) == build_mod.FULL_HISTORY
 
 
 def test_backdated_redelivery_changes_the_past(nightly):

@@ -151,6 +151,28 @@ def _merchant_touches(paths: Paths, db: Path, changed_ds: list[str]) -> dt.date 
         con.close()
 
 
+def _credit_touches(record: dict, seen: str | None) -> str | None:
+    """Earliest date a changed credit_events partition can move. When the last
+    build saw this very landing and only orphan releases were added since,
+    only those releases count: an old partition that receives a few released
+    orphans does not restate the reach of its whole original delivery (up to
+    30 days back, extracts.md). Otherwise the partition's touches_from; a
+    record without one although rows landed cannot be trusted: everything."""
+    releases = record.get("releases") or []
+    if seen is not None:
+        seen_landed_at, seen_releases, _ = (seen.rsplit("|", 2) + ["", ""])[:3]
+        if seen_landed_at == str(record.get("landed_at")) and seen_releases.isdigit():
+            new = releases[int(seen_releases):]
+            if all("touches_from" in rel for rel in new):  # records written before releases carried it
+                reach = [rel["touches_from"] for rel in new if rel["touches_from"]]
+                return min(reach) if reach else None
+    if record.get("touches_from"):
+        return record["touches_from"]
+    if record.get("loaded") is None or record.get("loaded") or record.get("delivered"):
+        return FULL_HISTORY
+    return None
+
+
 def restate_from(paths: Paths | None = None, full_refresh: bool = False) -> tuple[str, bool, list[dict]]:
     """(restate_from, full_refresh, changed deliveries) for the next build."""
     paths = paths or settings.paths()
@@ -166,12 +188,9 @@ def restate_from(paths: Paths | None = None, full_refresh: bool = False) -> tupl
         candidates.append(previous["loaded_through"] + dt.timedelta(days=1))
     for r in changed:
         if r["source"] == "credit_events":
-            touched = r.get("touches_from")
-            # no touches_from although rows landed: a record we cannot trust, restate everything
+            touched = _credit_touches(r, previous["seen"].get((r["source"], str(r["ds"]))))
             if touched:
                 candidates.append(dt.date.fromisoformat(str(touched)))
-            elif r.get("loaded") is None or r.get("loaded") or r.get("delivered"):
-                candidates.append(dt.date.fromisoformat(FULL_HISTORY))
     merchants_changed = [str(r["ds"]) for r in changed if r["source"] == "merchants"]
     touched = _merchant_touches(paths, paths.warehouse_db, merchants_changed)
     if touched is not None:

@@ -564,8 +564,9 @@ def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work
     record["held"] = still
     for rule, n in by_rule.items():
         record["quarantine_by_rule"][rule] = record["quarantine_by_rule"].get(rule, 0) + n
+    # the release's own reach: a build that has seen the partition before restates from here only
     record.setdefault("releases", []).append(
-        {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat()})
+        {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat(), "touches_from": touches})
     if touches and (record.get("touches_from") is None or touches < record["touches_from"]):
         record["touches_from"] = touches
     write_json(new_raw / RECORD, record)
