@@ -137,6 +137,9 @@ def test_restate_from_follows_what_landed(nightly):
     assert restated[4] == "2020-04-15"  # min(first event 04-16, UTC updated date 04-16 - 1)
     # the released orphan of 2020-04-19 (its release's record says 2020-04-18)
     assert restated[5] == "2020-04-18"
+    # staging re-reads the credit partitions from the earliest one that changed, and no older one
+    assert [s["reload_from"] for s in log[1:]] == [
+        "2020-04-16", "2020-04-18", "2020-04-20", "2020-04-17", "2020-04-25", "2020-04-20"]
 
 
 def test_a_release_restates_its_own_reach_not_its_partitions():

@@ -18,9 +18,22 @@
     program_reporting.build from the landing reconciliation records). Incremental
     models delete and recompute everything dated on or after it. -#}
 {% macro restate_from() -%}
-  {%- set value = var('restate_from') | string -%}
+  {{ date_var('restate_from') }}
+{%- endmacro %}
+
+{#- The earliest delivery partition (ds) of credit_events that changed since
+    the last build (var reload_from; restate_from when not set). Staging
+    re-reads the partitions from it on: an event's date is never after its
+    delivery's ds, so reload_from >= restate_from never loses a change, and an
+    unchanged partition is not read again. -#}
+{% macro reload_from() -%}
+  {{ date_var('reload_from' if var('reload_from', none) else 'restate_from') }}
+{%- endmacro %}
+
+{% macro date_var(name) -%}
+  {%- set value = var(name) | string -%}
   {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', value) -%}
-    {{ exceptions.raise_compiler_error("var restate_from must be a date YYYY-MM-DD, got '" ~ value ~ "'") }}
+    {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a date YYYY-MM-DD, got '" ~ value ~ "'") }}
   {%- endif -%}
   cast('{{ value }}' as date)
 {%- endmacro %}

@@ -173,13 +173,25 @@ def _credit_touches(record: dict, seen: str | None) -> str | None:
     return None
 
 
-def restate_from(paths: Paths | None = None, full_refresh: bool = False) -> tuple[str, bool, list[dict]]:
-    """(restate_from, full_refresh, changed deliveries) for the next build."""
+def reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str:
+    """The earliest credit_events partition that changed (or disappeared) since
+    the last build, or the first new ds: staging re-reads the partitions from
+    there on, and no older one."""
+    present = {str(r["ds"]) for r in records if r["source"] == "credit_events"}
+    moved = [str(r["ds"]) for r in changed if r["source"] == "credit_events"]
+    moved += [ds for source, ds in previous["seen"] if source == "credit_events" and ds not in present]
+    if previous["loaded_through"] is not None:
+        moved.append((previous["loaded_through"] + dt.timedelta(days=1)).isoformat())
+    return min(moved) if moved else FULL_HISTORY
+
+
+def plan_build(paths: Paths | None = None, full_refresh: bool = False) -> tuple[str, bool, list[dict], str]:
+    """(restate_from, full_refresh, changed deliveries, reload_from) for the next build."""
     paths = paths or settings.paths()
     records = deliveries(paths)
     previous = None if full_refresh else _previous_build(paths.warehouse_db)
     if previous is None:
-        return FULL_HISTORY, True, records
+        return FULL_HISTORY, True, records, FULL_HISTORY
     changed = [r for r in records
                if previous["seen"].get((r["source"], str(r["ds"]))) != _version(r)]
     candidates: list[dt.date] = []
@@ -196,7 +208,7 @@ def restate_from(paths: Paths | None = None, full_refresh: bool = False) -> tupl
     if touched is not None:
         candidates.append(touched)
     restate = min(candidates) if candidates else dt.date.fromisoformat(FULL_HISTORY)
-    return restate.isoformat(), False, changed
+    return restate.isoformat(), False, changed, reload_from(previous, records, changed)
 
 
 # --------------------------------------------------------------------------
@@ -276,11 +288,13 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     if not records:
         raise BuildFailed(f"nothing to build: no landed delivery under {paths.raw} (land the sources first)")
     paths.warehouse_db.parent.mkdir(parents=True, exist_ok=True)
-    restate, full, changed = restate_from(paths, full_refresh)
+    restate, full, changed, reload = plan_build(paths, full_refresh)
     loaded_through = max(dt.date.fromisoformat(str(r["ds"])) for r in records)
     log.info("build ds=%s run_id=%s: %s (%d deliveries changed since the last build)", ds, run_id,
-             "full refresh" if full else f"restating from {restate}", len(changed))
-    args = _dbt_args(["build"], paths) + ["--vars", json.dumps({"ds": ds, "restate_from": restate})]
+             "full refresh" if full else f"restating from {restate}, credit events re-read from ds {reload}",
+             len(changed))
+    args = _dbt_args(["build"], paths) + ["--vars", json.dumps({"ds": ds, "restate_from": restate,
+                                                               "reload_from": reload})]
     if full:
         args.append("--full-refresh")
     result = _invoke(args, paths)
@@ -298,7 +312,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
         log.warning("dbt warning: %s", w)
     log.info("build ds=%s done in %ss: %d nodes, %d warnings", ds, seconds, len(nodes), len(warned))
     return {
-        "ds": ds, "run_id": run_id, "full_refresh": full, "restate_from": restate,
+        "ds": ds, "run_id": run_id, "full_refresh": full, "restate_from": restate, "reload_from": reload,
         "loaded_through": loaded_through.isoformat(), "changed_deliveries": len(changed),
         "nodes": len(nodes), "warnings": warned, "seconds": seconds,
         "warehouse": str(paths.warehouse_db),

@@ -4,7 +4,7 @@
     incremental_strategy = 'append',
     on_schema_change = 'fail',
     pre_hook = [
-      "{% if is_incremental() %}delete from {{ this }} where _ds >= {{ restate_from() }}{% endif %}"
+      "{% if is_incremental() %}delete from {{ this }} where _ds >= {{ reload_from() }}{% endif %}"
     ]
   )
 }}
@@ -13,14 +13,15 @@
 -- delivery ds, then line) is kept.
 --
 -- Incremental: replaces whole delivery partitions. A ds delivered again
--- replaces its old delivery entirely, so every partition with _ds on or after
--- restate_from is deleted (pre_hook) and read again. An event's date is never
--- after its delivery's ds, so every event dated on or after restate_from
--- lives in a re-read partition.
+-- replaces its old delivery entirely, and released orphans join an old one,
+-- so every partition from the earliest one that changed since the last build
+-- (reload_from) is deleted (pre_hook) and read again; the partitions before
+-- it are unchanged, so the first copy of every event stays exact. Older
+-- unchanged partitions dated on or after restate_from are not read again.
 with source as (
     select * from {{ source('raw', 'credit_events') }}
     {% if is_incremental() %}
-    where _ds >= {{ restate_from() }}
+    where _ds >= {{ reload_from() }}
     {% endif %}
 ),
 
