@@ -68,11 +68,12 @@ def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict]) -> None:
     folder = raw / "credit_events" / f"ds={ds}"
     record = json.loads((folder / "_reconciliation.json").read_text())
     scratch = raw.parent / "scratch"
-    write_partition(scratch, "credit_events", ds, rows, file_name=f"released-{run_ds}.parquet")
+    at = dt.datetime.now(dt.timezone.utc).isoformat()  # the released rows' _landed_at
+    write_partition(scratch, "credit_events", ds, rows, landed_at=at, file_name=f"released-{run_ds}.parquet")
     shutil.copy(scratch / "credit_events" / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
     shutil.rmtree(scratch)
     record["loaded"] += len(rows)
-    record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": f"{run_ds}T23:00:00+08:00",
+    record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": at,
                                                "touches_from": "2020-04-18"})
     record["touches_from"] = min(record["touches_from"], "2020-04-18")
     (folder / "_reconciliation.json").write_text(json.dumps(record))
@@ -140,6 +141,11 @@ def test_restate_from_follows_what_landed(nightly):
     # staging re-reads the credit partitions from the earliest one that changed, and no older one
     assert [s["reload_from"] for s in log[1:]] == [
         "2020-04-16", "2020-04-18", "2020-04-20", "2020-04-17", "2020-04-25", "2020-04-20"]
+    # the line states restate line by line, except when the new dates hold a benchmark rate
+    # change (LPR of 2020-04-20: every line changes) and after a re-delivery (old rows may be gone)
+    by_line = [s["new_rows_since"] for s in log[1:]]
+    assert by_line[2] is None and by_line[3] is None and None not in by_line[:2] + by_line[4:]
+    assert by_line[4] == build_mod.NOTHING_NEW  # only a merchant changed: no new credit rows
 
 
 def test_a_release_restates_its_own_reach_not_its_partitions():

@@ -33,7 +33,7 @@ from typing import Any
 
 import duckdb
 
-from . import settings
+from . import reference, settings
 from .settings import DBT_PROJECT_DIR, SOURCES, Paths, parse_ds
 
 log = logging.getLogger(__name__)
@@ -185,13 +185,57 @@ def reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str
     return min(moved) if moved else FULL_HISTORY
 
 
-def plan_build(paths: Paths | None = None, full_refresh: bool = False) -> tuple[str, bool, list[dict], str]:
-    """(restate_from, full_refresh, changed deliveries, reload_from) for the next build."""
+NOTHING_NEW = "9999-12-31T00:00:00+00:00"
+
+
+def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> str | None:
+    """The landing time of the earliest credit_events delivery or orphan release
+    that the last build has not seen: every row landed since is new, and the
+    line states restate line by line (int_credit_line_restates). None when that
+    is not exact, and the states restate whole from restate_from: a partition
+    seen before was delivered again or is gone (its old rows may be gone), a
+    record cannot be read, or a benchmark rate changes in the new dates (every
+    line changes)."""
+    before = previous["loaded_through"]
+    if before is None:
+        return None
+    present = {str(r["ds"]) for r in records if r["source"] == "credit_events"}
+    if any(source == "credit_events" and ds not in present for source, ds in previous["seen"]):
+        return None
+    through = max((dt.date.fromisoformat(str(r["ds"])) for r in records), default=before)
+    if any(before.isoformat() < str(day) <= through.isoformat() for _currency, day, _rate in reference.benchmark_rates()):
+        return None
+    stamps = []
+    for r in changed:
+        if r["source"] != "credit_events":
+            continue
+        seen = previous["seen"].get((r["source"], str(r["ds"])))
+        if seen is None:  # a partition new to the warehouse: all its rows are new
+            stamps.append(r.get("landed_at"))
+            continue
+        seen_landed_at, seen_releases, _ = (seen.rsplit("|", 2) + ["", ""])[:3]
+        if seen_landed_at != str(r.get("landed_at")) or not seen_releases.isdigit():
+            return None  # delivered again
+        stamps += [rel.get("at") for rel in (r.get("releases") or [])[int(seen_releases):]]
+    try:
+        times = [dt.datetime.fromisoformat(str(s)) for s in stamps]
+    except ValueError:
+        return None
+    if any(t.tzinfo is None for t in times):
+        return None
+    return min(times).isoformat() if times else NOTHING_NEW
+
+
+def plan_build(paths: Paths | None = None, full_refresh: bool = False) -> dict:
+    """What the next build does: restate_from, full_refresh, the changed
+    deliveries, reload_from, and (line by line) new_rows_since and
+    loaded_through_before."""
     paths = paths or settings.paths()
     records = deliveries(paths)
     previous = None if full_refresh else _previous_build(paths.warehouse_db)
     if previous is None:
-        return FULL_HISTORY, True, records, FULL_HISTORY
+        return {"restate_from": FULL_HISTORY, "full_refresh": True, "changed": records,
+                "reload_from": FULL_HISTORY, "new_rows_since": None, "loaded_through_before": None}
     changed = [r for r in records
                if previous["seen"].get((r["source"], str(r["ds"]))) != _version(r)]
     candidates: list[dt.date] = []
@@ -208,7 +252,10 @@ def plan_build(paths: Paths | None = None, full_refresh: bool = False) -> tuple[
     if touched is not None:
         candidates.append(touched)
     restate = min(candidates) if candidates else dt.date.fromisoformat(FULL_HISTORY)
-    return restate.isoformat(), False, changed, reload_from(previous, records, changed)
+    since = new_rows_since(previous, records, changed)
+    return {"restate_from": restate.isoformat(), "full_refresh": False, "changed": changed,
+            "reload_from": reload_from(previous, records, changed), "new_rows_since": since,
+            "loaded_through_before": previous["loaded_through"].isoformat() if since else None}
 
 
 # --------------------------------------------------------------------------
@@ -288,13 +335,16 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     if not records:
         raise BuildFailed(f"nothing to build: no landed delivery under {paths.raw} (land the sources first)")
     paths.warehouse_db.parent.mkdir(parents=True, exist_ok=True)
-    restate, full, changed, reload = plan_build(paths, full_refresh)
+    plan = plan_build(paths, full_refresh)
+    restate, full, changed = plan["restate_from"], plan["full_refresh"], plan["changed"]
     loaded_through = max(dt.date.fromisoformat(str(r["ds"])) for r in records)
     log.info("build ds=%s run_id=%s: %s (%d deliveries changed since the last build)", ds, run_id,
-             "full refresh" if full else f"restating from {restate}, credit events re-read from ds {reload}",
-             len(changed))
-    args = _dbt_args(["build"], paths) + ["--vars", json.dumps({"ds": ds, "restate_from": restate,
-                                                               "reload_from": reload})]
+             "full refresh" if full else
+             f"restating from {restate} ({'line by line, rows landed since ' + plan['new_rows_since'] if plan['new_rows_since'] else 'every line'}), "
+             f"credit events re-read from ds {plan['reload_from']}", len(changed))
+    dbt_vars = {"ds": ds, **{k: plan[k] for k in ("restate_from", "reload_from", "new_rows_since",
+                                                 "loaded_through_before")}}
+    args = _dbt_args(["build"], paths) + ["--vars", json.dumps(dbt_vars)]
     if full:
         args.append("--full-refresh")
     result = _invoke(args, paths)
@@ -312,7 +362,8 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
         log.warning("dbt warning: %s", w)
     log.info("build ds=%s done in %ss: %d nodes, %d warnings", ds, seconds, len(nodes), len(warned))
     return {
-        "ds": ds, "run_id": run_id, "full_refresh": full, "restate_from": restate, "reload_from": reload,
+        "ds": ds, "run_id": run_id, "full_refresh": full, "restate_from": restate,
+        "reload_from": plan["reload_from"], "new_rows_since": plan["new_rows_since"],
         "loaded_through": loaded_through.isoformat(), "changed_deliveries": len(changed),
         "nodes": len(nodes), "warnings": warned, "seconds": seconds,
         "warehouse": str(paths.warehouse_db),

@@ -24,7 +24,8 @@ select
     events.amount,
     events.annual_interest_rate,
     events.due_on,
-    events._ds
+    events._ds,
+    events._landed_at
 from {{ ref('stg_credit_events') }} as events
 inner join merchant_programs
     on events.merchant_id = merchant_programs.merchant_id

@@ -4,7 +4,10 @@
     incremental_strategy = 'append',
     on_schema_change = 'fail',
     pre_hook = [
-      "{% if is_incremental() %}delete from {{ this }} where state_date >= {{ restate_from() }}{% endif %}"
+      "{% if is_incremental() and var('new_rows_since', none) and var('loaded_through_before', none) %}
+       delete from {{ this }} as s using {{ ref('int_credit_line_restates') }} as r
+       where s.credit_line_id = r.credit_line_id and s.state_date >= r.from_date
+       {% elif is_incremental() %}delete from {{ this }} where state_date >= {{ restate_from() }}{% endif %}"
     ]
   )
 }}
@@ -39,29 +42,48 @@
   delta_* columns: the change of each additive measure from the line's
   previous row; every published figure is a running sum of these deltas.
 
-  Incremental: every row dated on or after restate_from is deleted (pre_hook)
-  and recomputed from the line's last row before it (the base) plus the
-  events, overdue thresholds and rate changes dated on or after it.
+  Incremental, line by line (vars new_rows_since and loaded_through_before
+  set): each line of int_credit_line_restates has its rows dated on or after
+  its from_date deleted (pre_hook) and recomputed from its last row before it
+  (the base) plus its events, overdue thresholds and rate changes dated on or
+  after it; every other line keeps its rows. A late posting restates its own
+  line from its date, not every line.
+  Incremental, whole (those vars not set): the same with every row dated on or
+  after restate_from, for every line that changes on or after it.
 -#}
 {%- set restate = restate_from() -%}
+{%- set by_line = is_incremental() and var('new_rows_since', none) and var('loaded_through_before', none) -%}
+-- depends_on: {{ ref('int_credit_line_restates') }}
 
 with periods as (
     select program_code, loaded_through
     from {{ ref('int_program_periods') }}
 ),
 
+{% if by_line %}
+restates as (
+    select credit_line_id, from_date
+    from {{ ref('int_credit_line_restates') }}
+),
+{% endif %}
+
 events as (
-    select *
-    from {{ ref('int_credit_events') }}
+    select events.*
+    from {{ ref('int_credit_events') }} as events
+    {% if by_line %}
+    inner join restates
+        on events.credit_line_id = restates.credit_line_id
+       and events.event_date >= restates.from_date
+    {% endif %}
     {% if is_incremental() %}
     -- an event's date is never after its delivery's ds: _ds prunes old partitions
-    where _ds >= {{ restate }}
-      and event_date >= {{ restate }}
+    where events._ds >= {{ restate }}
+      and events.event_date >= {{ restate }}
     {% endif %}
 ),
 
 -- a drawdown counts towards overdue_excess_30 (90) from max(event date, due_on + 30 (90))
-overdue_entries as (
+overdue_entries_all as (
     select
         drawdowns.credit_line_id,
         thresholds.days_overdue,
@@ -89,6 +111,16 @@ overdue_entries as (
       {% endif %}
 ),
 
+overdue_entries as (
+    select overdue_entries_all.*
+    from overdue_entries_all
+    {% if by_line %}
+    inner join restates
+        on overdue_entries_all.credit_line_id = restates.credit_line_id
+       and overdue_entries_all.entry_date >= restates.from_date
+    {% endif %}
+),
+
 -- who a line belongs to (the merchant named on its earliest event) and where it starts
 new_lines as (
     select
@@ -109,7 +141,8 @@ changed_lines as (
 ),
 
 -- the last row before restate_from of every line that changes on or after it
--- (of every line, when a benchmark rate changes on or after it)
+-- (of every line, when a benchmark rate changes on or after it); line by line,
+-- the last row before the line's from_date
 base as (
     select
         credit_line_id,
@@ -119,6 +152,15 @@ base as (
                            'annual_interest_rate', 'benchmark_rate'] %}
         {{ last_by(column, 'state_date') }} as {{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
+    {% if by_line %}
+    from (
+        select kept.*
+        from {{ this }} as kept
+        inner join restates
+            on kept.credit_line_id = restates.credit_line_id
+           and kept.state_date < restates.from_date
+    ) as kept
+    {% else %}
     from {{ this }}
     where state_date < {{ restate }}
       and (
@@ -129,6 +171,7 @@ base as (
                 and changes.valid_from <= (select max(loaded_through) from periods)
           )
       )
+    {% endif %}
     group by credit_line_id
 ),
 {% endif %}
@@ -221,7 +264,11 @@ changes as (
         on lines.currency = rates.currency
        and rates.valid_from > lines.first_date
        and rates.valid_from <= (select max(loaded_through) from periods)
-    {% if is_incremental() %}
+    {% if by_line %}
+    inner join restates
+        on lines.credit_line_id = restates.credit_line_id
+       and rates.valid_from >= restates.from_date
+    {% elif is_incremental() %}
        and rates.valid_from >= {{ restate }}
     {% endif %}
 
