@@ -7,8 +7,11 @@ recomputed. restate_from is the earliest business date that the deliveries
 landed (or re-landed, or given released orphans) since the last successful
 build can change, taken from their reconciliation records (touches_from);
 the build log in the warehouse (table _build_log) remembers what each
-successful build has seen. --full-refresh rebuilds everything from the raw
-layer and gives identical tables.
+successful build has seen. Finer still, staging re-reads only the credit
+partitions from the earliest changed one (reload_from), and the credit-line
+states restate line by line from the rows landed since the last build
+(new_rows_since; docs/warehouse.md). --full-refresh rebuilds everything from
+the raw layer and gives identical tables.
 
 Examples:
   program-reporting build --ds 2020-06-30
