@@ -148,6 +148,29 @@ def test_restate_from_follows_what_landed(nightly):
     assert by_line[4] == build_mod.NOTHING_NEW  # only a merchant changed: no new credit rows
 
 
+def test_line_by_line_only_when_exact():
+    """new_rows_since: the earliest landing the last build has not seen, or None
+    (restate every line) when rows may have gone or every line changes."""
+    rec = lambda ds, landed_at, releases=(): {"source": "credit_events", "ds": ds, "landed_at": landed_at,
+                                              "releases": [{"at": a} for a in releases]}
+    old = [rec("2020-06-01", "2026-01-01T02:00:00+00:00", ["2026-01-02T02:00:00+00:00"])]
+    previous = {"loaded_through": dt.date(2020, 6, 1),
+                "seen": {("credit_events", "2020-06-01"): build_mod._version(old[0])}}
+    new_day = rec("2020-06-02", "2026-01-02T03:00:00+00:00")
+    released = rec("2020-06-01", old[0]["landed_at"], ["2026-01-02T02:00:00+00:00", "2026-01-02T02:30:00+00:00"])
+    assert build_mod.new_rows_since(previous, [old[0], new_day], [new_day]) == "2026-01-02T03:00:00+00:00"
+    # orphans released into a partition seen before count from the release
+    assert build_mod.new_rows_since(previous, [released, new_day], [released, new_day]) == "2026-01-02T02:30:00+00:00"
+    assert build_mod.new_rows_since(previous, old, []) == build_mod.NOTHING_NEW
+    redelivered = rec("2020-06-01", "2026-01-02T01:00:00+00:00")
+    assert build_mod.new_rows_since(previous, [redelivered, new_day], [redelivered, new_day]) is None
+    assert build_mod.new_rows_since(previous, [new_day], [new_day]) is None  # 2020-06-01 is gone
+    # the LPR changed on 2020-04-20: a night whose new dates include it changes every line
+    april = {"loaded_through": dt.date(2020, 4, 19), "seen": {}}
+    assert build_mod.new_rows_since(april, [rec("2020-04-20", "2026-01-02T03:00:00+00:00")],
+                                    [rec("2020-04-20", "2026-01-02T03:00:00+00:00")]) is None
+
+
 def test_a_release_restates_its_own_reach_not_its_partitions():
     """Orphans released into an old partition restate from the released rows'
     dates; the partition's original delivery (up to 30 days back) was built
