@@ -14,7 +14,8 @@ from program_reporting.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-STAGES = ["simulate", "land (history)", "land floor (duckdb read_csv)", "build (dbt, full)",
+STAGES = ["simulate", "land (history)", "land floor (duckdb read_csv, day by day)",
+          "land reference (read_csv, all days at once)", "build (dbt, full)",
           "build floor (one SQL script)", "airflow db (once)", "night (Airflow, end to end)", "BI refresh (Airflow)"]
 
 
@@ -32,7 +33,8 @@ def test_bench_smoke(tmp_path):
     for stage in result["stages"]:
         assert stage["seconds"] > 0 and stage["peak_rss_bytes"] > 0, stage
     by = {s["name"]: s for s in result["stages"]}
-    assert by["land (history)"]["rows"] == by["land floor (duckdb read_csv)"]["rows"] > 50_000
+    floor, at_once = by["land floor (duckdb read_csv, day by day)"], by["land reference (read_csv, all days at once)"]
+    assert by["land (history)"]["rows"] == floor["rows"] == at_once["rows"] > 50_000
     assert by["night (Airflow, end to end)"]["exit_code"] == 0 and by["BI refresh (Airflow)"]["exit_code"] == 0
     tasks = by["night (Airflow, end to end)"]["tasks"]  # where the night's time went, from Airflow's database
     assert {"gate_landed", "dbt_build", "validate", "publish", "report"} <= set(tasks), tasks
