@@ -37,9 +37,14 @@ def table(files: list[Path]) -> str:
     for r in runs:
         by = {s["name"]: s for s in r["stages"]}
         land = by.get("land (history)", {})
-        peak = max((s.get("peak_rss_bytes") or 0) for s in r["stages"])
+        # the pipeline's peak: not the simulator's, nor the floors' (references, run beside it)
+        peak = max((s.get("peak_rss_bytes") or 0) for s in r["stages"]
+                   if s["name"] != "simulate" and "floor" not in s["name"] and "reference" not in s["name"])
         cells = [f"{r['merchants']:,} x {r['days']}", r["date"], f"{land.get('rows') or 0:,}"]
-        cells += [_seconds(next((by[k]["seconds"] for k in names if k in by), None)) for names, _c in COLUMNS]
+        for names, _c in COLUMNS:
+            stage = next((by[k] for k in names if k in by), {})
+            cells.append("failed (out of memory)" if "OutOfMemory" in stage.get("error", "") else
+                         "failed" if stage.get("error") else _seconds(stage.get("seconds")))
         floor = by.get(COLUMNS[1][0][0])
         ratio = f"{land['rows_per_second'] / floor['rows_per_second']:.2f}" if floor and land else ""
         cells += ["yes" if r["targets"].get("night published") else "NO",
