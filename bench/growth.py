@@ -11,14 +11,19 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run_bench import BUILD_FLOOR, LAND_AT_ONCE, LAND_FLOOR, NIGHT, REFERENCES  # noqa: E402
+
+LEGACY_LAND_FLOOR = "land floor (duckdb read_csv)"  # runs before 2026-11-26: all days in one read
 # Runs before 2026-11-26 measured the landing floor as one read of all the
 # days' files at once; later runs measure it day by day, and that one beside it.
 COLUMNS = [
     (("land (history)",), "land"),
-    (("land floor (duckdb read_csv, day by day)",), "read_csv day by day (floor)"),
-    (("land reference (read_csv, all days at once)", "land floor (duckdb read_csv)"), "read_csv all days at once"),
-    (("build (dbt, full)",), "dbt full build"), (("build floor (one SQL script)",), "SQL floor"),
-    (("night (Airflow, end to end)",), "night"),
+    ((LAND_FLOOR,), "read_csv day by day (floor)"),
+    ((LAND_AT_ONCE, LEGACY_LAND_FLOOR), "read_csv all days at once"),
+    (("build (dbt, full)",), "dbt full build"), ((BUILD_FLOOR,), "SQL floor"),
+    ((NIGHT,), "night"),
 ]
 
 
@@ -39,13 +44,13 @@ def table(files: list[Path]) -> str:
         land = by.get("land (history)", {})
         # the pipeline's peak: not the simulator's, nor the floors' (references, run beside it)
         peak = max((s.get("peak_rss_bytes") or 0) for s in r["stages"]
-                   if s["name"] != "simulate" and "floor" not in s["name"] and "reference" not in s["name"])
+                   if s["name"] not in ("simulate", LEGACY_LAND_FLOOR, *REFERENCES))
         cells = [f"{r['merchants']:,} x {r['days']}", r["date"], f"{land.get('rows') or 0:,}"]
         for names, _c in COLUMNS:
             stage = next((by[k] for k in names if k in by), {})
             cells.append("failed (out of memory)" if "OutOfMemory" in stage.get("error", "") else
                          "failed" if stage.get("error") else _seconds(stage.get("seconds")))
-        floor = by.get(COLUMNS[1][0][0])
+        floor = by.get(LAND_FLOOR)
         ratio = f"{land['rows_per_second'] / floor['rows_per_second']:.2f}" if floor and land else ""
         cells += ["yes" if r["targets"].get("night published") else "NO",
                   ratio, f"{peak / 2**30:.1f} GiB",

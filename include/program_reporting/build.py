@@ -154,6 +154,18 @@ def _merchant_touches(paths: Paths, db: Path, changed_ds: list[str]) -> dt.date 
         con.close()
 
 
+def _releases_since(record: dict, seen: str | None) -> list[dict] | None:
+    """The orphan releases added to a partition since the last build saw it
+    (the version that _version wrote), or None when that build did not see
+    this very landing: a new partition, or one delivered again since."""
+    if seen is None:
+        return None
+    seen_landed_at, seen_releases, _ = (seen.rsplit("|", 2) + ["", ""])[:3]
+    if seen_landed_at != str(record.get("landed_at")) or not seen_releases.isdigit():
+        return None
+    return (record.get("releases") or [])[int(seen_releases):]
+
+
 def _credit_touches(record: dict, seen: str | None) -> str | None:
     """Earliest date a changed credit_events partition can move. When the last
     build saw this very landing and only orphan releases were added since,
@@ -161,14 +173,10 @@ def _credit_touches(record: dict, seen: str | None) -> str | None:
     orphans does not restate the reach of its whole original delivery (up to
     30 days back, extracts.md). Otherwise the partition's touches_from; a
     record without one although rows landed cannot be trusted: everything."""
-    releases = record.get("releases") or []
-    if seen is not None:
-        seen_landed_at, seen_releases, _ = (seen.rsplit("|", 2) + ["", ""])[:3]
-        if seen_landed_at == str(record.get("landed_at")) and seen_releases.isdigit():
-            new = releases[int(seen_releases):]
-            if all("touches_from" in rel for rel in new):  # records written before releases carried it
-                reach = [rel["touches_from"] for rel in new if rel["touches_from"]]
-                return min(reach) if reach else None
+    new = _releases_since(record, seen)
+    if new is not None and all("touches_from" in rel for rel in new):  # older releases did not carry it
+        reach = [rel["touches_from"] for rel in new if rel["touches_from"]]
+        return min(reach) if reach else None
     if record.get("touches_from"):
         return record["touches_from"]
     if record.get("loaded") is None or record.get("loaded") or record.get("delivered"):
@@ -176,13 +184,18 @@ def _credit_touches(record: dict, seen: str | None) -> str | None:
     return None
 
 
+def _gone_credit_partitions(previous: dict, records: list[dict]) -> list[str]:
+    """credit_events partitions the last build saw that are no longer there."""
+    present = {str(r["ds"]) for r in records if r["source"] == "credit_events"}
+    return [ds for source, ds in previous["seen"] if source == "credit_events" and ds not in present]
+
+
 def reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str:
     """The earliest credit_events partition that changed (or disappeared) since
     the last build, or the first new ds: staging re-reads the partitions from
     there on, and no older one."""
-    present = {str(r["ds"]) for r in records if r["source"] == "credit_events"}
     moved = [str(r["ds"]) for r in changed if r["source"] == "credit_events"]
-    moved += [ds for source, ds in previous["seen"] if source == "credit_events" and ds not in present]
+    moved += _gone_credit_partitions(previous, records)
     if previous["loaded_through"] is not None:
         moved.append((previous["loaded_through"] + dt.timedelta(days=1)).isoformat())
     return min(moved) if moved else FULL_HISTORY
@@ -202,8 +215,7 @@ def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> 
     before = previous["loaded_through"]
     if before is None:
         return None
-    present = {str(r["ds"]) for r in records if r["source"] == "credit_events"}
-    if any(source == "credit_events" and ds not in present for source, ds in previous["seen"]):
+    if _gone_credit_partitions(previous, records):
         return None
     through = max((dt.date.fromisoformat(str(r["ds"])) for r in records), default=before)
     if any(before.isoformat() < str(day) <= through.isoformat() for _currency, day, _rate in reference.benchmark_rates()):
@@ -216,10 +228,10 @@ def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> 
         if seen is None:  # a partition new to the warehouse: all its rows are new
             stamps.append(r.get("landed_at"))
             continue
-        seen_landed_at, seen_releases, _ = (seen.rsplit("|", 2) + ["", ""])[:3]
-        if seen_landed_at != str(r.get("landed_at")) or not seen_releases.isdigit():
+        new = _releases_since(r, seen)
+        if new is None:
             return None  # delivered again
-        stamps += [rel.get("at") for rel in (r.get("releases") or [])[int(seen_releases):]]
+        stamps += [rel.get("at") for rel in new]
     try:
         times = [dt.datetime.fromisoformat(str(s)) for s in stamps]
     except ValueError:
@@ -229,12 +241,10 @@ def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> 
     return min(times).isoformat() if times else NOTHING_NEW
 
 
-def plan_build(paths: Paths | None = None, full_refresh: bool = False) -> dict:
-    """What the next build does: restate_from, full_refresh, the changed
-    deliveries, reload_from, and (line by line) new_rows_since and
-    loaded_through_before."""
-    paths = paths or settings.paths()
-    records = deliveries(paths)
+def plan_build(paths: Paths, records: list[dict], full_refresh: bool = False) -> dict:
+    """What the next build does, given every delivery's record: restate_from,
+    full_refresh, the changed deliveries, reload_from, and (line by line)
+    new_rows_since and loaded_through_before."""
     previous = None if full_refresh else _previous_build(paths.warehouse_db)
     if previous is None:
         return {"restate_from": FULL_HISTORY, "full_refresh": True, "changed": records,
@@ -338,7 +348,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     if not records:
         raise BuildFailed(f"nothing to build: no landed delivery under {paths.raw} (land the sources first)")
     paths.warehouse_db.parent.mkdir(parents=True, exist_ok=True)
-    plan = plan_build(paths, full_refresh)
+    plan = plan_build(paths, records, full_refresh)
     restate, full, changed = plan["restate_from"], plan["full_refresh"], plan["changed"]
     loaded_through = max(dt.date.fromisoformat(str(r["ds"])) for r in records)
     log.info("build ds=%s run_id=%s: %s (%d deliveries changed since the last build)", ds, run_id,

@@ -13,7 +13,7 @@
 {%- set since = var('new_rows_since', none) -%}
 {%- set before = var('loaded_through_before', none) -%}
 
-{% if since and before %}
+{% if restate_lines_by_line() %}
 with periods as (
     select max(loaded_through) as loaded_through
     from {{ ref('int_program_periods') }}
@@ -27,21 +27,10 @@ new_events as (
       and _landed_at >= cast('{{ since }}' as timestamptz)
 ),
 
--- the same entries as int_credit_line_states counts (due_on <= latest ds - 30,
--- entry date <= latest ds), new when dated after the last build's latest ds
+-- the entries int_credit_line_states counts, new when dated after the last
+-- build's latest loaded ds (and not after the latest one)
 new_thresholds as (
-    select
-        drawdowns.credit_line_id,
-        case
-            when drawdowns.event_date > {{ add_days('thresholds.days_overdue', 'drawdowns.due_on') }}
-                then drawdowns.event_date
-            else {{ add_days('thresholds.days_overdue', 'drawdowns.due_on') }}
-        end as from_date
-    from {{ ref('int_credit_events') }} as drawdowns
-    cross join (select 30 as days_overdue union all select 90 as days_overdue) as thresholds
-    where drawdowns.event_type = 'drawdown'
-      and drawdowns.due_on is not null
-      and drawdowns.due_on <= {{ add_days(-30, '(select loaded_through from periods)') }}
+    {{ overdue_entries(ref('int_credit_events'), '(select loaded_through from periods)') }}
       -- an entry after the last build's latest ds has due_on + 30 (90) after it
       -- (or its drawdown is new): a bound on the column, so old row groups are skipped
       and drawdowns.due_on > {{ add_days(-90, "cast('" ~ before ~ "' as date)") }}
@@ -51,9 +40,9 @@ select credit_line_id, min(from_date) as from_date
 from (
     select credit_line_id, from_date from new_events
     union all
-    select credit_line_id, from_date from new_thresholds
-    where from_date > cast('{{ before }}' as date)
-      and from_date <= (select loaded_through from periods)
+    select credit_line_id, entry_date from new_thresholds
+    where entry_date > cast('{{ before }}' as date)
+      and entry_date <= (select loaded_through from periods)
 ) as candidates
 group by credit_line_id
 {% else %}

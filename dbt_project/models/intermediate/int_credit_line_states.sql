@@ -4,7 +4,7 @@
     incremental_strategy = 'append',
     on_schema_change = 'fail',
     pre_hook = [
-      "{% if is_incremental() and var('new_rows_since', none) and var('loaded_through_before', none) %}
+      "{% if is_incremental() and restate_lines_by_line() %}
        delete from {{ this }} as s using {{ ref('int_credit_line_restates') }} as r
        where s.credit_line_id = r.credit_line_id and s.state_date >= r.from_date
        {% elif is_incremental() %}delete from {{ this }} where state_date >= {{ restate_from() }}{% endif %}"
@@ -52,7 +52,7 @@
   after restate_from, for every line that changes on or after it.
 -#}
 {%- set restate = restate_from() -%}
-{%- set by_line = is_incremental() and var('new_rows_since', none) and var('loaded_through_before', none) -%}
+{%- set by_line = is_incremental() and restate_lines_by_line() -%}
 -- depends_on: {{ ref('int_credit_line_restates') }}
 
 with periods as (
@@ -82,28 +82,11 @@ events as (
     {% endif %}
 ),
 
--- a drawdown counts towards overdue_excess_30 (90) from max(event date, due_on + 30 (90))
+-- a drawdown counts towards overdue_excess_30 (90) from max(event date, due_on + 30 (90));
+-- incremental: also drawdowns from before restate_from whose thresholds fall after it
 overdue_entries_all as (
-    select
-        drawdowns.credit_line_id,
-        thresholds.days_overdue,
-        case
-            when drawdowns.event_date > {{ add_days('thresholds.days_overdue', 'drawdowns.due_on') }}
-                then drawdowns.event_date
-            else {{ add_days('thresholds.days_overdue', 'drawdowns.due_on') }}
-        end as entry_date,
-        drawdowns.amount
-    {% if is_incremental() %}
-    -- also drawdowns from before restate_from whose thresholds fall after it
-    from {{ ref('int_credit_events') }} as drawdowns
-    {% else %}
-    from events as drawdowns
-    {% endif %}
-    cross join (select 30 as days_overdue union all select 90 as days_overdue) as thresholds
-    where drawdowns.event_type = 'drawdown'
-      and drawdowns.due_on is not null
-      -- a threshold after the latest loaded ds is not reached yet (the next builds restate from there)
-      and drawdowns.due_on <= {{ add_days(-30, '(select max(loaded_through) from periods)') }}
+    {{ overdue_entries(ref('int_credit_events') if is_incremental() else 'events',
+                       '(select max(loaded_through) from periods)') }}
       {% if is_incremental() %}
       -- entries dated before restate_from are in the base rows already (a bound on the
       -- column itself, so that DuckDB skips row groups of old due dates)
@@ -133,13 +116,15 @@ new_lines as (
     group by credit_line_id
 ),
 
-{% if is_incremental() %}
+{% if is_incremental() and not by_line %}
 changed_lines as (
     select credit_line_id from events
     union
     select credit_line_id from overdue_entries where entry_date >= {{ restate }}
 ),
+{% endif %}
 
+{% if is_incremental() %}
 -- the last row before restate_from of every line that changes on or after it
 -- (of every line, when a benchmark rate changes on or after it); line by line,
 -- the last row before the line's from_date
