@@ -15,8 +15,10 @@ from typing import Any
 # Patterns for a value that holds personal data somewhere inside a text.
 # Digit look-arounds keep a longer number (an amount, an id) from matching.
 PII_VALUE_PATTERNS: dict[str, str] = {
-    # mainland China mobile number: 11 digits, 1 then 3-9
-    "cn_mobile": r"(?<!\d)(?:\+?86[ -]?)?1[3-9]\d{9}(?!\d)",
+    # mainland China mobile number: 11 digits, 1 then 3-9. Not inside a longer
+    # token of ASCII letters and digits: a SHA-256 digest in the report index
+    # ("...f14324372665a...") holds such a run by chance, and is no phone.
+    "cn_mobile": r"(?<![0-9A-Za-z])(?:\+?86[ -]?)?1[3-9]\d{9}(?![0-9A-Za-z])",
     # resident identity card number: 17 digits and a digit or X checksum
     "cn_national_id": r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])",
     # US social security number
