@@ -82,61 +82,56 @@ FROM (SELECT * FROM read_parquet('{raw}/credit_events/ds=*/*.parquet', union_by_
 JOIN (SELECT merchant_id, program_code FROM m WHERE vno = 1) f USING (merchant_id)
 JOIN programs p ON p.program_code = f.program_code;
 
--- one state per line and event date, holding until the next event date
+-- one state per line and change date, holding until the next change date.
+-- A line changes on its event dates and on the dates a drawdown starts to
+-- count as 30 (90) days past due. Repayments and write-offs are allocated
+-- oldest due_on first, so the line is at least k days past due at d exactly
+-- when the drawdowns due on or before d - k (and drawn by d) exceed
+-- everything allocated to date: each drawdown enters that sum x<k> on
+-- max(its event date, due_on + k). Linear in events, no pairing of states
+-- with drawdowns.
 CREATE OR REPLACE TEMP TABLE line_state AS
-WITH per_day AS (
-    SELECT credit_line_id, any_value(merchant_id) AS merchant_id, any_value(program_code) AS program_code, ed,
+WITH changes AS (
+    SELECT credit_line_id, merchant_id, program_code, ed AS d, event_type, event_at, event_id, amount,
+           annual_interest_rate, 0 AS k
+    FROM ev
+    UNION ALL
+    SELECT credit_line_id, merchant_id, program_code, greatest(ed, due_on + t.k), 'threshold', NULL, NULL, amount,
+           NULL, t.k
+    FROM ev CROSS JOIN (VALUES (30), (90)) t(k)
+    WHERE event_type = 'drawdown' AND due_on IS NOT NULL
+), per_day AS (
+    SELECT credit_line_id, any_value(merchant_id) AS merchant_id, any_value(program_code) AS program_code, d,
            coalesce(sum(amount) FILTER (event_type = 'drawdown'), 0) AS d_drawn,
            coalesce(sum(amount) FILTER (event_type = 'repayment'), 0) AS d_repaid,
            coalesce(sum(amount) FILTER (event_type = 'written_off'), 0) AS d_written,
+           coalesce(sum(amount) FILTER (k = 30), 0) AS d_x30,
+           coalesce(sum(amount) FILTER (k = 90), 0) AS d_x90,
            count(*) FILTER (event_type = 'line_opened') AS n_opened,
            count(*) FILTER (event_type = 'line_closed') AS n_closed,
            arg_max(amount, {'t': event_at, 'id': event_id}) FILTER (event_type IN ('line_opened', 'limit_changed')) AS day_limit,
            arg_max(annual_interest_rate, {'t': event_at, 'id': event_id}) FILTER (event_type = 'line_opened') AS day_rate
-    FROM ev GROUP BY credit_line_id, ed
+    FROM changes GROUP BY credit_line_id, d
 ), cum AS (
     SELECT *,
         sum(d_drawn) OVER w AS drawn, sum(d_repaid) OVER w AS repaid, sum(d_written) OVER w AS written,
+        sum(d_x30) OVER w AS x30, sum(d_x90) OVER w AS x90,
         sum(n_opened) OVER w > 0 AND sum(n_closed) OVER w = 0 AS is_open,
         last_value(day_limit IGNORE NULLS) OVER w AS line_limit,
         last_value(day_rate IGNORE NULLS) OVER w AS line_rate,
-        coalesce(lead(ed) OVER (PARTITION BY credit_line_id ORDER BY ed) - 1, DATE '9999-12-31') AS state_to
+        coalesce(lead(d) OVER (PARTITION BY credit_line_id ORDER BY d) - 1, DATE '9999-12-31') AS state_to
     FROM per_day
-    WINDOW w AS (PARTITION BY credit_line_id ORDER BY ed ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW w AS (PARTITION BY credit_line_id ORDER BY d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
-SELECT credit_line_id, merchant_id, program_code, ed AS state_from, state_to, drawn, repaid, written,
-       greatest(0, drawn - repaid - written) AS outstanding, is_open, coalesce(line_limit, 0) AS line_limit, line_rate
+SELECT credit_line_id, merchant_id, program_code, d AS state_from, state_to, drawn, repaid, written,
+       greatest(0, drawn - repaid - written) AS outstanding, is_open, coalesce(line_limit, 0) AS line_limit, line_rate,
+       CASE WHEN x90 > repaid + written THEN 90 WHEN x30 > repaid + written THEN 30 ELSE 0 END AS band
 FROM cum;
 
--- days past due: the first drawdown (by due_on, event_at, event_id) with an
--- unallocated remainder after repayments and write-offs to date.
-CREATE OR REPLACE TEMP TABLE first_unpaid AS
-WITH dd AS (
-    SELECT s.credit_line_id, s.state_from, s.repaid + s.written AS allocated, d.due_on,
-           sum(d.amount) OVER (PARTITION BY s.credit_line_id, s.state_from
-                               ORDER BY d.due_on, d.event_at, d.event_id
-                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum_amount,
-           d.event_at, d.event_id
-    FROM line_state s
-    JOIN ev d ON d.credit_line_id = s.credit_line_id AND d.event_type = 'drawdown' AND d.ed <= s.state_from
-    WHERE s.outstanding > 0
-)
-SELECT credit_line_id, state_from, arg_min(due_on, {'due': due_on, 't': event_at, 'id': event_id}) AS due_first
-FROM dd WHERE cum_amount > allocated
-GROUP BY credit_line_id, state_from;
-
--- pieces: line state x segment interval x benchmark interval x PAR band
+-- pieces: line state x segment interval x benchmark interval
 CREATE OR REPLACE TEMP TABLE pieces AS
-WITH st AS (
-    SELECT s.*, f.due_first FROM line_state s
-    LEFT JOIN first_unpaid f USING (credit_line_id, state_from)
-), banded AS (  -- split each state at due_first + 30 and + 90
-    SELECT st.*, b.band,
-           greatest(st.state_from, CASE b.band WHEN 0 THEN st.state_from WHEN 30 THEN st.due_first + 30 ELSE st.due_first + 90 END) AS band_from,
-           least(st.state_to, CASE b.band WHEN 0 THEN coalesce(st.due_first + 29, st.state_to)
-                                          WHEN 30 THEN st.due_first + 89 ELSE st.state_to END) AS band_to
-    FROM st CROSS JOIN (VALUES (0), (30), (90)) b(band)
-    WHERE b.band = 0 OR st.due_first IS NOT NULL
+WITH banded AS (
+    SELECT *, state_from AS band_from, state_to AS band_to FROM line_state
 ), seg AS (
     SELECT bd.*, si.region, si.business_type, si.size_class,
            greatest(bd.band_from, si.valid_from) AS p_from, least(bd.band_to, si.valid_to) AS p_to
