@@ -24,14 +24,20 @@ def floor_sql(raw: Path) -> str:
 
 
 def run_floor(raw: Path, database: str = ":memory:", memory_limit: str | None = None,
-              temp_dir: Path | None = None) -> tuple[duckdb.DuckDBPyConnection, float]:
-    """Execute the floor; returns the connection holding floor_kpi_program_daily, and seconds."""
+              temp_dir: Path | None = None, progress: bool = False) -> tuple[duckdb.DuckDBPyConnection, float]:
+    """Execute the floor, statement by statement (progress: print each one's
+    time); returns the connection holding floor_kpi_program_daily, and seconds."""
     con = duckdb.connect(database)
     con.execute(f"SET memory_limit = '{memory_limit or settings.duckdb_memory_limit()}'")
     if temp_dir:
         con.execute("SET temp_directory = ?", [str(temp_dir)])
     start = time.perf_counter()
-    con.execute(floor_sql(raw))
+    for statement in con.extract_statements(floor_sql(raw)):
+        t0 = time.perf_counter()
+        con.execute(statement)
+        if progress and statement.type.name != "SET":
+            name = " ".join(statement.query.split())[:70]
+            print(f"[floor] {time.perf_counter() - t0:7.1f} s  {name}", flush=True)
     return con, time.perf_counter() - start
 
 

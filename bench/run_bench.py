@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         st.extra["memory_limit"] = args.floor_memory
         try:
             con, _seconds = run_floor(p.raw, database=str(work / "floor_build.duckdb"), memory_limit=args.floor_memory,
-                                      temp_dir=work / "tmp")
+                                      temp_dir=work / "tmp", progress=True)
             st.rows = con.execute("SELECT count(*) FROM floor_kpi_program_daily").fetchone()[0]
             con.close()
         except Exception as exc:  # noqa: BLE001 - recorded in the results, the night still runs
