@@ -148,6 +148,29 @@ def test_restate_from_follows_what_landed(nightly):
     assert by_line[4] == build_mod.NOTHING_NEW  # only a merchant changed: no new credit rows
 
 
+def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
+    """build passes the night's plan as the table _build_plan, read when the
+    models run: dbt parses the project once, not every night (--vars would)."""
+    paths, log = nightly["paths"], nightly["log"]
+    text = "".join(f.read_text(errors="replace") for f in (paths.home / "warehouse" / "dbt_logs").glob("dbt.log*"))
+    assert text.count("Running with dbt") == len(log) >= 7
+    assert text.count("Starting full parse") == 1
+    assert "because config vars" not in text
+    # the last night's dates are in what dbt ran: staging re-read from reload_from,
+    # the restated tests filtered from restate_from
+    target = paths.home / "warehouse" / "dbt_target" / "compiled" / "program_reporting" / "models"
+    last = log[-1]
+    assert last["reload_from"] != last["restate_from"]
+    assert f"_ds >= cast('{last['reload_from']}' as date)" in (target / "staging" / "stg_credit_events.sql").read_text()
+    tests = "".join(f.read_text() for f in (target / "staging" / "stg_credit_events.yml").rglob("*.sql"))
+    assert f"_ds >= cast('{last['restate_from']}' as date)) dbt_subquery" in tests
+    con = duckdb.connect(str(paths.warehouse_db), read_only=True)
+    try:  # the plan lives only as long as its build
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_build_plan'").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
 def test_line_by_line_only_when_exact():
     """new_rows_since: the earliest landing the last build has not seen, or None
     (restate every line) when rows may have gone or every line changes."""

@@ -22,8 +22,8 @@
 {%- endmacro %}
 
 {#- Whether a nightly build restates the credit-line states line by line
-    (program_reporting.build sets both vars only when that is exact; see
+    (program_reporting.build sets both plan values only when that is exact; see
     int_credit_line_restates). -#}
 {% macro restate_lines_by_line() -%}
-  {{ return(var('new_rows_since', none) is not none and var('loaded_through_before', none) is not none) }}
+  {{ return(build_plan('new_rows_since') is not none and build_plan('loaded_through_before') is not none) }}
 {%- endmacro %}

@@ -14,26 +14,26 @@
 {% macro end_of_time() -%}cast('9999-12-31' as date){%- endmacro %}
 {% macro start_of_time() -%}cast('1900-01-01' as date){%- endmacro %}
 
-{#- The earliest business date this build restates (var restate_from, set by
-    program_reporting.build from the landing reconciliation records). Incremental
+{#- The earliest business date this build restates (build_plan restate_from,
+    set by program_reporting.build from the landing reconciliation records). Incremental
     models delete and recompute everything dated on or after it. -#}
 {% macro restate_from() -%}
   {{ date_var('restate_from') }}
 {%- endmacro %}
 
 {#- The earliest delivery partition (ds) of credit_events that changed since
-    the last build (var reload_from; restate_from when not set). Staging
+    the last build (build_plan reload_from; restate_from when not set). Staging
     re-reads the partitions from it on: an event's date is never after its
     delivery's ds, so reload_from >= restate_from never loses a change, and an
     unchanged partition is not read again. -#}
 {% macro reload_from() -%}
-  {{ date_var('reload_from' if var('reload_from', none) else 'restate_from') }}
+  {{ date_var('reload_from' if build_plan('reload_from') else 'restate_from') }}
 {%- endmacro %}
 
 {% macro date_var(name) -%}
-  {%- set value = var(name) | string -%}
+  {%- set value = build_plan(name) | string -%}
   {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', value) -%}
-    {{ exceptions.raise_compiler_error("var " ~ name ~ " must be a date YYYY-MM-DD, got '" ~ value ~ "'") }}
+    {{ exceptions.raise_compiler_error("build plan " ~ name ~ " must be a date YYYY-MM-DD, got '" ~ value ~ "'") }}
   {%- endif -%}
   cast('{{ value }}' as date)
 {%- endmacro %}

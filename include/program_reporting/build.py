@@ -7,7 +7,9 @@ recomputed. restate_from is the earliest business date that the deliveries
 landed (or re-landed, or given released orphans) since the last successful
 build can change, taken from their reconciliation records (touches_from);
 the build log in the warehouse (table _build_log) remembers what each
-successful build has seen. Finer still, staging re-reads only the credit
+successful build has seen. The plan reaches dbt as the table _build_plan,
+read by the models when they run, so dbt does not parse the project again
+each night (it would with --vars). Finer still, staging re-reads only the credit
 partitions from the earliest changed one (reload_from), and the credit-line
 states restate line by line from the rows landed since the last build
 (new_rows_since; docs/warehouse.md). --full-refresh rebuilds everything from
@@ -355,12 +357,14 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
              "full refresh" if full else
              f"restating from {restate} ({'line by line, rows landed since ' + plan['new_rows_since'] if plan['new_rows_since'] else 'every line'}), "
              f"credit events re-read from ds {plan['reload_from']}", len(changed))
-    dbt_vars = {"ds": ds, **{k: plan[k] for k in ("restate_from", "reload_from", "new_rows_since",
-                                                 "loaded_through_before")}}
-    args = _dbt_args(["build"], paths) + ["--vars", json.dumps(dbt_vars)]
+    args = _dbt_args(["build"], paths)
     if full:
         args.append("--full-refresh")
-    result = _invoke(args, paths)
+    _write_plan(paths, {"ds": ds, **{k: plan[k] for k in PLAN_KEYS}})
+    try:
+        result = _invoke(args, paths)
+    finally:
+        _write_plan(paths, None)
     nodes = _node_results(result)
     failed = [f"{name} ({status}): {message}"[:500] for name, status, message in nodes if status in _FAILED]
     warned = [f"{name}: {message}"[:300] for name, status, message in nodes if status == "warn"]
@@ -381,6 +385,25 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
         "nodes": len(nodes), "warnings": warned, "seconds": seconds,
         "warehouse": str(paths.warehouse_db),
     }
+
+
+PLAN = "_build_plan"
+PLAN_KEYS = ("restate_from", "reload_from", "new_rows_since", "loaded_through_before")
+
+
+def _write_plan(paths: Paths, plan: dict | None) -> None:
+    """The plan of this build, as the table the dbt models read when they run
+    (macro build_plan), or None: remove it. Not --vars: vars that change every
+    night make dbt parse the whole project again each time."""
+    con = duckdb.connect(str(paths.warehouse_db))
+    try:
+        con.execute(f"DROP TABLE IF EXISTS {PLAN}")
+        if plan is not None:
+            con.execute(f"CREATE TABLE {PLAN} (name VARCHAR, value VARCHAR)")
+            con.executemany(f"INSERT INTO {PLAN} VALUES (?, ?)",
+                            [[k, None if v is None else str(v)] for k, v in plan.items()])
+    finally:
+        con.close()
 
 
 def _write_build_log(paths: Paths, run_id: str, ds: str, restate: str, full: bool, loaded_through: dt.date,

@@ -10,8 +10,11 @@
 -- gone) and no benchmark rate changes in the new dates (every line changes);
 -- otherwise, and in a full refresh, this model is empty and the states
 -- restate whole from restate_from.
-{%- set since = var('new_rows_since', none) -%}
-{%- set before = var('loaded_through_before', none) -%}
+{%- set since = build_plan('new_rows_since') -%}
+{%- set before = build_plan('loaded_through_before') -%}
+-- the plan is read when the model runs, not when dbt parses it: both branches' refs
+-- depends_on: {{ ref('int_program_periods') }}
+-- depends_on: {{ ref('int_credit_events') }}
 
 {% if restate_lines_by_line() %}
 with periods as (

@@ -1,0 +1,36 @@
+{#- The plan of one nightly build (restate_from, reload_from, new_rows_since,
+    loaded_through_before; program_reporting.build.plan_build). The build
+    writes it into the table _build_plan for the length of its `dbt build`
+    and removes it afterwards; models read it when they run. Passed as --vars
+    instead, a new plan every night would make dbt parse the whole project
+    again (a change of vars turns partial parsing off). Without that table (a
+    hand-run `dbt build`), the var of the same name decides, then its default. -#}
+{% macro build_plan(name) -%}
+  {%- set fallback = var(name, none) -%}
+  {%- if not execute -%}{{ return(fallback) }}{%- endif -%}
+  {%- set relation = adapter.get_relation(database=target.database, schema=target.schema,
+                                          identifier='_build_plan') -%}
+  {%- if relation is none -%}{{ return(fallback) }}{%- endif -%}
+  {%- set result = run_query("select value from " ~ relation ~ " where name = '" ~ name ~ "'") -%}
+  {%- if result.rows | length == 0 -%}{{ return(fallback) }}{%- endif -%}
+  {{ return(result.rows[0][0]) }}
+{%- endmacro %}
+
+{#- A data test's `where` config is rendered when dbt parses the project, so a
+    plan value cannot be written there as Jinja: the config names it as
+    __restate_from__, and this override of dbt's get_where_subquery puts the
+    build's date in when the test runs. -#}
+{% macro default__get_where_subquery(relation) -%}
+  {%- set where = config.get('where', '') -%}
+  {%- if where -%}
+    {%- if '__restate_from__' in where -%}
+      {%- set where = where | replace('__restate_from__', restate_from()) -%}
+    {%- endif -%}
+    {%- set filtered -%}
+      (select * from {{ relation }} where {{ where }}) dbt_subquery
+    {%- endset -%}
+    {{ return(filtered) }}
+  {%- else -%}
+    {{ return(relation) }}
+  {%- endif -%}
+{%- endmacro %}
