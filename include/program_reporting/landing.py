@@ -236,7 +236,7 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         amount = _check_amount_total(con, control, reject, data) if source == "credit_events" else None
         landing_index.attach(con, paths, source)
         if source in ORPHAN_SOURCES:
-            landing_index.known_merchants(con, paths, ds)
+            landing_index.known_merchants(con, paths, ds, among="SELECT merchant_id FROM t1")
         evaluate(con, source, ds, paths=paths)
         t_check = time.monotonic()
 

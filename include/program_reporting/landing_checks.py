@@ -174,7 +174,8 @@ def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: boo
     # Across deliveries: a row against the partitions in force before its own _ds.
     key = landing_index.HASHED_KEY[source]
     latest = ds if isinstance(ds, str) else max(ds)
-    earlier = landing_index.candidate_files(con, paths, source, latest, f"SELECT {key} FROM t1l WHERE _r1 IS NULL")
+    # t1, not the view t1l: the keys need no line numbers
+    earlier = landing_index.candidate_files(con, paths, source, latest, f"SELECT {key} FROM t1 WHERE _r1 IS NULL")
     if earlier:
         files = _files_sql(earlier)
         if source == "credit_events":

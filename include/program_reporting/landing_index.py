@@ -139,15 +139,20 @@ def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, d
     return [f for d in sorted(hits) if d in parts for f in parquet_files(parts[d])]
 
 
-def known_merchants(con: duckdb.DuckDBPyConnection, paths: Paths, upto: str, table: str = "known") -> None:
+def known_merchants(con: duckdb.DuckDBPyConnection, paths: Paths, upto: str, table: str = "known",
+                    among: str | None = None) -> None:
     """Create `table` (merchant_id, program_code) in `con`: the merchants landed
-    with ds <= upto, each with its program as of its latest update. Takes the
-    merchants lock for the moment of reading (never held while it is waited for)."""
+    with ds <= upto, each with its program as of its latest update; only those
+    that the query `among` (one column of merchant ids, in `con`) names, when
+    given: a delivery needs its own merchants, not the whole register. Takes
+    the merchants lock for the moment of reading (never held while it is
+    waited for)."""
+    only = f" AND merchant_id IN ({among})" if among else ""
     with source_lock(paths, "merchants"):
         attach(con, paths, "merchants", "midx")
         try:
             con.execute(f"""CREATE OR REPLACE TABLE {table} AS
                 SELECT merchant_id, arg_max(program_code, updated_at) AS program_code
-                FROM midx.entries WHERE _ds <= DATE '{upto}' GROUP BY merchant_id""")
+                FROM midx.entries WHERE _ds <= DATE '{upto}'{only} GROUP BY merchant_id""")
         finally:
             con.execute("DETACH midx")
