@@ -135,7 +135,7 @@ def test_restate_from_follows_what_landed(nightly):
     # the re-delivered 04-17 partition reaches back to its 2020-02-20 drawdown (UTC date - 1)
     assert restated[3] == "2020-02-19"
     # C's earliest version was rewritten: its line's whole history, from its first event (04-16)
-    assert restated[4] == "2020-04-15"  # min(first event 04-16, UTC updated date 04-16 - 1)
+    assert restated[4] == "2020-04-15"  # min(first event 04-16 (UTC date - 1), UTC updated date 04-16 - 1)
     # the released orphan of 2020-04-19 (its release's record says 2020-04-18)
     assert restated[5] == "2020-04-18"
     # staging re-reads the credit partitions from the earliest one that changed, and no older one
