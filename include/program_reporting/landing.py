@@ -448,19 +448,11 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     paths = paths or settings.paths()
     run_day = settings.parse_ds(ds)
     summary: dict = {"ds": ds, "touches_from": None}
-    known = None  # the merchants known on ds, read once for every held partition
     for source in ORPHAN_SOURCES:
         summary[source] = {}
         root = paths.held / source
         if not root.is_dir():
             continue
-        if known is None:
-            kcon = duckdb.connect(config=settings.duckdb_config())
-            try:
-                landing_index.known_merchants(kcon, paths, ds)
-                known = kcon.table("known").to_arrow_table()
-            finally:
-                kcon.close()
         with source_lock(paths, source):
             waiting = []
             for part in sorted(root.iterdir()):
@@ -474,7 +466,7 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
             if not waiting:
                 continue
             expire_upto = (run_day - dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)).isoformat()
-            summary[source] = _release_source(paths, source, waiting, ds, expire_upto, known)
+            summary[source] = _release_source(paths, source, waiting, ds, expire_upto)
             for result in summary[source].values():
                 tf = result.get("touches_from")
                 if tf and (summary["touches_from"] is None or tf < summary["touches_from"]):
@@ -482,8 +474,10 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     return summary
 
 
-def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expire_upto: str, known) -> dict:
-    """Evaluate the held rows of every partition in `waiting` at once; commit each partition."""
+def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expire_upto: str) -> dict:
+    """Evaluate the held rows of every partition in `waiting` at once against
+    the merchants known on ds (those of the held rows, not the whole
+    register); commit each partition. The caller holds the source's lock."""
     started = time.monotonic()
     work = new_workdir(paths, f"release-{source}-{ds}")
     con = _connect(work)
@@ -503,7 +497,7 @@ def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expi
                                 f"AND _line IN (SELECT {col} FROM read_parquet({listed}))")
         con.execute("CREATE VIEW t1l AS SELECT *, rowid AS _rid FROM t1")
         landing_index.attach(con, paths, source)
-        con.register("known", known)  # read in place, not copied
+        landing_index.known_merchants(con, paths, ds, among="SELECT merchant_id FROM t1")
         evaluate(con, source, waiting, paths=paths, in_file=False)
         con.execute(f"""CREATE TABLE outcome AS SELECT *,
             CASE WHEN _rule IS NOT NULL THEN _rule WHEN _ds <= DATE '{expire_upto}' THEN '{ORPHAN_EXPIRED.name}' END
