@@ -156,14 +156,18 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     assert text.count("Running with dbt") == len(log) >= 7
     assert text.count("Starting full parse") == 1
     assert "because config vars" not in text
-    # the last night's dates are in what dbt ran: staging re-read from reload_from,
-    # the restated tests filtered from restate_from
+    # the last night's dates are in what dbt ran: staging re-read from reload_from and
+    # its tests checked those partitions; the line states' tests from restate_from
     target = paths.home / "warehouse" / "dbt_target" / "compiled" / "program_reporting" / "models"
     last = log[-1]
     assert last["reload_from"] != last["restate_from"]
     assert f"_ds >= cast('{last['reload_from']}' as date)" in (target / "staging" / "stg_credit_events.sql").read_text()
-    tests = "".join(f.read_text() for f in (target / "staging" / "stg_credit_events.yml").rglob("*.sql"))
-    assert f"_ds >= cast('{last['restate_from']}' as date)) dbt_subquery" in tests
+
+    def tests_of(model: str) -> str:
+        return "".join(f.read_text() for f in target.glob(f"*/{model}.yml/**/*.sql"))
+
+    assert f"_ds >= cast('{last['reload_from']}' as date)) dbt_subquery" in tests_of("stg_credit_events")
+    assert f"state_date >= cast('{last['restate_from']}' as date)) dbt_subquery" in tests_of("int_credit_line_states")
     con = duckdb.connect(str(paths.warehouse_db), read_only=True)
     try:  # the plan lives only as long as its build
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_build_plan'").fetchone()[0] == 0

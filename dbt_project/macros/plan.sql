@@ -18,13 +18,16 @@
 
 {#- A data test's `where` config is rendered when dbt parses the project, so a
     plan value cannot be written there as Jinja: the config names it as
-    __restate_from__, and this override of dbt's get_where_subquery puts the
-    build's date in when the test runs. -#}
+    __restate_from__ or __reload_from__, and this override of dbt's
+    get_where_subquery puts the build's date in when the test runs. -#}
 {% macro default__get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
   {%- if where -%}
     {%- if '__restate_from__' in where -%}
       {%- set where = where | replace('__restate_from__', restate_from()) -%}
+    {%- endif -%}
+    {%- if '__reload_from__' in where -%}
+      {%- set where = where | replace('__reload_from__', reload_from()) -%}
     {%- endif -%}
     {%- set filtered -%}
       (select * from {{ relation }} where {{ where }}) dbt_subquery

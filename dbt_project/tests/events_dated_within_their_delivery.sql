@@ -5,5 +5,6 @@
 {{ config(severity = 'error') }}
 select event_id, event_date, _ds
 from {{ ref('int_credit_events') }}
-where _ds >= {{ restate_from() }}
+-- the partitions staging re-read this build (the others were checked when read)
+where _ds >= {{ reload_from() }}
   and event_date > _ds
