@@ -36,7 +36,8 @@ def run_floor(raw: Path, database: str = ":memory:", memory_limit: str | None = 
         t0 = time.perf_counter()
         con.execute(statement)
         if progress and statement.type.name != "SET":
-            name = " ".join(statement.query.split())[:70]
+            code = [ln for ln in statement.query.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+            name = " ".join(" ".join(code).split())[:70]
             print(f"[floor] {time.perf_counter() - t0:7.1f} s  {name}", flush=True)
     return con, time.perf_counter() - start
 

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             con, _seconds = run_floor(p.raw, database=str(work / "floor_build.duckdb"), memory_limit=args.floor_memory,
                                       temp_dir=work / "tmp", progress=True)
-            st.rows = con.execute("SELECT count(*) FROM floor_kpi_program_daily").fetchone()[0]
+            st.extra["kpi_rows"] = con.execute("SELECT count(*) FROM floor_kpi_program_daily").fetchone()[0]
             con.close()
         except Exception as exc:  # noqa: BLE001 - recorded in the results, the night still runs
             st.extra["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"

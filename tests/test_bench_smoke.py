@@ -35,6 +35,8 @@ def test_bench_smoke(tmp_path):
     by = {s["name"]: s for s in result["stages"]}
     floor, at_once = by["land floor (duckdb read_csv, day by day)"], by["land reference (read_csv, all days at once)"]
     assert by["land (history)"]["rows"] == floor["rows"] == at_once["rows"] > 50_000
+    build_floor = by["build floor (one SQL script)"]
+    assert "error" not in build_floor and build_floor["kpi_rows"] > 0, build_floor  # the floor computed the mart
     assert by["night (Airflow, end to end)"]["exit_code"] == 0 and by["BI refresh (Airflow)"]["exit_code"] == 0
     tasks = by["night (Airflow, end to end)"]["tasks"]  # where the night's time went, from Airflow's database
     assert {"gate_landed", "dbt_build", "validate", "publish", "report"} <= set(tasks), tasks
