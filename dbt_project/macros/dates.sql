@@ -27,11 +27,13 @@
     delivery's ds, so reload_from >= restate_from never loses a change, and an
     unchanged partition is not read again. -#}
 {% macro reload_from() -%}
-  {{ date_var('reload_from' if build_plan('reload_from') else 'restate_from') }}
+  {%- set value = build_plan('reload_from') -%}
+  {{ date_var('reload_from', value) if value else restate_from() }}
 {%- endmacro %}
 
-{% macro date_var(name) -%}
-  {%- set value = build_plan(name) | string -%}
+{#- The plan's date `name` as a DATE literal (value: already read from the plan). -#}
+{% macro date_var(name, value=none) -%}
+  {%- set value = (build_plan(name) if value is none else value) | string -%}
   {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}$', value) -%}
     {{ exceptions.raise_compiler_error("build plan " ~ name ~ " must be a date YYYY-MM-DD, got '" ~ value ~ "'") }}
   {%- endif -%}

@@ -19,7 +19,8 @@
 {#- A data test's `where` config is rendered when dbt parses the project, so a
     plan value cannot be written there as Jinja: the config names it as
     __restate_from__ or __reload_from__, and this override of dbt's
-    get_where_subquery puts the build's date in when the test runs. -#}
+    get_where_subquery (dbt's own default, plus the two substitutions) puts
+    the build's date in when the test runs. -#}
 {% macro default__get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
   {%- if where -%}

@@ -135,9 +135,9 @@ def _merchant_touches(paths: Paths, db: Path, changed_ds: list[str]) -> dt.date 
             ),
             before AS (SELECT merchant_id, updated_at, _ds FROM wh.stg_merchants),
             touched AS (
-                SELECT merchant_id, updated_at, _ds FROM now_raw WHERE _ds IN (SELECT ds FROM changed)
+                SELECT merchant_id, updated_at FROM now_raw WHERE _ds IN (SELECT ds FROM changed)
                 UNION ALL
-                SELECT merchant_id, updated_at, _ds FROM before WHERE _ds IN (SELECT ds FROM changed)
+                SELECT merchant_id, updated_at FROM before WHERE _ds IN (SELECT ds FROM changed)
             ),
             candidates AS (SELECT DISTINCT merchant_id FROM touched),
             first_now AS (
@@ -371,7 +371,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     args = _dbt_args(["build"], paths)
     if full:
         args.append("--full-refresh")
-    _write_plan(paths, {"ds": ds, **{k: plan[k] for k in PLAN_KEYS}})
+    _write_plan(paths, {k: plan[k] for k in PLAN_KEYS})
     try:
         result = _invoke(args, paths)
     finally:
