@@ -5,6 +5,7 @@ had read the whole history. Real files, real landing code, real DuckDB."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 
 import duckdb
@@ -102,6 +103,26 @@ def test_only_the_partitions_holding_a_key_are_read(env_paths):
                                          "SELECT * FROM (VALUES ('E2'), ('E77')) v(event_id)")
     con.close()
     assert [f.parent.name for f in hits] == [f"ds={D2}"]
+
+
+def test_held_rows_are_compared_only_with_files_that_came_since(env_paths):
+    """Held orphans were compared with the history when they were held: the
+    release reads only the files the index learnt of afterwards."""
+    land_events(env_paths, D1, [row("credit_events", 1)])
+    land_events(env_paths, D2, [row("credit_events", 2)])
+    held_at = dt.datetime.now(dt.timezone.utc)
+    land_events(env_paths, D1, [row("credit_events", 1), row("credit_events", 3)])  # a re-delivery after it
+    con = duckdb.connect()
+    landing_index.attach(con, env_paths, "credit_events")
+    keys = "SELECT * FROM (VALUES ('E1'), ('E2'), ('E3')) v(event_id)"
+    everything = landing_index.candidate_files(con, env_paths, "credit_events", "2020-06-05", keys)
+    since = landing_index.candidate_files(con, env_paths, "credit_events", "2020-06-05", keys, added_after=held_at)
+    later = landing_index.candidate_files(con, env_paths, "credit_events", "2020-06-05", keys,
+                                          added_after=dt.datetime.now(dt.timezone.utc))
+    con.close()
+    assert [f.parent.name for f in everything] == [f"ds={D1}", f"ds={D2}"]
+    assert [f.parent.name for f in since] == [f"ds={D1}"]
+    assert later == []
 
 
 def test_merchants_index_answers_known_as_of_a_date(env_paths):

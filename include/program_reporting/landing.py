@@ -267,7 +267,7 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         old = read_record(partition(paths.raw, source, ds))
         record["touches_from"] = _touches_from(con, source, old)
         _write_and_swap(con, paths, source, ds, work, record, bad_records, landed_at, raw_text)
-        _refresh_index(con, paths, source)
+        _refresh_index(con, paths, source, {ds})
     finally:
         con.close()
 
@@ -318,11 +318,12 @@ def _line_view(con, data: Path, bad_records: list[tuple], blank_inside: bool) ->
     con.execute(f"CREATE VIEW t1l AS SELECT t1.*, t1.rowid AS _rid, CAST({line} AS BIGINT) AS _line FROM t1 {join}")
 
 
-def _refresh_index(con, paths: Paths, source: str) -> None:
-    """After a commit: the index learns the new files now rather than at the
-    next landing. Best effort: the next attach syncs anyway."""
+def _refresh_index(con, paths: Paths, source: str, dates: set[str]) -> None:
+    """After a commit of the partitions of `dates`: the index learns their new
+    files now rather than at the next landing. Best effort: the next attach
+    syncs everything anyway."""
     try:
-        landing_index.sync(con, paths, source)
+        landing_index.sync(con, paths, source, only=dates)
     except (duckdb.Error, OSError) as exc:
         log.warning("landing index of %s not refreshed (%s); the next landing will", source, exc)
 
@@ -486,19 +487,25 @@ def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expi
         rows_sql = f"SELECT * FROM read_parquet({held}, union_by_name = true)"
         con.execute(f"CREATE TABLE t1 AS {t1_select(source, ds, rows_sql)}")
         # crash safety: rows already released or quarantined by an interrupted run are not taken twice
+        taken = []
         for their_ds in waiting:
             raw_part = partition(paths.raw, source, their_ds)
-            done = [p for p in parquet_files(raw_part) if p.name.startswith("released-")]
+            taken += [f"SELECT _ds AS ds, _line AS line FROM read_parquet({sql_str(str(f))})"
+                      for f in parquet_files(raw_part) if f.name.startswith("released-")]
             qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
-            for files, col in ((done, "_line"), ([qfile] if qfile.is_file() else [], "line")):
-                if files:
-                    listed = "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
-                    con.execute(f"DELETE FROM t1 WHERE _ds = DATE '{their_ds}' "
-                                f"AND _line IN (SELECT {col} FROM read_parquet({listed}))")
+            if qfile.is_file():
+                taken.append(f"SELECT ds, line FROM read_parquet({sql_str(str(qfile))})")
+        if taken:
+            con.execute(f"DELETE FROM t1 USING ({' UNION ALL '.join(taken)}) d "
+                        "WHERE t1._ds = d.ds AND t1._line = d.line")
         con.execute("CREATE VIEW t1l AS SELECT *, rowid AS _rid FROM t1")
         landing_index.attach(con, paths, source)
         landing_index.known_merchants(con, paths, ds, among="SELECT merchant_id FROM t1")
-        evaluate(con, source, waiting, paths=paths, in_file=False)
+        # Held rows were compared with the history in force when they were held
+        # (had they conflicted, they would be quarantined, not held): only the
+        # files that came since can conflict with them now.
+        held_since = con.execute("SELECT min(_held_at) FROM t1").fetchone()[0]
+        evaluate(con, source, waiting, paths=paths, in_file=False, history_since=held_since)
         con.execute(f"""CREATE TABLE outcome AS SELECT *,
             CASE WHEN _rule IS NOT NULL THEN _rule WHEN _ds <= DATE '{expire_upto}' THEN '{ORPHAN_EXPIRED.name}' END
               AS _qrule
@@ -509,7 +516,7 @@ def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expi
             for name, table in (("p_t1l", "t1l"), ("p_bad", "bad"), ("p_outcome", "outcome")):
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE _ds = DATE '{their_ds}'")
             results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds)
-        _refresh_index(con, paths, source)
+        _refresh_index(con, paths, source, set(waiting))
         log.info("released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)", source, ds,
                  len(waiting), time.monotonic() - started, t_eval - started)
         return results

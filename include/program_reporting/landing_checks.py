@@ -101,7 +101,7 @@ def t1_select(source: str, ds: str, rows_sql: str) -> str:
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str | list[str], *, paths: Paths,
-             in_file: bool = True) -> None:
+             in_file: bool = True, history_since: dt.datetime | None = None) -> None:
     """From view `t1l` (t1 plus _rid and _line), create table `bad`: the rows
     breaking a rule (`_rule`) or held as orphans (`_held`), with every column.
 
@@ -113,9 +113,11 @@ def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str | list[str], *
     the rows (False for held orphans, which were checked against their own
     file when it landed). ds: the delivery's business date, or the dates of
     the held partitions evaluated together (each row is then compared with the
-    history before its own _ds)."""
+    history before its own _ds). history_since: compare with the files the
+    index learnt of after that time only (held orphans, compared with the
+    history before)."""
     rules = RULES[source]
-    set_cols, set_joins = _set_stage(con, source, ds, paths, in_file)
+    set_cols, set_joins = _set_stage(con, source, ds, paths, in_file, history_since)
     merchant_cols, merchant_joins, held = "", "", "false"
     if source in ORPHAN_SOURCES:
         merchant_cols = ", k.merchant_id IS NOT NULL AS _known, k.program_code AS m_program"
@@ -134,7 +136,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str | list[str], *
         WHERE _rule IS NOT NULL OR _held""")
 
 
-def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: bool) -> tuple[str, str]:
+def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: bool,
+               history_since: dt.datetime | None) -> tuple[str, str]:
     """Tables for the 'set' rules; returns (extra select columns, joins)."""
     if source == "merchants":
         if in_file:
@@ -175,7 +178,8 @@ def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: boo
     key = landing_index.HASHED_KEY[source]
     latest = ds if isinstance(ds, str) else max(ds)
     # t1, not the view t1l: the keys need no line numbers
-    earlier = landing_index.candidate_files(con, paths, source, latest, f"SELECT {key} FROM t1 WHERE _r1 IS NULL")
+    earlier = landing_index.candidate_files(con, paths, source, latest, f"SELECT {key} FROM t1 WHERE _r1 IS NULL",
+                                            added_after=history_since)
     if earlier:
         files = _files_sql(earlier)
         if source == "credit_events":

@@ -15,6 +15,10 @@ file in force:
 - merchants: merchant_id, program_code, updated_at and ds, the columns
   the checks use, exactly.
 
+Table `files` lists the files in force, each with the time the index learnt
+of it (`added_at`): held orphans, compared with the history once when they
+were held, are compared again only with the files that came since.
+
 The index is derived data: `sync` brings it in line with the committed raw
 partitions (a file is identified by inode, size and mtime, so hard-linked
 files kept by a release are not read again), and anything it cannot trust
@@ -27,20 +31,22 @@ file.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import time
 from pathlib import Path
 
 import duckdb
 
 from .landing_rules import sql_str
-from .landing_store import committed, parquet_files, source_lock
+from .landing_store import RECORD, partition, source_lock
 from .settings import Paths
 
 log = logging.getLogger(__name__)
 
 HASHED_KEY = {"credit_events": "event_id", "employment_reports": "report_id"}
-SCHEMA_VERSION = f"1/{duckdb.__version__}"  # hash() is only stable within one DuckDB version
+SCHEMA_VERSION = f"2/{duckdb.__version__}"  # hash() is only stable within one DuckDB version
 
 
 def index_path(paths: Paths, source: str) -> Path:
@@ -50,7 +56,8 @@ def index_path(paths: Paths, source: str) -> Path:
 def _create(con: duckdb.DuckDBPyConnection, source: str, db: str) -> None:
     con.execute(f"CREATE TABLE {db}.meta (version VARCHAR)")
     con.execute(f"INSERT INTO {db}.meta VALUES (?)", [SCHEMA_VERSION])
-    con.execute(f"CREATE TABLE {db}.files (fid INTEGER, ds DATE, name VARCHAR, signature VARCHAR)")
+    con.execute(f"CREATE TABLE {db}.files (fid INTEGER, ds DATE, name VARCHAR, signature VARCHAR, "
+                "added_at TIMESTAMPTZ)")
     if source == "merchants":
         con.execute(f"CREATE TABLE {db}.entries (merchant_id VARCHAR, program_code VARCHAR, "
                     "updated_at TIMESTAMPTZ, _ds DATE, fid INTEGER)")
@@ -85,20 +92,42 @@ def attach(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = 
     sync(con, paths, source, db)
 
 
-def _signature(f: Path) -> str:
-    st = f.stat()
-    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "idx") -> None:
-    """Drop the entries of files no longer in force, add those of new files."""
-    started = time.monotonic()
+def _in_force(paths: Paths, source: str, only: set[str] | None) -> dict[tuple[str, str], tuple[Path, str]]:
+    """(ds, file name) -> (path, signature) of the parquet files of the committed
+    raw partitions (those of the dates in `only`, when given). os.scandir: a
+    source's history is hundreds of partitions and this runs at every landing."""
+    root = paths.raw / source
     want = {}
-    for ds, part in committed(paths, source).items():
-        for f in parquet_files(part):
-            want[(ds, f.name)] = (f, _signature(f))
+    try:
+        parts = list(os.scandir(root))
+    except FileNotFoundError:
+        return want
+    for part in parts:
+        if not part.name.startswith("ds=") or (only is not None and part.name[3:] not in only):
+            continue
+        try:
+            children = list(os.scandir(part.path))
+        except FileNotFoundError:  # swapped out meanwhile (another source's release never touches it)
+            continue
+        if not any(c.name == RECORD for c in children):
+            continue  # no commit marker: not in force
+        for c in children:
+            if c.name.endswith(".parquet") and c.is_file():
+                st = c.stat()
+                want[(part.name[3:], c.name)] = (Path(c.path), f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    return want
+
+
+def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "idx",
+         only: set[str] | None = None) -> None:
+    """Drop the entries of files no longer in force, add those of new files;
+    only those of the partitions of the dates in `only`, when given (after a
+    commit, which touched only them)."""
+    started = time.monotonic()
+    want = _in_force(paths, source, only)
     have = {(ds.isoformat(), name): (fid, sig)
-            for fid, ds, name, sig in con.execute(f"SELECT fid, ds, name, signature FROM {db}.files").fetchall()}
+            for fid, ds, name, sig in con.execute(f"SELECT fid, ds, name, signature FROM {db}.files").fetchall()
+            if only is None or ds.isoformat() in only}
     gone = [fid for key, (fid, sig) in have.items() if key not in want or want[key][1] != sig]
     new = [(key, f, sig) for key, (f, sig) in want.items() if key not in have or have[key][1] != sig]
     if not gone and not new:
@@ -117,7 +146,7 @@ def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "i
                             f"DATE '{ds}', {fid} FROM {src}")
             else:
                 con.execute(f"INSERT INTO {db}.entries SELECT hash({HASHED_KEY[source]}), DATE '{ds}', {fid} FROM {src}")
-            con.execute(f"INSERT INTO {db}.files VALUES (?, ?, ?, ?)", [fid, ds, name, sig])
+            con.execute(f"INSERT INTO {db}.files VALUES (?, ?, ?, ?, now())", [fid, ds, name, sig])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -126,17 +155,29 @@ def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "i
              time.monotonic() - started)
 
 
-def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, ds: str, keys_sql: str) -> list[Path]:
+def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, ds: str, keys_sql: str,
+                    added_after: dt.datetime | None = None) -> list[Path]:
     """The parquet files of partitions before `ds` holding one of the keys
     `keys_sql` selects (one column, the key): the only history the exact
-    comparison must read."""
+    comparison must read. added_after: only files the index learnt of after
+    that time (rows compared with the history once already, as held orphans
+    are: only what came since can conflict with them). Entries are appended in
+    fid order, so the bound on fid lets DuckDB skip the older row groups."""
     key = HASHED_KEY[source]
-    hits = [d.isoformat() for (d,) in con.execute(f"""
-        SELECT DISTINCT e._ds FROM idx.entries e
-        SEMI JOIN (SELECT DISTINCT hash({key}) AS h FROM ({keys_sql})) k ON k.h = e.h
-        WHERE e._ds < DATE '{ds}'""").fetchall()]
-    parts = committed(paths, source)
-    return [f for d in sorted(hits) if d in parts for f in parquet_files(parts[d])]
+    since = ""
+    if added_after is not None:
+        first = con.execute("SELECT min(fid) FROM idx.files WHERE added_at > ?", [added_after]).fetchone()[0]
+        if first is None:
+            return []
+        since = f" AND e.fid >= {int(first)}"
+    hits = con.execute(f"""
+        SELECT f.ds, f.name FROM idx.files f
+        WHERE f.fid IN (SELECT DISTINCT e.fid FROM idx.entries e
+                        SEMI JOIN (SELECT DISTINCT hash({key}) AS h FROM ({keys_sql})) k ON k.h = e.h
+                        WHERE e._ds < DATE '{ds}'{since})
+        ORDER BY f.ds, f.name""").fetchall()
+    # the index was synced under the source's lock, which the caller still holds: these files exist
+    return [partition(paths.raw, source, d.isoformat()) / name for d, name in hits]
 
 
 def known_merchants(con: duckdb.DuckDBPyConnection, paths: Paths, upto: str, table: str = "known",
