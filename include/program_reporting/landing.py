@@ -511,11 +511,22 @@ def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expi
               AS _qrule
             FROM bad""")
         t_eval = time.monotonic()
+        # per partition: (held rows, to quarantine, still held); one pass, and only
+        # the partitions where something changes are rewritten
+        counts = {d.isoformat(): (n, 0, 0) for d, n in con.execute("SELECT _ds, count(*) FROM t1 GROUP BY 1").fetchall()}
+        for d, q, still in con.execute("""SELECT _ds, count(*) FILTER (WHERE _qrule IS NOT NULL),
+                count(*) FILTER (WHERE _qrule IS NULL) FROM outcome GROUP BY 1""").fetchall():
+            counts[d.isoformat()] = (counts[d.isoformat()][0], q, still)
         results = {}
         for their_ds in waiting:
+            total, quarantined, still = counts.get(their_ds, (0, 0, 0))
+            if total == quarantined + still and not quarantined:
+                results[their_ds] = {"released": 0, "quarantined": 0, "held": still}
+                continue
             for name, table in (("p_t1l", "t1l"), ("p_bad", "bad"), ("p_outcome", "outcome")):
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE _ds = DATE '{their_ds}'")
-            results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds)
+            results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds,
+                                                total - quarantined - still, quarantined, still)
         _refresh_index(con, paths, source, set(waiting))
         log.info("released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)", source, ds,
                  len(waiting), time.monotonic() - started, t_eval - started)
@@ -525,19 +536,14 @@ def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expi
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work: Path) -> dict:
+def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work: Path,
+                    released: int, quarantined: int, still: int) -> dict:
     """Write one held partition's outcome (views p_t1l, p_bad, p_outcome):
     raw (released rows and the record, the commit), then held, then quarantine."""
     raw_part = partition(paths.raw, source, their_ds)
     held_part = partition(paths.held, source, their_ds)
     qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
     record = read_record(raw_part)
-    total = con.execute("SELECT count(*) FROM p_t1l").fetchone()[0]
-    quarantined, still = con.execute("""SELECT count(*) FILTER (WHERE _qrule IS NOT NULL),
-        count(*) FILTER (WHERE _qrule IS NULL) FROM p_outcome""").fetchone()
-    released = total - quarantined - still
-    if released == 0 and quarantined == 0:
-        return {"released": 0, "quarantined": 0, "held": still}
     work.mkdir()
     now = utc_now()
     stamp = f"TIMESTAMPTZ {sql_str(now.isoformat())}"
