@@ -520,13 +520,14 @@ def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expi
         results = {}
         for their_ds in waiting:
             total, quarantined, still = counts.get(their_ds, (0, 0, 0))
-            if total == quarantined + still and not quarantined:
+            released = total - quarantined - still
+            if released == 0 and quarantined == 0:
                 results[their_ds] = {"released": 0, "quarantined": 0, "held": still}
                 continue
             for name, table in (("p_t1l", "t1l"), ("p_bad", "bad"), ("p_outcome", "outcome")):
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE _ds = DATE '{their_ds}'")
             results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds,
-                                                total - quarantined - still, quarantined, still)
+                                                released, quarantined, still)
         _refresh_index(con, paths, source, set(waiting))
         log.info("released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)", source, ds,
                  len(waiting), time.monotonic() - started, t_eval - started)

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 from pathlib import Path
 
 import duckdb
 
 from .landing_rules import sql_str
-from .landing_store import RECORD, partition, source_lock
+from .landing_store import committed, parquet_files, partition, source_lock
 from .settings import Paths
 
 log = logging.getLogger(__name__)
@@ -94,27 +93,13 @@ def attach(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = 
 
 def _in_force(paths: Paths, source: str, only: set[str] | None) -> dict[tuple[str, str], tuple[Path, str]]:
     """(ds, file name) -> (path, signature) of the parquet files of the committed
-    raw partitions (those of the dates in `only`, when given). os.scandir: a
-    source's history is hundreds of partitions and this runs at every landing."""
-    root = paths.raw / source
+    raw partitions (those of the dates in `only`, when given)."""
     want = {}
-    try:
-        parts = list(os.scandir(root))
-    except FileNotFoundError:
-        return want
-    for part in parts:
-        if not part.name.startswith("ds=") or (only is not None and part.name[3:] not in only):
-            continue
-        try:
-            children = list(os.scandir(part.path))
-        except FileNotFoundError:  # swapped out meanwhile (another source's release never touches it)
-            continue
-        if not any(c.name == RECORD for c in children):
-            continue  # no commit marker: not in force
-        for c in children:
-            if c.name.endswith(".parquet") and c.is_file():
-                st = c.stat()
-                want[(part.name[3:], c.name)] = (Path(c.path), f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    for ds, part in committed(paths, source).items():
+        if only is None or ds in only:
+            for f in parquet_files(part):
+                st = f.stat()
+                want[(ds, f.name)] = (f, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
     return want
 
 

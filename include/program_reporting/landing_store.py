@@ -86,18 +86,23 @@ def read_record(raw_partition: Path) -> dict | None:
 
 
 def committed(paths: Paths, source: str) -> dict[str, Path]:
-    """ds -> raw partition, for the partitions carrying their commit marker."""
-    root = paths.raw / source
-    out = {}
-    if root.is_dir():
-        for child in sorted(root.iterdir()):
-            if child.name.startswith("ds=") and (child / RECORD).is_file():
-                out[child.name[3:]] = child
-    return out
+    """ds -> raw partition, for the partitions carrying their commit marker.
+    os.scandir, not pathlib: a source's history is hundreds of partitions and
+    every landing lists it."""
+    try:
+        children = sorted(os.scandir(paths.raw / source), key=lambda e: e.name)
+    except FileNotFoundError:
+        return {}
+    return {c.name[3:]: Path(c.path) for c in children
+            if c.name.startswith("ds=") and os.path.isfile(os.path.join(c.path, RECORD))}
 
 
 def parquet_files(part: Path) -> list[Path]:
-    return sorted(p for p in part.glob("*.parquet") if p.is_file())
+    try:
+        children = sorted(os.scandir(part), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    return [Path(c.path) for c in children if c.name.endswith(".parquet") and c.is_file()]
 
 
 @contextlib.contextmanager
