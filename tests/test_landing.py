@@ -263,6 +263,48 @@ def test_orphans_are_held_released_and_expire(env_paths):
     assert rec["quarantine_by_rule"] == {"orphan_merchant_unknown": 1}
 
 
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("swaps_done", [1, 2])
+def test_release_interrupted_between_its_swaps_loses_and_doubles_nothing(env_paths, monkeypatch, swaps_done):
+    """A release commits a partition by three swaps (quarantine, raw with its
+    record, held). Stopped after any of them, the next release finishes the
+    job: every row in exactly one place and the record's counts true."""
+    monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "1")
+    merchants_day(env_paths, ids=(1,))
+    write_delivery(env_paths.drop, "credit_events", DS, [
+        row("credit_events", 1), row("credit_events", 2, merchant_id="M2"),
+        row("credit_events", 3, merchant_id="M3"), row("credit_events", 4, amount="-5.00")])
+    assert landing.land("credit_events", DS, env_paths)["held"] == 2
+    day = "2020-06-09"  # E2's merchant arrives; E3 has waited 7 days and expires
+    merchants_day(env_paths, day, ids=(2,))
+
+    real_swap, calls = landing.swap, []
+
+    def swap_then_die(*args, **kwargs):
+        real_swap(*args, **kwargs)
+        calls.append(args[1])
+        if len(calls) == swaps_done:
+            raise _Killed(f"stopped after swapping {args[1]}")
+
+    monkeypatch.setattr(landing, "swap", swap_then_die)
+    with pytest.raises(_Killed):
+        landing.release_orphans(day, env_paths)
+    monkeypatch.setattr(landing, "swap", real_swap)
+    landing.release_orphans(day, env_paths)
+
+    loaded = [r[0] for r in rows_of(env_paths, "credit_events")] + \
+        [r[0] for r in rows_of(env_paths, "credit_events", name=f"released-{day}.parquet")]
+    assert sorted(loaded) == ["E1", "E2"]
+    assert quarantine(env_paths, "credit_events") == [(4, "orphan_merchant_unknown"), (5, "amount_negative")]
+    assert not (env_paths.held / "credit_events" / f"ds={DS}").exists()
+    rec = next(r for r in landing.reconciliation(env_paths) if r["source"] == "credit_events")
+    assert (rec["delivered"], rec["loaded"], rec["quarantined"], rec["held"]) == (4, 2, 2, 0)
+    assert rec["quarantine_by_rule"] == {"amount_negative": 1, "orphan_merchant_unknown": 1}
+
+
 def test_released_orphan_still_checked_against_its_merchant(env_paths):
     merchants_day(env_paths, ids=(1,))
     write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1),

@@ -28,6 +28,7 @@ no _control.json yet. Rule names and layout: docs/landing.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -45,7 +46,7 @@ import duckdb
 from . import contract, landing_index, settings
 from .landing_checks import ORPHAN_SOURCES, evaluate, t1_select
 from .landing_csv import CsvError, Scan, read_header, record_lines, scan_csv
-from .landing_rules import FIELD_COUNT, ORPHAN_EXPIRED, RULES, detail_sql, output_expr, sql_str
+from .landing_rules import FIELD_COUNT, ORPHAN_EXPIRED, RULES, detail_sql, output_expr, sql_list, sql_str
 from .landing_store import (
     RECORD, committed, make_private, new_workdir, parquet_files, partition, read_record,
     record_failure, source_lock, swap, utc_now, write_json,
@@ -443,64 +444,95 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     orphans held for 7 days or more go to quarantine (orphan_merchant_unknown).
     Returns {source: {their ds: {"released", "quarantined", "held"}}} plus "touches_from".
 
-    The held partitions of a source are evaluated together, in one pass over
-    the history (the landing index), then each partition is committed on its
-    own, as a landing is."""
+    Both sources' held rows are evaluated in one pass with one connection and
+    one lookup of their merchants (the release's cost is mostly fixed work,
+    paid every night), then each partition is committed on its own, as a
+    landing is."""
     paths = paths or settings.paths()
     run_day = settings.parse_ds(ds)
-    summary: dict = {"ds": ds, "touches_from": None}
-    for source in ORPHAN_SOURCES:
-        summary[source] = {}
-        root = paths.held / source
-        if not root.is_dir():
-            continue
-        with source_lock(paths, source):
-            waiting = []
-            for part in sorted(root.iterdir()):
-                their_ds = part.name[3:]
-                if not part.name.startswith("ds=") or their_ds > ds or not (part / ROWS_FILE).is_file():
-                    continue
-                if read_record(partition(paths.raw, source, their_ds)) is None:
-                    log.warning("held %s %s has no committed raw partition; left held", source, their_ds)
-                    continue
-                waiting.append(their_ds)
-            if not waiting:
+    expire_upto = (run_day - dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)).isoformat()
+    summary: dict = {"ds": ds, "touches_from": None, **{source: {} for source in ORPHAN_SOURCES}}
+    with contextlib.ExitStack() as stack:
+        waiting: dict[str, list[str]] = {}
+        for source in ORPHAN_SOURCES:  # one order of taking the locks: two releases cannot deadlock
+            if not (paths.held / source).is_dir():
                 continue
-            expire_upto = (run_day - dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)).isoformat()
-            summary[source] = _release_source(paths, source, waiting, ds, expire_upto)
-            for result in summary[source].values():
-                tf = result.get("touches_from")
-                if tf and (summary["touches_from"] is None or tf < summary["touches_from"]):
-                    summary["touches_from"] = tf
+            stack.enter_context(source_lock(paths, source))
+            if dates := _waiting(paths, source, ds):
+                waiting[source] = dates
+        if not waiting:
+            return summary
+        started = time.monotonic()
+        works = {source: new_workdir(paths, f"release-{source}-{ds}") for source in waiting}
+        stack.callback(lambda: [shutil.rmtree(w, ignore_errors=True) for w in works.values()])
+        con = _connect(next(iter(works.values())))
+        stack.callback(con.close)
+        leftovers = {source: _load_held(con, paths, source, dates, ds) for source, dates in waiting.items()}
+        landing_index.known_merchants(
+            con, paths, ds, among=" UNION ALL ".join(f"SELECT merchant_id FROM held_{s}" for s in waiting))
+        for source, dates in waiting.items():
+            summary[source] = _release_source(con, paths, source, dates, ds, expire_upto, works[source],
+                                              leftovers[source])
+        log.info("released orphans on %s: %s in %.2fs", ds,
+                 ", ".join(f"{s} {len(d)} partition(s)" for s, d in waiting.items()), time.monotonic() - started)
+    for source in ORPHAN_SOURCES:
+        for result in summary[source].values():
+            tf = result.get("touches_from")
+            if tf and (summary["touches_from"] is None or tf < summary["touches_from"]):
+                summary["touches_from"] = tf
     return summary
 
 
-def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expire_upto: str) -> dict:
-    """Evaluate the held rows of every partition in `waiting` at once against
-    the merchants known on ds (those of the held rows, not the whole
-    register); commit each partition. The caller holds the source's lock."""
+def _waiting(paths: Paths, source: str, ds: str) -> list[str]:
+    """The held partitions of `source` with ds <= `ds` (the caller holds the source's lock)."""
+    waiting = []
+    for part in sorted(os.scandir(paths.held / source), key=lambda e: e.name):
+        their_ds = part.name[3:]
+        if not part.name.startswith("ds=") or their_ds > ds or not os.path.isfile(os.path.join(part.path, ROWS_FILE)):
+            continue
+        if read_record(partition(paths.raw, source, their_ds)) is None:
+            log.warning("held %s %s has no committed raw partition; left held", source, their_ds)
+            continue
+        waiting.append(their_ds)
+    return waiting
+
+
+def _load_held(con, paths: Paths, source: str, waiting: list[str], ds: str) -> set[str]:
+    """Table held_<source>: the held rows of the partitions in `waiting`, typed
+    and checked row by row as a delivery is, less the rows an interrupted
+    release already released or quarantined. Returns the partitions where
+    there were such rows: their held file and counts need rewriting."""
+    held = sql_list(str(partition(paths.held, source, d) / ROWS_FILE) for d in waiting)
+    rows_sql = f"SELECT * FROM read_parquet({held}, union_by_name = true)"
+    table = f"held_{source}"
+    con.execute(f"CREATE TABLE {table} AS {t1_select(source, ds, rows_sql)}")
+    # crash safety: rows already released or quarantined by an interrupted run are not taken twice
+    taken = []
+    for their_ds in waiting:
+        raw_part = partition(paths.raw, source, their_ds)
+        taken += [f"SELECT _ds AS ds, _line AS line FROM read_parquet({sql_str(str(f))})"
+                  for f in parquet_files(raw_part) if f.name.startswith("released-")]
+        qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
+        if qfile.is_file():
+            taken.append(f"SELECT ds, line FROM read_parquet({sql_str(str(qfile))})")
+    if not taken:
+        return set()
+    gone = con.execute(f"DELETE FROM {table} USING ({' UNION ALL '.join(taken)}) d "
+                       f"WHERE {table}._ds = d.ds AND {table}._line = d.line RETURNING {table}._ds").fetchall()
+    return {d.isoformat() for (d,) in gone}
+
+
+def _release_source(con, paths: Paths, source: str, waiting: list[str], ds: str, expire_upto: str,
+                    work: Path, leftovers: set[str]) -> dict:
+    """Evaluate table held_<source> against the merchants in table `known`
+    and the history that came since the rows were held; commit each partition
+    where something changes, or where an interrupted release left rows
+    behind (`leftovers`). The caller holds the source's lock."""
     started = time.monotonic()
-    work = new_workdir(paths, f"release-{source}-{ds}")
-    con = _connect(work)
-    try:
-        held = "[" + ", ".join(sql_str(str(partition(paths.held, source, d) / ROWS_FILE)) for d in waiting) + "]"
-        rows_sql = f"SELECT * FROM read_parquet({held}, union_by_name = true)"
-        con.execute(f"CREATE TABLE t1 AS {t1_select(source, ds, rows_sql)}")
-        # crash safety: rows already released or quarantined by an interrupted run are not taken twice
-        taken = []
-        for their_ds in waiting:
-            raw_part = partition(paths.raw, source, their_ds)
-            taken += [f"SELECT _ds AS ds, _line AS line FROM read_parquet({sql_str(str(f))})"
-                      for f in parquet_files(raw_part) if f.name.startswith("released-")]
-            qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
-            if qfile.is_file():
-                taken.append(f"SELECT ds, line FROM read_parquet({sql_str(str(qfile))})")
-        if taken:
-            con.execute(f"DELETE FROM t1 USING ({' UNION ALL '.join(taken)}) d "
-                        "WHERE t1._ds = d.ds AND t1._line = d.line")
-        con.execute("CREATE VIEW t1l AS SELECT *, rowid AS _rid FROM t1")
-        landing_index.attach(con, paths, source)
-        landing_index.known_merchants(con, paths, ds, among="SELECT merchant_id FROM t1")
+    con.execute(f"ALTER TABLE held_{source} RENAME TO t1")
+    con.execute("CREATE VIEW t1l AS SELECT *, rowid AS _rid FROM t1")
+    landing_index.attach(con, paths, source)
+    try:  # the next source's index is attached under the same name
         # Held rows were compared with the history in force when they were held
         # (had they conflicted, they would be quarantined, not held): only the
         # files that came since can conflict with them now.
@@ -510,87 +542,60 @@ def _release_source(paths: Paths, source: str, waiting: list[str], ds: str, expi
             CASE WHEN _rule IS NOT NULL THEN _rule WHEN _ds <= DATE '{expire_upto}' THEN '{ORPHAN_EXPIRED.name}' END
               AS _qrule
             FROM bad""")
+        con.execute("CREATE TABLE released AS SELECT * FROM t1l ANTI JOIN outcome USING (_rid)")
         t_eval = time.monotonic()
-        # per partition: (held rows, to quarantine, still held); one pass, and only
-        # the partitions where something changes are rewritten
-        counts = {d.isoformat(): (n, 0, 0) for d, n in con.execute("SELECT _ds, count(*) FROM t1 GROUP BY 1").fetchall()}
-        for d, q, still in con.execute("""SELECT _ds, count(*) FILTER (WHERE _qrule IS NOT NULL),
-                count(*) FILTER (WHERE _qrule IS NULL) FROM outcome GROUP BY 1""").fetchall():
-            counts[d.isoformat()] = (counts[d.isoformat()][0], q, still)
+        # per partition, in one pass each: rows released (and the earliest date they
+        # touch), quarantined by rule, still held; only partitions where something
+        # changes are rewritten
+        released = {d.isoformat(): (n, touches.isoformat() if touches else None) for d, n, touches in
+                    con.execute(f"SELECT _ds, count(*), {TOUCHES[source]} FROM released GROUP BY 1").fetchall()}
+        still: dict[str, int] = {}
+        by_rule: dict[str, dict[str, int]] = {d: {} for d in waiting}
+        for d, rule, n in con.execute("SELECT _ds, _qrule, count(*) FROM outcome GROUP BY 1, 2").fetchall():
+            if rule is None:
+                still[d.isoformat()] = n
+            else:
+                by_rule[d.isoformat()][rule] = n
         results = {}
         for their_ds in waiting:
-            total, quarantined, still = counts.get(their_ds, (0, 0, 0))
-            released = total - quarantined - still
-            if released == 0 and quarantined == 0:
-                results[their_ds] = {"released": 0, "quarantined": 0, "held": still}
+            n_released, touches = released.get(their_ds, (0, None))
+            if n_released == 0 and not by_rule[their_ds] and their_ds not in leftovers:
+                results[their_ds] = {"released": 0, "quarantined": 0, "held": still.get(their_ds, 0)}
                 continue
-            for name, table in (("p_t1l", "t1l"), ("p_bad", "bad"), ("p_outcome", "outcome")):
-                con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {table} WHERE _ds = DATE '{their_ds}'")
-            results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds,
-                                                released, quarantined, still)
+            results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds, n_released,
+                                                still.get(their_ds, 0), touches, by_rule[their_ds],
+                                                recount=their_ds in leftovers)
         _refresh_index(con, paths, source, set(waiting))
-        log.info("released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)", source, ds,
-                 len(waiting), time.monotonic() - started, t_eval - started)
-        return results
     finally:
-        con.close()
-        shutil.rmtree(work, ignore_errors=True)
+        con.execute("DETACH idx")
+    for kind, name in (("VIEW", "t1l"), ("TABLE", "t1"), ("TABLE", "bad"), ("TABLE", "outcome"),
+                       ("TABLE", "released"), ("TABLE", "conflicts")):
+        con.execute(f"DROP {kind} IF EXISTS {name}")
+    log.info("released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)", source, ds,
+             len(waiting), time.monotonic() - started, t_eval - started)
+    return results
 
 
-def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work: Path,
-                    released: int, quarantined: int, still: int) -> dict:
-    """Write one held partition's outcome (views p_t1l, p_bad, p_outcome):
-    raw (released rows and the record, the commit), then held, then quarantine."""
+def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work: Path, released: int,
+                    still: int, touches: str | None, by_rule: dict[str, int], recount: bool) -> dict:
+    """Write one held partition's outcome (tables released and outcome, rows of
+    _ds = their_ds). The three partitions are staged, then swapped in the order
+    quarantine, raw (the record: the commit), held, so that a release killed
+    in between leaves every row where the next release looks: rows already in
+    a released file or the quarantine are not taken again (_load_held), and
+    that partition's counts are then recounted from its files (`recount`)."""
     raw_part = partition(paths.raw, source, their_ds)
     held_part = partition(paths.held, source, their_ds)
-    qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
+    q_part = partition(paths.quarantine, source, their_ds)
     record = read_record(raw_part)
     work.mkdir()
     now = utc_now()
     stamp = f"TIMESTAMPTZ {sql_str(now.isoformat())}"
-    trash = work / "trash"
+    mine = f"_ds = DATE '{their_ds}'"
+    quarantined = sum(by_rule.values())
 
-    # 1. raw partition: the old files (hard links) + released-<ds>.parquet + the updated record
-    new_raw = work / "raw"
-    new_raw.mkdir()
-    for f in parquet_files(raw_part):
-        os.link(f, new_raw / f.name)
-    by_rule = dict(con.execute("SELECT _qrule, count(*) FROM p_outcome WHERE _qrule IS NOT NULL GROUP BY 1").fetchall())
-    touches = None
-    if released:
-        valid = "FROM p_t1l ANTI JOIN p_bad USING (_rid)"
-        target = new_raw / f"released-{ds}.parquet"
-        query = f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})"
-        if target.exists():  # a second release on the same day adds to the first
-            os.unlink(target)
-            query += f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_str(str(raw_part / target.name))})"
-        _copy(con, query, target)
-        day = con.execute(f"SELECT {TOUCHES[source]} {valid}").fetchone()[0]
-        touches = day.isoformat() if day else None
-    record["loaded"] += released
-    record["quarantined"] += quarantined
-    record["held"] = still
-    for rule, n in by_rule.items():
-        record["quarantine_by_rule"][rule] = record["quarantine_by_rule"].get(rule, 0) + n
-    # the release's own reach: a build that has seen the partition before restates from here only
-    record.setdefault("releases", []).append(
-        {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat(), "touches_from": touches})
-    if touches and (record.get("touches_from") is None or touches < record["touches_from"]):
-        record["touches_from"] = touches
-    write_json(new_raw / RECORD, record)
-    swap(new_raw, raw_part, trash)
-
-    # 2. held partition: what is still waiting
-    new_held = None
-    if still:
-        new_held = work / "held"
-        new_held.mkdir()
-        _copy(con, f"SELECT {', '.join(contract.column_names(source))}, _ds, _file, _line, _extra, _raw_text, "
-                   "_held_at FROM p_outcome WHERE _qrule IS NULL ORDER BY _line", new_held / ROWS_FILE)
-        make_private(new_held)
-    swap(new_held, held_part, trash)
-
-    # 3. quarantine partition: the old rows + the new ones
+    # quarantine: the old rows + the new ones
+    new_q = None
     if quarantined:
         new_q = work / "quarantine"
         new_q.mkdir()
@@ -600,12 +605,60 @@ def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work
                  f"_qrule AS rule, CASE WHEN _qrule = '{expired}' THEN 'merchant ' || merchant_id || "
                  f"' still unknown on {ds}, {settings.ORPHAN_RETRY_DAYS} days or more after {their_ds}' "
                  f"ELSE {detail} END AS detail, "
-                 f"_raw_text AS raw_text, {stamp} AS quarantined_at FROM p_outcome WHERE _qrule IS NOT NULL")
-        if qfile.is_file():
-            query = f"SELECT * FROM read_parquet({sql_str(str(qfile))}) UNION ALL BY NAME {query}"
+                 f"_raw_text AS raw_text, {stamp} AS quarantined_at FROM outcome WHERE {mine} AND _qrule IS NOT NULL")
+        if (q_part / QUARANTINE_FILE).is_file():
+            query = f"SELECT * FROM read_parquet({sql_str(str(q_part / QUARANTINE_FILE))}) UNION ALL BY NAME {query}"
         _copy(con, query + " ORDER BY line", new_q / QUARANTINE_FILE)
         make_private(new_q)
-        swap(new_q, partition(paths.quarantine, source, their_ds), trash)
+
+    # raw: the old files (hard links) + released-<ds>.parquet + the updated record
+    new_raw = work / "raw"
+    new_raw.mkdir()
+    for f in parquet_files(raw_part):
+        os.link(f, new_raw / f.name)
+    if released:
+        target = new_raw / f"released-{ds}.parquet"
+        query = f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at FROM released WHERE {mine})"
+        if target.exists():  # a second release on the same day adds to the first
+            os.unlink(target)
+            query += f" UNION ALL BY NAME SELECT * FROM read_parquet({sql_str(str(raw_part / target.name))})"
+        _copy(con, query, target)
+    if recount:
+        # an interrupted release may have committed some of its writes: the files say what is where
+        record["loaded"] = con.execute(f"SELECT count(*) FROM read_parquet({sql_list(map(str, parquet_files(new_raw)))})"
+                                       ).fetchone()[0]
+        qfile = (new_q or q_part) / QUARANTINE_FILE
+        record["quarantine_by_rule"] = dict(con.execute(
+            f"SELECT rule, count(*) FROM read_parquet({sql_str(str(qfile))}) GROUP BY 1").fetchall()
+            if qfile.is_file() else [])
+        record["quarantined"] = sum(record["quarantine_by_rule"].values())
+    else:
+        record["loaded"] += released
+        record["quarantined"] += quarantined
+        for rule, n in by_rule.items():
+            record["quarantine_by_rule"][rule] = record["quarantine_by_rule"].get(rule, 0) + n
+    record["held"] = still
+    # the release's own reach: a build that has seen the partition before restates from here only
+    record.setdefault("releases", []).append(
+        {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat(), "touches_from": touches})
+    if touches and (record.get("touches_from") is None or touches < record["touches_from"]):
+        record["touches_from"] = touches
+    write_json(new_raw / RECORD, record)
+
+    # held: what is still waiting
+    new_held = None
+    if still:
+        new_held = work / "held"
+        new_held.mkdir()
+        _copy(con, f"SELECT {', '.join(contract.column_names(source))}, _ds, _file, _line, _extra, _raw_text, "
+                   f"_held_at FROM outcome WHERE {mine} AND _qrule IS NULL ORDER BY _line", new_held / ROWS_FILE)
+        make_private(new_held)
+
+    trash = work / "trash"
+    if new_q is not None:
+        swap(new_q, q_part, trash)
+    swap(new_raw, raw_part, trash)
+    swap(new_held, held_part, trash)
     shutil.rmtree(trash, ignore_errors=True)
     log.info("orphans of %s %s on %s: %d released, %d quarantined, %d still held",
              source, their_ds, ds, released, quarantined, still)

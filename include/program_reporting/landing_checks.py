@@ -11,7 +11,6 @@ scanned, not copied around."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -59,10 +58,6 @@ def _region_known() -> str:
     arms = " ".join(f"WHEN {sql_str(c)} THEN list_contains({sql_list(reference.regions_of(c))}, region)"
                     for c in countries)
     return f"coalesce(CASE p_country {arms} END, false) AS r_known"
-
-
-def _files_sql(files: list[Path]) -> str:
-    return "[" + ", ".join(sql_str(str(f)) for f in files) + "]"
 
 
 def _typed_select(source: str) -> str:
@@ -181,7 +176,7 @@ def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: boo
     earlier = landing_index.candidate_files(con, paths, source, latest, f"SELECT {key} FROM t1 WHERE _r1 IS NULL",
                                             added_after=history_since)
     if earlier:
-        files = _files_sql(earlier)
+        files = sql_list(map(str, earlier))
         if source == "credit_events":
             con.execute(f"""INSERT INTO conflicts
                 WITH prev AS (SELECT event_id, _ds, {_event_struct(False)} AS v
