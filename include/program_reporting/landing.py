@@ -218,7 +218,10 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
     try:
         rows_sql, raw_text = _rows_sql(source, ds, header, extras, file_rel)
         try:
-            rows_read, bad_records = scan_csv(con, data, len(header), t1_select(source, ds, rows_sql), table="t1")
+            # _bad: set once the rules ran, so that the valid rows are written by a
+            # filter on t1 rather than a join (a third of the write's time)
+            select = f"SELECT *, false AS _bad FROM ({t1_select(source, ds, rows_sql)})"
+            rows_read, bad_records = scan_csv(con, data, len(header), select, table="t1")
         except CsvError as exc:
             scan.cancel()
             raise reject(data, exc.cause, str(exc)) from exc
@@ -393,8 +396,8 @@ def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record:
     stage = {name: work / name for name in ("raw", "quarantine", "held", "restricted")}
     for d in stage.values():
         d.mkdir()
-    con.execute("SET preserve_insertion_order = false")  # file order is in _line; writing unordered is faster
-    valid = "FROM t1l ANTI JOIN bad USING (_rid)"
+    con.execute("UPDATE t1 SET _bad = true WHERE rowid IN (SELECT _rid FROM bad)")
+    valid = "FROM t1l WHERE NOT _bad"
     _copy(con, f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})",
           stage["raw"] / ROWS_FILE)
     has_pii = source == "merchants" and record["loaded"] > 0

@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 
 from .landing_rules import sql_str
-from .landing_store import committed, parquet_files, partition, source_lock
+from .landing_store import committed_files, partition, source_lock
 from .settings import Paths
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,14 @@ def attach(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = 
     sync(con, paths, source, db)
 
 
-def _in_force(paths: Paths, source: str, only: set[str] | None) -> dict[tuple[str, str], tuple[Path, str]]:
+def _in_force(paths: Paths, source: str, only: set[str] | None) -> dict[tuple[str, str], tuple[str, str]]:
     """(ds, file name) -> (path, signature) of the parquet files of the committed
     raw partitions (those of the dates in `only`, when given)."""
     want = {}
-    for ds, part in committed(paths, source).items():
-        if only is None or ds in only:
-            for f in parquet_files(part):
-                st = f.stat()
-                want[(ds, f.name)] = (f, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    for ds, files in committed_files(paths, source, only).items():
+        for f in files:
+            st = f.stat(follow_symlinks=False)
+            want[(ds, f.name)] = (f.path, f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
     return want
 
 
@@ -158,7 +157,7 @@ def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, d
     hits = con.execute(f"""
         SELECT f.ds, f.name FROM idx.files f
         WHERE f.fid IN (SELECT DISTINCT e.fid FROM idx.entries e
-                        SEMI JOIN (SELECT DISTINCT hash({key}) AS h FROM ({keys_sql})) k ON k.h = e.h
+                        SEMI JOIN (SELECT hash({key}) AS h FROM ({keys_sql})) k ON k.h = e.h
                         WHERE e._ds < DATE '{ds}'{since})
         ORDER BY f.ds, f.name""").fetchall()
     # the index was synced under the source's lock, which the caller still holds: these files exist

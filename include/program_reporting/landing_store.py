@@ -86,15 +86,31 @@ def read_record(raw_partition: Path) -> dict | None:
 
 
 def committed(paths: Paths, source: str) -> dict[str, Path]:
-    """ds -> raw partition, for the partitions carrying their commit marker.
-    os.scandir, not pathlib: a source's history is hundreds of partitions and
-    every landing lists it."""
+    """ds -> raw partition, for the partitions carrying their commit marker."""
+    return {ds: partition(paths.raw, source, ds) for ds in committed_files(paths, source)}
+
+
+def committed_files(paths: Paths, source: str, only: set[str] | None = None) -> dict[str, list[os.DirEntry]]:
+    """ds -> the parquet files of each raw partition carrying its commit marker
+    (of the dates in `only`, when given). One os.scandir per partition, no
+    pathlib: a source's history is hundreds of partitions and every landing
+    lists it."""
     try:
         children = sorted(os.scandir(paths.raw / source), key=lambda e: e.name)
     except FileNotFoundError:
         return {}
-    return {c.name[3:]: Path(c.path) for c in children
-            if c.name.startswith("ds=") and os.path.isfile(os.path.join(c.path, RECORD))}
+    out = {}
+    for child in children:
+        ds = child.name[3:]
+        if not child.name.startswith("ds=") or (only is not None and ds not in only):
+            continue
+        try:
+            entries = sorted(os.scandir(child.path), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if any(e.name == RECORD and e.is_file() for e in entries):
+            out[ds] = [e for e in entries if e.name.endswith(".parquet") and e.is_file()]
+    return out
 
 
 def parquet_files(part: Path) -> list[Path]:
