@@ -395,3 +395,35 @@ def test_gzip_with_corrupt_bytes_is_rejected(env_paths):
     (f.parent / "_control.json").write_text(json.dumps(ctl))
     with pytest.raises(landing.DeliveryRejected):
         landing.land("merchants", DS, env_paths)
+
+
+def test_backlog_lands_dates_in_order_and_stops_at_a_rejected_delivery(env_paths, capsys):
+    """`land --from --to`: each date's three deliveries (in parallel processes),
+    then its release, then the next date; a rejected delivery stops the
+    backlog, names itself, and the range from that date lands once fixed."""
+    d1, d2, d3 = DS, "2020-06-03", "2020-06-04"
+    for ds, ids in ((d1, (1,)), (d2, (2,)), (d3, (3,))):
+        write_delivery(env_paths.drop, "merchants", ds, [row("merchants", i, enrolled_on=ds,
+                                                            updated_at=f"{ds}T09:00:00+08:00") for i in ids])
+        write_delivery(env_paths.drop, "employment_reports", ds, [row("employment_reports", ids[0],
+                                                                      merchant_id=f"M{ids[0]}")])
+    # E2's merchant is registered a day after the ledger saw it: held on d1, released on d2
+    write_delivery(env_paths.drop, "credit_events", d1, [row("credit_events", 1), row("credit_events", 2, merchant_id="M2")])
+    write_delivery(env_paths.drop, "credit_events", d2, [row("credit_events", 3)])
+    write_delivery(env_paths.drop, "credit_events", d3, [row("credit_events", 4)], control={"row_count": 2})
+
+    assert cli.main(["land", "--from", d1, "--to", d3]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "credit_events delivery for 2020-06-04 rejected (row_count)" in err
+    assert [r[0] for r in rows_of(env_paths, "credit_events", d1)] + \
+        [r[0] for r in rows_of(env_paths, "credit_events", d1, name=f"released-{d2}.parquet")] == ["E1", "E2"]
+    assert [r[0] for r in rows_of(env_paths, "credit_events", d2)] == ["E3"]
+    assert not (env_paths.raw / "credit_events" / f"ds={d3}").exists()
+    assert (env_paths.raw / "merchants" / f"ds={d3}" / "_reconciliation.json").is_file()  # d3's other sources landed
+
+    write_delivery(env_paths.drop, "credit_events", d3, [row("credit_events", 4)])
+    assert cli.main(["land", "--from", d3, "--to", d3]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(f"landed 1 date(s), {d3} to {d3}: 3 rows")
+    records = {(r["source"], r["ds"]): r for r in landing.reconciliation(env_paths)}
+    assert len(records) == 9 and all(r["held"] == 0 for r in records.values())
+    assert cli.main(["land", "--from", d3, "--to", d1]) == 2  # a range backwards is refused

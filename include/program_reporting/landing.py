@@ -23,6 +23,10 @@ or doubled, the file is not UTF-8 or not parseable CSV, or more than
 PROGRAM_REPORTING_MAX_QUARANTINE_SHARE (default 5%) of its rows are
 quarantined. Re-landing a ds replaces exactly its partitions. Exit status 3:
 no _control.json yet. Rule names and layout: docs/landing.md.
+
+A backlog of dates (`--from D1 --to D2`) lands date by date, each date's
+three sources in parallel and its orphans released before the next date
+(landing_backlog.py).
 """
 
 from __future__ import annotations
@@ -689,11 +693,16 @@ def reconciliation(paths: Paths | None = None) -> list[dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=[*settings.SOURCES, "all"], default="all",
                         help="which source to land (default: all, merchants first)")
-    parser.add_argument("--ds", required=True, help="business date YYYY-MM-DD")
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--ds", help="business date YYYY-MM-DD")
+    when.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD",
+                      help="first date of a backlog (with --to): each date's three deliveries land in "
+                           "parallel, then its held orphans are released, then the next date")
+    parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last date of a backlog (inclusive)")
     parser.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                        help="poll this long for _control.json before giving up (default 0)")
+                        help="poll this long for _control.json before giving up (default 0; not with --from)")
     parser.add_argument("--release-orphans", action="store_true",
-                        help="after landing, retry held orphans of this and earlier days")
+                        help="after landing, retry held orphans of this and earlier days (always with --from)")
 
 
 def _wait_ready(source: str, ds: str, paths: Paths, seconds: float) -> None:
@@ -706,6 +715,10 @@ def _wait_ready(source: str, ds: str, paths: Paths, seconds: float) -> None:
 def main(args: argparse.Namespace) -> int:
     paths = settings.paths()
     try:
+        if args.date_from:
+            return _main_backlog(args, paths)
+        if args.date_to:
+            raise ValueError("--to goes with --from, not with --ds")
         settings.parse_ds(args.ds)
     except ValueError as exc:
         print(f"land: {exc}", file=sys.stderr)
@@ -730,3 +743,19 @@ def main(args: argparse.Namespace) -> int:
     return status
 
 
+def _main_backlog(args: argparse.Namespace, paths: Paths) -> int:
+    from .landing_backlog import land_days
+
+    if not args.date_to:
+        raise ValueError("--from needs --to")
+    if args.source != "all" or args.wait:
+        raise ValueError("a backlog lands every source of each date, as it is there: no --source, no --wait")
+    dates = settings.dates_between(args.date_from, args.date_to)
+    try:
+        days = land_days(dates, paths)
+    except (DeliveryNotReady, DeliveryRejected) as exc:
+        print(f"land failed: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, DeliveryNotReady) else 2
+    rows, seconds = sum(d["delivered"] for d in days), sum(d["seconds"] for d in days)
+    print(f"landed {len(days)} date(s), {dates[0]} to {dates[-1]}: {rows} rows in {seconds:.0f} s")
+    return 0

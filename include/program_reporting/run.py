@@ -42,7 +42,7 @@ from .airflow_env import (
     BI_REFRESH_DAG_ID, NIGHTLY_DAG_ID, SENSOR_POKE_ENV, SENSOR_TIMEOUT_ENV, airflow_bin, airflow_env, ensure_db,
 )
 from .business_date import logical_date_for
-from .settings import parse_ds, paths
+from .settings import dates_between, parse_ds, paths
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-bi-refresh", action="store_true",
                         help="do not run the Parquet exports and KPI brief after publishing")
-
-
-def dates_between(first: str, last: str) -> list[str]:
-    a, b = parse_ds(first), parse_ds(last)
-    if b < a:
-        raise ValueError(f"--to {last} is before --from {first}")
-    return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
 def main(args: argparse.Namespace) -> int:

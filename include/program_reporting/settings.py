@@ -48,6 +48,14 @@ def parse_ds(value: str) -> dt.date:
         raise ValueError(f"business date {value!r} is not a calendar date: {exc}") from exc
 
 
+def dates_between(first: str, last: str) -> list[str]:
+    """The business dates from `first` to `last`, both included (--from / --to)."""
+    a, b = parse_ds(first), parse_ds(last)
+    if b < a:
+        raise ValueError(f"--to {last} is before --from {first}")
+    return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+
 @dataclass(frozen=True)
 class Paths:
     """Every location under the drop folder and PROGRAM_REPORTING_HOME."""
