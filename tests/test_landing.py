@@ -427,3 +427,22 @@ def test_backlog_lands_dates_in_order_and_stops_at_a_rejected_delivery(env_paths
     records = {(r["source"], r["ds"]): r for r in landing.reconciliation(env_paths)}
     assert len(records) == 9 and all(r["held"] == 0 for r in records.values())
     assert cli.main(["land", "--from", d3, "--to", d1]) == 2  # a range backwards is refused
+
+
+def test_lock_holder_sweeps_only_the_spill_folders_of_dead_landings(env_paths):
+    """A landing reads its delivery before it takes the source's lock, so a
+    folder it spills into may belong to a landing still running: the next
+    holder of the lock removes it only when its process is gone."""
+    import os
+
+    from program_reporting.landing_store import source_lock
+
+    env_paths.tmp.mkdir(parents=True, exist_ok=True)
+    dead = env_paths.tmp / "read-credit_events-2147483646-abc"  # above any pid this machine hands out
+    live = env_paths.tmp / f"read-credit_events-{os.getpid()}-abc"
+    other = env_paths.tmp / "read-merchants-2147483646-abc"
+    for d in (dead, live, other):
+        d.mkdir()
+    with source_lock(env_paths, "credit_events"):
+        pass
+    assert not dead.exists() and live.exists() and other.exists()

@@ -135,3 +135,27 @@ def test_merchants_index_answers_known_as_of_a_date(env_paths):
     landing_index.known_merchants(con, env_paths, "2020-06-01")  # before its delivery: not known yet
     assert con.execute("SELECT count(*) FROM known WHERE merchant_id = 'M7'").fetchone() == (0,)
     con.close()
+
+
+def test_an_index_open_elsewhere_is_an_error_never_a_rebuild(env_paths):
+    """Only the holder of the source's lock opens the index. A second process
+    with it open is a bug of the pipeline's: attach says so, and never treats
+    the file as damaged (deleting a file another process writes to)."""
+    import subprocess
+    import sys
+
+    land_events(env_paths, D1, [E1])
+    path = landing_index.index_path(env_paths, "credit_events")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('open', flush=True); time.sleep(60)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        con = duckdb.connect()
+        with pytest.raises(duckdb.IOException, match="lock"):
+            landing_index.attach(con, env_paths, "credit_events")
+        con.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert entries(env_paths, "credit_events") == (1, 1)  # the same file, untouched

@@ -41,9 +41,12 @@ import re
 import shutil
 import sys
 import time
+import uuid
 from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
@@ -52,7 +55,7 @@ from .landing_checks import ORPHAN_SOURCES, evaluate, t1_select
 from .landing_csv import CsvError, Scan, read_header, record_lines, scan_csv
 from .landing_rules import FIELD_COUNT, ORPHAN_EXPIRED, RULES, detail_sql, output_expr, sql_list, sql_str
 from .landing_store import (
-    RECORD, committed, make_private, new_workdir, parquet_files, partition, read_record,
+    READ_LABEL, RECORD, committed, make_private, new_workdir, parquet_files, partition, read_record,
     record_failure, source_lock, swap, utc_now, write_json,
 )
 from .settings import Paths
@@ -155,34 +158,81 @@ def land(source: str, ds: str, paths: Paths | None = None) -> dict:
     """Land one delivery; returns its reconciliation record.
 
     Raises DeliveryNotReady (no _control.json) or DeliveryRejected (failed
-    whole; the failure is also written under landing_failures/)."""
+    whole; the failure is also written under landing_failures/).
+
+    The delivery is read and checked on its own first (control file,
+    checksum, CSV, row rules), without the source's lock: nothing shared is
+    touched yet, and a backlog's next date is read while the release of the
+    date before still holds the lock. The comparison with the history and the
+    commit happen under the lock."""
     paths = paths or settings.paths()
     settings.parse_ds(ds)
     folder = paths.delivery_dir(source, ds)
     control_path = folder / contract.CONTROL_FILE
     if not control_path.is_file():
         raise DeliveryNotReady(f"{source} delivery for {ds} is not ready: no {control_path}")
-    with source_lock(paths, source):
-        work = new_workdir(paths, f"land-{source}-{ds}")
+    # where DuckDB spills while reading, if it must; named for this process, so that
+    # only a dead process's folder is swept by the next holder of the lock
+    spill = paths.tmp / f"{READ_LABEL}-{source}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    try:
+        con = _connect(spill)
         try:
-            return _land(source, ds, paths, folder, control_path, work)
-        except DeliveryRejected as exc:
-            failure = {"source": source, "ds": ds, "file": exc.file, "cause": exc.cause, "detail": exc.detail,
-                       "message": str(exc), "failed_at": utc_now().isoformat()}
-            where = record_failure(paths, source, ds, failure)
-            log.error("%s (recorded in %s)", exc, where)
-            raise
+            delivery = _read(source, ds, paths, folder, control_path, con)
+            with source_lock(paths, source):
+                work = new_workdir(paths, f"land-{source}-{ds}")
+                try:
+                    return _check_and_commit(delivery, con, paths, work)
+                finally:
+                    con.close()  # before the lock goes: it closes the index file the next holder opens
+                    shutil.rmtree(work, ignore_errors=True)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            con.close()
+    except DeliveryRejected as exc:
+        failure = {"source": source, "ds": ds, "file": exc.file, "cause": exc.cause, "detail": exc.detail,
+                   "message": str(exc), "failed_at": utc_now().isoformat()}
+        where = record_failure(paths, source, ds, failure)
+        log.error("%s (recorded in %s)", exc, where)
+        raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
-def _connect(work: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config=settings.duckdb_config(work / "duckdb_tmp"))
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config=settings.duckdb_config(spill))
     con.execute("SET TimeZone = 'UTC'")
     return con
 
 
-def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, work: Path) -> dict:
+@dataclass
+class _Delivery:
+    """A delivery read into table t1 (view t1l) and checked on its own."""
+
+    source: str
+    ds: str
+    data: Path
+    file_rel: str
+    control: dict
+    sha256: str
+    extras: list[str]
+    raw_text: str  # SQL rebuilding a row's raw text
+    rows_read: int
+    bad_records: list[tuple]  # field-count rejects: (line, raw text, message)
+    amount: dict | None
+    started: float
+    read_seconds: float
+
+    @property
+    def delivered(self) -> int:
+        return self.rows_read + len(self.bad_records)
+
+    def reject(self, cause: str, detail: str) -> DeliveryRejected:
+        return DeliveryRejected(self.source, self.ds, self.file_rel, cause, detail)
+
+
+def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, con) -> _Delivery:
+    """Everything that needs the delivery alone: the control file, the data
+    file's checksum, header, CSV and row count, the amount total, and every
+    row rule (table t1, view t1l)."""
     started = time.monotonic()
 
     def rel(p: Path) -> str:
@@ -218,71 +268,77 @@ def _land(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         raise reject(data, "missing_column", f"listed column(s) {', '.join(missing)} not in the header")
     extras = [h for h in header if h not in listed]
 
-    con = _connect(work)
+    rows_sql, raw_text = _rows_sql(source, ds, header, extras, file_rel)
     try:
-        rows_sql, raw_text = _rows_sql(source, ds, header, extras, file_rel)
-        try:
-            # _bad: set once the rules ran, so that the valid rows are written by a
-            # filter on t1 rather than a join (a third of the write's time)
-            select = f"SELECT *, false AS _bad FROM ({t1_select(source, ds, rows_sql)})"
-            rows_read, bad_records = scan_csv(con, data, len(header), select, table="t1")
-        except CsvError as exc:
-            scan.cancel()
-            raise reject(data, exc.cause, str(exc)) from exc
-        t_read = time.monotonic()
-        try:
-            scan.wait()
-        except CsvError as exc:
-            raise reject(data, exc.cause, str(exc)) from exc
-        if scan.sha256.lower() != control["sha256"].lower():
-            raise reject(data, "checksum", f"SHA-256 is {scan.sha256}, the control file says {control['sha256']}")
-        delivered = rows_read + len(bad_records)
-        if delivered != control["row_count"]:
-            raise reject(data, "row_count", f"{delivered} data rows, the control file says {control['row_count']}")
+        # _bad: set once the rules ran, so that the valid rows are written by a
+        # filter on t1 rather than a join (a third of the write's time)
+        select = f"SELECT *, false AS _bad FROM ({t1_select(source, ds, rows_sql)})"
+        rows_read, bad_records = scan_csv(con, data, len(header), select, table="t1")
+    except CsvError as exc:
+        scan.cancel()
+        raise reject(data, exc.cause, str(exc)) from exc
+    try:
+        scan.wait()
+    except CsvError as exc:
+        raise reject(data, exc.cause, str(exc)) from exc
+    if scan.sha256.lower() != control["sha256"].lower():
+        raise reject(data, "checksum", f"SHA-256 is {scan.sha256}, the control file says {control['sha256']}")
+    delivered = rows_read + len(bad_records)
+    if delivered != control["row_count"]:
+        raise reject(data, "row_count", f"{delivered} data rows, the control file says {control['row_count']}")
 
-        _line_view(con, data, bad_records, scan.blank_line_inside)
-        amount = _check_amount_total(con, control, reject, data) if source == "credit_events" else None
-        landing_index.attach(con, paths, source)
-        if source in ORPHAN_SOURCES:
-            landing_index.known_merchants(con, paths, ds, among="SELECT merchant_id FROM t1")
-        evaluate(con, source, ds, paths=paths)
-        t_check = time.monotonic()
+    _line_view(con, data, bad_records, scan.blank_line_inside)
+    amount = _check_amount_total(con, control, reject, data) if source == "credit_events" else None
+    return _Delivery(source, ds, data, file_rel, control, scan.sha256, extras, raw_text, rows_read, bad_records,
+                     amount, started, time.monotonic() - started)
 
-        counts = dict(con.execute("SELECT _rule IS NOT NULL, count(*) FROM bad GROUP BY 1").fetchall())
-        by_rule = dict(con.execute("SELECT _rule, count(*) FROM bad WHERE _rule IS NOT NULL "
-                                   "GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
-        if bad_records:
-            by_rule[FIELD_COUNT.name] = len(bad_records)
-        held = counts.get(False, 0)
-        quarantined = counts.get(True, 0) + len(bad_records)
-        limit = settings.quarantine_share_limit()
-        if delivered and quarantined / delivered > limit:
-            top = ", ".join(f"{k} {v}" for k, v in sorted(by_rule.items(), key=lambda kv: -kv[1])[:5])
-            raise reject(data, "quarantine_share",
-                         f"{quarantined} of {delivered} rows ({quarantined / delivered:.1%}) quarantined, "
-                         f"more than the {limit:.0%} allowed ({top}); first: {_first_quarantined(con, source)}")
 
-        landed_at = utc_now()
-        record = {
-            "source": source, "ds": ds, "file": file_rel, "sha256": scan.sha256,
-            "control_row_count": control["row_count"], "delivered": delivered,
-            "loaded": rows_read - counts.get(True, 0) - held, "quarantined": quarantined, "held": held,
-            "quarantine_by_rule": by_rule, "extra_columns": extras, "landed_at": landed_at.isoformat(),
-            "touches_from": None,
-        }
-        if amount:
-            record["amount_total"] = amount
-        old = read_record(partition(paths.raw, source, ds))
-        record["touches_from"] = _touches_from(con, source, old)
-        _write_and_swap(con, paths, source, ds, work, record, bad_records, landed_at, raw_text)
-        _refresh_index(con, paths, source, {ds})
-    finally:
-        con.close()
+def _check_and_commit(d: _Delivery, con, paths: Paths, work: Path) -> dict:
+    """Under the source's lock: the rules that compare with the history
+    (index), the quarantine limit, the record, the partitions' swap."""
+    t_lock = time.monotonic()
+    source, ds = d.source, d.ds
+    landing_index.attach(con, paths, source)
+    if source in ORPHAN_SOURCES:
+        landing_index.known_merchants(con, paths, ds, among="SELECT merchant_id FROM t1")
+    evaluate(con, source, ds, paths=paths)
+    t_check = time.monotonic()
 
-    elapsed = time.monotonic() - started
+    counts = dict(con.execute("SELECT _rule IS NOT NULL, count(*) FROM bad GROUP BY 1").fetchall())
+    by_rule = dict(con.execute("SELECT _rule, count(*) FROM bad WHERE _rule IS NOT NULL "
+                               "GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+    if d.bad_records:
+        by_rule[FIELD_COUNT.name] = len(d.bad_records)
+    held = counts.get(False, 0)
+    quarantined = counts.get(True, 0) + len(d.bad_records)
+    delivered = d.delivered
+    limit = settings.quarantine_share_limit()
+    if delivered and quarantined / delivered > limit:
+        top = ", ".join(f"{k} {v}" for k, v in sorted(by_rule.items(), key=lambda kv: -kv[1])[:5])
+        raise d.reject("quarantine_share",
+                       f"{quarantined} of {delivered} rows ({quarantined / delivered:.1%}) quarantined, "
+                       f"more than the {limit:.0%} allowed ({top}); first: {_first_quarantined(con, source)}")
+
+    landed_at = utc_now()
+    record = {
+        "source": source, "ds": ds, "file": d.file_rel, "sha256": d.sha256,
+        "control_row_count": d.control["row_count"], "delivered": delivered,
+        "loaded": d.rows_read - counts.get(True, 0) - held, "quarantined": quarantined, "held": held,
+        "quarantine_by_rule": by_rule, "extra_columns": d.extras, "landed_at": landed_at.isoformat(),
+        "touches_from": None,
+    }
+    if d.amount:
+        record["amount_total"] = d.amount
+    old = read_record(partition(paths.raw, source, ds))
+    record["touches_from"] = _touches_from(con, source, old)
+    _write_and_swap(con, paths, source, ds, work, record, d.bad_records, landed_at, d.raw_text)
+    _refresh_index(con, paths, source, {ds})
+
+    elapsed = time.monotonic() - d.started
     log.info("landed %s %s: %d delivered, %d loaded, %d quarantined, %d held in %.2fs "
-             "(read %.2fs, checks %.2fs, %.0f rows/s)", source, ds, delivered, record["loaded"], quarantined,
-             record["held"], elapsed, t_read - started, t_check - t_read, delivered / max(elapsed, 1e-9))
+             "(read %.2fs, waited for the lock %.2fs, checks %.2fs, %.0f rows/s)", source, ds, delivered,
+             record["loaded"], quarantined, held, elapsed, d.read_seconds,
+             t_lock - d.started - d.read_seconds, t_check - t_lock, delivered / max(elapsed, 1e-9))
     return record
 
 
@@ -445,7 +501,7 @@ def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record:
 # --------------------------------------------------------------------------
 # orphans
 
-def release_orphans(ds: str, paths: Paths | None = None) -> dict:
+def release_orphans(ds: str, paths: Paths | None = None, merchants_read: Callable[[], None] | None = None) -> dict:
     """Retry the held orphans of every ds <= `ds` against the merchants landed
     with _ds <= ds: released rows go to raw/<source>/ds=<their ds>/released-<ds>.parquet,
     orphans held for 7 days or more go to quarantine (orphan_merchant_unknown).
@@ -454,7 +510,9 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     Both sources' held rows are evaluated in one pass with one connection and
     one lookup of their merchants (the release's cost is mostly fixed work,
     paid every night), then each partition is committed on its own, as a
-    landing is."""
+    landing is. merchants_read: called once the release has read the
+    merchants it needs (not at all when nothing is held); from then on a
+    merchants landing, of a later date or not, cannot change its outcome."""
     paths = paths or settings.paths()
     run_day = settings.parse_ds(ds)
     expire_upto = (run_day - dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)).isoformat()
@@ -472,11 +530,13 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
         started = time.monotonic()
         works = {source: new_workdir(paths, f"release-{source}-{ds}") for source in waiting}
         stack.callback(lambda: [shutil.rmtree(w, ignore_errors=True) for w in works.values()])
-        con = _connect(next(iter(works.values())))
+        con = _connect(next(iter(works.values())) / "duckdb_tmp")
         stack.callback(con.close)
         leftovers = {source: _load_held(con, paths, source, dates, ds) for source, dates in waiting.items()}
         landing_index.known_merchants(
             con, paths, ds, among=" UNION ALL ".join(f"SELECT merchant_id FROM held_{s}" for s in waiting))
+        if merchants_read is not None:
+            merchants_read()
         for source, dates in waiting.items():
             summary[source] = _release_source(con, paths, source, dates, ds, expire_upto, works[source],
                                               leftovers[source])

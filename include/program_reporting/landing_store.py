@@ -22,6 +22,9 @@ from pathlib import Path
 from .settings import Paths
 
 RECORD = "_reconciliation.json"
+# home/tmp/read-<source>-<pid>-<id>: where a landing reading its delivery
+# (before it takes the source's lock) lets DuckDB spill
+READ_LABEL = "read"
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 
@@ -129,14 +132,28 @@ def source_lock(paths: Paths, source: str):
     with open(lock_dir / f"{source}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         # Holding the source's lock, no other landing of it runs: its work
-        # folders left here were left by a killed process.
+        # folders left here were left by a killed process. A reading landing
+        # runs without the lock: only a dead process's spill folder goes.
         for label in ("land", "release"):
             for stale in paths.tmp.glob(f"{label}-{source}-*"):
                 shutil.rmtree(stale, ignore_errors=True)
+        for spill in paths.tmp.glob(f"{READ_LABEL}-{source}-*"):
+            if not _alive(spill.name[len(READ_LABEL) + len(source) + 2:].split("-", 1)[0]):
+                shutil.rmtree(spill, ignore_errors=True)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def record_failure(paths: Paths, source: str, ds: str, failure: dict) -> Path:
