@@ -6,6 +6,11 @@ before one warehouse build. Each date lands the way the nightly DAG lands a
 night: the three sources' deliveries in parallel (one process each, as the
 DAG's three land tasks), then the release of held orphans, then the next
 date. Dates stay in order because each is checked against the ones before.
+One overlap the DAG does not have: the next date's landings start as soon
+as the release has read the merchants it needs, while it evaluates and
+commits. The outcome is the same: the release counts only merchants of
+dates up to its own, and a landing reads its delivery before it takes its
+source's lock, which the release holds until it is done.
 
 The first date with a missing or rejected delivery stops the backlog once
 that date's other sources have landed, without releasing orphans for it (as
@@ -60,9 +65,11 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold DuckDB threads
     with ProcessPoolExecutor(max_workers=len(settings.SOURCES), mp_context=context, initializer=_init_worker,
                              initargs=(str(paths.drop), str(paths.home), logging.getLogger().level)) as pool:
+        started_next: dict = {}  # the next date's landings, started during a release
         for i, ds in enumerate(dates, start=1):
             t0 = time.monotonic()
-            futures = {source: pool.submit(_land_one, source, ds) for source in settings.SOURCES}
+            futures = started_next or {source: pool.submit(_land_one, source, ds) for source in settings.SOURCES}
+            started_next = {}
             day: dict = {"ds": ds}
             for source, future in futures.items():
                 kind, value = future.result()
@@ -71,7 +78,13 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
                 if kind == "rejected":
                     raise landing.DeliveryRejected(**value)
                 day[source] = value
-            day["release"] = landing.release_orphans(ds, paths)
+
+            def start_next(following=dates[i] if i < len(dates) else None) -> None:
+                if following:
+                    started_next.update({source: pool.submit(_land_one, source, following)
+                                         for source in settings.SOURCES})
+
+            day["release"] = landing.release_orphans(ds, paths, merchants_read=start_next)
             day["delivered"] = sum(day[s]["delivered"] for s in settings.SOURCES)
             day["seconds"] = time.monotonic() - t0
             delivered += day["delivered"]
