@@ -40,6 +40,15 @@
   cast('{{ value }}' as date)
 {%- endmacro %}
 
+{#- The latest ds loaded by any source (int_program_periods.loaded_through), as
+    a DATE literal read when the model runs: a bound DuckDB can prune row
+    groups with, where a subquery would be evaluated row by row. -#}
+{% macro latest_loaded_ds() -%}
+  {%- if not execute -%}{{ return("cast(null as date)") }}{%- endif -%}
+  {%- set result = run_query("select max(loaded_through) from " ~ ref('int_program_periods')) -%}
+  {{ return("cast('" ~ result.rows[0][0] ~ "' as date)") }}
+{%- endmacro %}
+
 {#- A date plus n days, as a DATE (dbt.dateadd yields a timestamp on some adapters). -#}
 {% macro add_days(n, d) -%}
   cast({{ dbt.dateadd('day', n, d) }} as date)

@@ -12,9 +12,13 @@
 -- restate whole from restate_from.
 {%- set since = build_plan('new_rows_since') -%}
 {%- set before = build_plan('loaded_through_before') -%}
+{%- set before_date = "cast('" ~ before ~ "' as date)" -%}
 -- the plan is read when the model runs, not when dbt parses it: both branches' refs
 -- depends_on: {{ ref('int_program_periods') }}
 -- depends_on: {{ ref('int_credit_events') }}
+-- depends_on: {{ ref('stg_credit_events') }}
+-- depends_on: {{ ref('int_merchant_versions') }}
+-- depends_on: {{ ref('programs') }}
 
 {% if restate_lines_by_line() %}
 with periods as (
@@ -22,21 +26,41 @@ with periods as (
     from {{ ref('int_program_periods') }}
 ),
 
-new_events as (
-    select credit_line_id, event_date as from_date
-    from {{ ref('int_credit_events') }}
+-- Stored events are picked before they are dated (dated_credit_events): the
+-- program and local date of the few events that can matter, not of every
+-- event of the re-read partitions.
+new_stored as (
+    select *
+    from {{ ref('stg_credit_events') }}
     -- only re-read partitions can hold rows landed since the last build
     where _ds >= {{ reload_from() }}
       and _landed_at >= cast('{{ since }}' as timestamptz)
 ),
 
+new_events as (
+    select credit_line_id, event_date as from_date
+    from ({{ dated_credit_events('new_stored') }}) as events
+),
+
+-- drawdowns with an overdue threshold (due_on + 30 or + 90) after the last build's
+-- latest ds and not after the latest one, or dated after it themselves (a local
+-- date after `before` has a UTC date on or after it)
+threshold_stored as (
+    select *
+    from {{ ref('stg_credit_events') }}
+    where event_type = 'drawdown'
+      -- a bound on the column, so old row groups are skipped
+      and due_on > {{ add_days(-90, before_date) }}
+      and (due_on <= {{ add_days(-90, '(select loaded_through from periods)') }}
+           or (due_on > {{ add_days(-30, before_date) }}
+               and due_on <= {{ add_days(-30, '(select loaded_through from periods)') }})
+           or {{ utc_date('event_at') }} >= {{ before_date }})
+),
+
 -- the entries int_credit_line_states counts, new when dated after the last
 -- build's latest loaded ds (and not after the latest one)
 new_thresholds as (
-    {{ overdue_entries(ref('int_credit_events'), '(select loaded_through from periods)') }}
-      -- an entry after the last build's latest ds has due_on + 30 (90) after it
-      -- (or its drawdown is new): a bound on the column, so old row groups are skipped
-      and drawdowns.due_on > {{ add_days(-90, "cast('" ~ before ~ "' as date)") }}
+    {{ overdue_entries('(' ~ dated_credit_events('threshold_stored') ~ ')', '(select loaded_through from periods)') }}
 )
 
 select credit_line_id, min(from_date) as from_date
@@ -44,7 +68,7 @@ from (
     select credit_line_id, from_date from new_events
     union all
     select credit_line_id, entry_date from new_thresholds
-    where entry_date > cast('{{ before }}' as date)
+    where entry_date > {{ before_date }}
       and entry_date <= (select loaded_through from periods)
 ) as candidates
 group by credit_line_id

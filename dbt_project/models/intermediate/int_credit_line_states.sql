@@ -54,6 +54,9 @@
 {%- set restate = restate_from() -%}
 {%- set by_line = is_incremental() and restate_lines_by_line() -%}
 -- depends_on: {{ ref('int_credit_line_restates') }}
+-- depends_on: {{ ref('stg_credit_events') }}
+-- depends_on: {{ ref('int_merchant_versions') }}
+-- depends_on: {{ ref('programs') }}
 
 with periods as (
     select program_code, loaded_through
@@ -65,15 +68,48 @@ restates as (
     select credit_line_id, from_date
     from {{ ref('int_credit_line_restates') }}
 ),
+
+-- Line by line, the stored events of the restated lines are picked before
+-- they are dated (dated_credit_events): the program and local date of the
+-- events a night restates, not of every event of the restatement window.
+-- A local date on or after from_date has a UTC date on or after from_date - 1.
+restated_events as (
+    select stored.*
+    from {{ ref('stg_credit_events') }} as stored
+    inner join restates
+        on stored.credit_line_id = restates.credit_line_id
+    where stored._ds >= {{ restate }}
+      and {{ utc_date('stored.event_at') }} >= {{ add_days(-1, 'restates.from_date') }}
+),
+
+-- their drawdowns with an overdue entry (below) that can fall between the line's
+-- from_date and the latest loaded ds: due_on + 30 or + 90 in that span, or a new
+-- event. Materialized: picked from the stored events before anything is dated.
+{%- set through = latest_loaded_ds() %}
+restated_drawdowns as materialized (
+    select stored.*
+    from {{ ref('stg_credit_events') }} as stored
+    inner join restates
+        on stored.credit_line_id = restates.credit_line_id
+    where stored.event_type = 'drawdown'
+      -- bounds on the column, so that DuckDB skips row groups: no entry before
+      -- restate_from, none counted yet after the latest loaded ds (overdue_entries)
+      and stored.due_on between {{ add_days(-90, restate) }} and {{ add_days(-30, through) }}
+      and (stored.due_on between {{ add_days(-90, 'restates.from_date') }} and {{ add_days(-90, through) }}
+           or stored.due_on between {{ add_days(-30, 'restates.from_date') }} and {{ add_days(-30, through) }}
+           or {{ utc_date('stored.event_at') }} >= {{ add_days(-1, 'restates.from_date') }})
+),
 {% endif %}
 
 events as (
     select events.*
-    from {{ ref('int_credit_events') }} as events
     {% if by_line %}
+    from ({{ dated_credit_events('restated_events') }}) as events
     inner join restates
         on events.credit_line_id = restates.credit_line_id
        and events.event_date >= restates.from_date
+    {% else %}
+    from {{ ref('int_credit_events') }} as events
     {% endif %}
     {% if is_incremental() %}
     -- an event's date is never after its delivery's ds: _ds prunes old partitions
@@ -85,7 +121,8 @@ events as (
 -- a drawdown counts towards overdue_excess_30 (90) from max(event date, due_on + 30 (90));
 -- incremental: also drawdowns from before restate_from whose thresholds fall after it
 overdue_entries_all as (
-    {{ overdue_entries(ref('int_credit_events') if is_incremental() else 'events',
+    {{ overdue_entries('(' ~ dated_credit_events('restated_drawdowns') ~ ')' if by_line
+                       else ref('int_credit_events') if is_incremental() else 'events',
                        '(select max(loaded_through) from periods)') }}
       {% if is_incremental() %}
       -- entries dated before restate_from are in the base rows already (a bound on the
