@@ -50,19 +50,25 @@ def _gib(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--merchants", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--merchants", type=int, default=1_000_000,
+                        help="merchants enrolled by the last day (default 1,000,000; make bench SCALE=...)")
+    parser.add_argument("--days", type=int, default=180,
+                        help="days of history before the measured night (default 180; make bench DAYS=...)")
     parser.add_argument("--start", default="2020-06-02", help="first business date of the history")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default bench/work/<scale>)")
-    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--results", type=Path, default=HERE / "results",
+                        help="where the JSON and Markdown results go (default bench/results)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--skip-build-floor", action="store_true",
                         help="do not run the SQL floor (at 5,000,000 merchants x 180 days its spill alone would "
                              "outgrow the disk); the build's target is then reported as not measured")
+    parser.add_argument("--free-drop", action="store_true",
+                        help="delete the history's deliveries once landed and read by the floors (the build "
+                             "reads the raw layer; at 5,000,000 merchants x 180 days they are 21 GB of disk)")
     parser.add_argument("--floor-memory", default="8GB",
-                        help="DuckDB memory limit of the SQL floor (default 8GB, twice the pipeline's default: "
-                             "one pass over 1M merchants x 180 days does not fit in 4GB)")
+                        help="DuckDB memory limit of the floors (default 8GB, twice the pipeline's default: "
+                             "the SQL floor's one pass over 1M merchants x 180 days does not fit in 4GB)")
     args = parser.parse_args(argv)
 
     work = args.work or HERE / "work" / f"{args.merchants}x{args.days}"
@@ -109,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     def read_csv_floor(name: str, batches: list[tuple[str, str, list[str]]]) -> None:
         db = work / "floor_landing.duckdb"
         with measured(name) as st:
-            con = duckdb.connect(str(db))
+            # the SQL floor's memory limit: beyond it DuckDB spills rather than
+            # outgrowing the machine (one read of every day's files at 5M merchants)
+            con = duckdb.connect(str(db), config={"memory_limit": args.floor_memory,
+                                                  "temp_directory": str(work / "tmp")})
             rows = 0
             try:
                 for table, source, files in batches:
@@ -134,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     log("reference: DuckDB read_csv of all the days' files at once")
     read_csv_floor(LAND_AT_ONCE,
                    [(source, source, delivered(source, history)) for source in SOURCES])
+    if args.free_drop:
+        for source in SOURCES:
+            for ds in history:
+                shutil.rmtree(p.delivery_dir(source, ds.isoformat()), ignore_errors=True)
+        log("history deliveries deleted (--free-drop); the night's stay")
 
     log("dbt full build from scratch")
     last = history[-1].isoformat()
