@@ -37,7 +37,7 @@ def table(files: list[Path]) -> str:
     runs = [json.loads(f.read_text()) for f in files]
     runs.sort(key=lambda r: (r["days"], r["merchants"], r["date"]))
     head = ["merchants x days", "date", "rows landed"] + [c for _k, c in COLUMNS] + [
-        "published", "landing / floor (day by day)", "peak RSS", "warehouse"]
+        "published", "landing / floor (day by day)", "night / full build", "peak RSS", "warehouse"]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for r in runs:
         by = {s["name"]: s for s in r["stages"]}
@@ -48,12 +48,14 @@ def table(files: list[Path]) -> str:
         cells = [f"{r['merchants']:,} x {r['days']}", r["date"], f"{land.get('rows') or 0:,}"]
         for names, _c in COLUMNS:
             stage = next((by[k] for k in names if k in by), {})
-            cells.append("failed (out of memory)" if "OutOfMemory" in stage.get("error", "") else
-                         "failed" if stage.get("error") else _seconds(stage.get("seconds")))
+            error = stage.get("error", "")
+            cells.append("skipped" if error.startswith("skipped") else "failed (out of memory)"
+                         if "OutOfMemory" in error else "failed" if error else _seconds(stage.get("seconds")))
         floor = by.get(LAND_FLOOR)
         ratio = f"{land['rows_per_second'] / floor['rows_per_second']:.2f}" if floor and land else ""
+        full, night = by.get("build (dbt, full)", {}).get("seconds"), by.get(NIGHT, {}).get("seconds")
         cells += ["yes" if r["targets"].get("night published") else "NO",
-                  ratio, f"{peak / 2**30:.1f} GiB",
+                  ratio, f"{night / full:.2f}" if full and night else "", f"{peak / 2**30:.1f} GiB",
                   f"{r.get('warehouse_bytes', 0) / 2**30:.2f} GiB"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
