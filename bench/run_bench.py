@@ -69,12 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-memory", default="8GB",
                         help="DuckDB memory limit of the floors (default 8GB, twice the pipeline's default: "
                              "the SQL floor's one pass over 1M merchants x 180 days does not fit in 4GB)")
+    parser.add_argument("--resume-build", action="store_true",
+                        help="reuse the scratch folder's landed history (of a run with --keep or one that "
+                             "stopped in the build): skip simulating, landing and the landing floors, delete "
+                             "the warehouse and run from the full build on; the results then hold no landing")
+    parser.add_argument("--skip-land-floors", action="store_true",
+                        help="do not run DuckDB's read_csv beside the landing; its target is then reported as "
+                             "not measured")
     args = parser.parse_args(argv)
 
     work = args.work or HERE / "work" / f"{args.merchants}x{args.days}"
-    if work.exists():
+    if args.resume_build:
+        if not (work / "home" / "raw").is_dir():
+            parser.error(f"--resume-build: no landed history under {work / 'home' / 'raw'}")
+        shutil.rmtree(work / "home" / "warehouse", ignore_errors=True)
+    elif work.exists():
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     os.environ["PROGRAM_REPORTING_DROP"] = str(work / "drop")
     os.environ["PROGRAM_REPORTING_HOME"] = str(work / "home")
     os.environ.setdefault("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
@@ -92,18 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-    log(f"simulating {args.merchants:,} merchants, {args.days} days + 1 night")
-    with measured("simulate") as st:
-        simulate.simulate(start=start, days=args.days + 1, merchants=args.merchants, seed=args.seed,
-                          drop=p.drop, bad_row_share=0.0005)
-    stages.append(st)
+    if args.resume_build:
+        log(f"resuming at the full build: the landed history of {work}")
+    else:
+        log(f"simulating {args.merchants:,} merchants, {args.days} days + 1 night")
+        with measured("simulate") as st:
+            simulate.simulate(start=start, days=args.days + 1, merchants=args.merchants, seed=args.seed,
+                              drop=p.drop, bad_row_share=0.0005)
+        stages.append(st)
 
-    # The backlog command (`program-reporting land --from --to`): each day's three
-    # deliveries in parallel, as the nightly DAG's land tasks, then the release.
-    log("landing the history")
-    with measured("land (history)") as st:
-        st.rows = sum(day["delivered"] for day in landing_backlog.land_days([d.isoformat() for d in history], p))
-    stages.append(st)
+        # The backlog command (`program-reporting land --from --to`): each day's three
+        # deliveries in parallel, as the nightly DAG's land tasks, then the release.
+        log("landing the history")
+        with measured("land (history)") as st:
+            st.rows = sum(day["delivered"] for day in landing_backlog.land_days([d.isoformat() for d in history], p))
+        stages.append(st)
 
     # The landing floor is DuckDB reading each day's CSV files into a table,
     # delivery by delivery as they arrive (all_varchar: a typed read stops at
@@ -137,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     def delivered(source: str, days: list[dt.date]) -> list[str]:
         return [str(f) for ds in days for f in p.delivery_dir(source, ds.isoformat()).glob(f"{source}.csv*")]
 
-    log("raw floor: DuckDB read_csv of each day's files")
-    read_csv_floor(LAND_FLOOR, [(f"{source}_{ds:%Y%m%d}", source, delivered(source, [ds]))
-                                for ds in history for source in SOURCES])
-    log("reference: DuckDB read_csv of all the days' files at once")
-    read_csv_floor(LAND_AT_ONCE,
-                   [(source, source, delivered(source, history)) for source in SOURCES])
+    if not (args.resume_build or args.skip_land_floors):
+        log("raw floor: DuckDB read_csv of each day's files")
+        read_csv_floor(LAND_FLOOR, [(f"{source}_{ds:%Y%m%d}", source, delivered(source, [ds]))
+                                    for ds in history for source in SOURCES])
+        log("reference: DuckDB read_csv of all the days' files at once")
+        read_csv_floor(LAND_AT_ONCE,
+                       [(source, source, delivered(source, history)) for source in SOURCES])
     if args.free_drop:
         for source in SOURCES:
             for ds in history:
@@ -152,8 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     log("dbt full build from scratch")
     last = history[-1].isoformat()
     with measured("build (dbt, full)") as st:
-        build.build(last, f"bench-full-{last}", full_refresh=True, paths=p)
+        try:
+            st.extra["line_passes"] = build.build(last, f"bench-full-{last}", full_refresh=True,
+                                                  paths=p)["line_passes"]
+        except build.BuildFailed as exc:  # recorded in the results: no night without a warehouse
+            st.extra["error"] = str(exc)[:2000]
+            log(f"full build failed: {exc}")
     stages.append(st)
+    built = "error" not in st.extra
 
     # The floor script is a reference, not the pipeline: its own memory limit
     # (--floor-memory), and its memory does not count towards the pipeline's
@@ -163,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with measured(BUILD_FLOOR) as st:
         st.extra["memory_limit"] = args.floor_memory
-        if args.skip_build_floor:
+        if args.skip_build_floor or not built:
             st.extra["error"] = "skipped (--skip-build-floor)"
         else:
             sql_floor(run_floor, p.raw, work, args.floor_memory, st, log)
@@ -185,10 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     cli = str(Path(sys.executable).parent / "program-reporting")
     log(f"one night end to end through Airflow: ds={night}")
     with measured(NIGHT) as st:
-        proc = subprocess.run([cli, "run", "--ds", night.isoformat(), "--no-bi-refresh"], capture_output=True, text=True)
+        if built:
+            proc = subprocess.run([cli, "run", "--ds", night.isoformat(), "--no-bi-refresh"],
+                                  capture_output=True, text=True)
+        else:
+            proc = subprocess.CompletedProcess([], 1, "", "not run: the full build failed")
         st.extra["exit_code"] = proc.returncode
         st.extra["last_line"] = (proc.stdout.strip().splitlines() or [""])[-1]
-    st.extra["tasks"] = night_tasks(p.home / "airflow" / "airflow.db")
+    st.extra["tasks"] = night_tasks(p.home / "airflow" / "airflow.db") if built else {}
     stages.append(st)
     if proc.returncode != 0:
         log(f"night failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
@@ -201,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         stages.append(st)
 
     by = {s.name: s for s in stages}
-    land_rps = by["land (history)"].rows_per_second
-    floor_rps = by[LAND_FLOOR].rows_per_second
+    land_rps = by["land (history)"].rows_per_second if "land (history)" in by else None
+    floor_rps = by[LAND_FLOOR].rows_per_second if LAND_FLOOR in by else None
     full, night_s = by["build (dbt, full)"].seconds, by[NIGHT].seconds
     floor_build = by[BUILD_FLOOR].seconds if "error" not in by[BUILD_FLOOR].extra else None
     peak = max(s.peak_rss_bytes for s in stages if not s.name.startswith("simulate") and s.name not in REFERENCES)
@@ -210,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = {
         "landing >= 0.5 x raw floor rows/s": land_rps / floor_rps >= 0.5 if land_rps and floor_rps else None,
         "full build <= 2 x SQL floor": full <= 2 * floor_build if floor_build else None,
-        "night <= 180 s": night_s <= 180,
-        "night <= full build / 3": night_s <= full / 3,
+        "night <= 180 s": night_s <= 180 if built else None,
+        "night <= full build / 3": night_s <= full / 3 if built else None,
         "peak memory <= 6 GiB": peak <= 6 * 2**30,
         "night published": by[NIGHT].extra.get("exit_code") == 0,
     }
@@ -224,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                     "rows_per_second": round(s.rows_per_second) if s.rows_per_second else None,
                     "peak_rss_bytes": s.peak_rss_bytes, **s.extra} for s in stages],
         "warehouse_bytes": dir_size(p.home),
-        "ratios": {"landing_vs_floor": round(land_rps / floor_rps, 3) if floor_rps else None,
+        "ratios": {"landing_vs_floor": round(land_rps / floor_rps, 3) if land_rps and floor_rps else None,
                    "full_build_vs_floor": round(full / floor_build, 3) if floor_build else None,
-                   "night_vs_full_build": round(night_s / full, 3) if full else None},
+                   "night_vs_full_build": round(night_s / full, 3) if built else None},
         "targets": targets,
     }
     lines = [f"Benchmark {result['date']}: {args.merchants:,} merchants x {args.days} days, "

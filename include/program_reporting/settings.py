@@ -151,6 +151,27 @@ def duckdb_memory_limit() -> str:
     return os.environ.get("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
 
 
+def memory_limit_bytes(limit: str) -> int:
+    """DuckDB's notation (4GB, 4GiB, 512MB) in bytes."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B?\s*", limit, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT={limit!r}: expected e.g. 4GB")
+    base = 1024 if m.group(3) else 1000
+    return int(float(m.group(1)) * base ** "_KMGT".index(m.group(2).upper() or "_"))
+
+
+def line_pass_events() -> int:
+    """Credit events per pass of a full build of int_credit_line_states
+    (macro line_passes): 10 million per GB of DuckDB memory unless set. At
+    4GB a pass of 38M events spilled 11 GiB, one of 19M events 3.7 GiB."""
+    value = os.environ.get("PROGRAM_REPORTING_LINE_PASS_EVENTS")
+    if value:
+        return max(1, int(value))
+    return max(1, memory_limit_bytes(duckdb_memory_limit()) // 100)
+
+
 def duckdb_threads() -> int:
     return int(os.environ.get("PROGRAM_REPORTING_DUCKDB_THREADS", "0") or 0) or (os.cpu_count() or 2)
 
