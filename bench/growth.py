@@ -49,7 +49,7 @@ def table(files: list[Path]) -> str:
         for names, _c in COLUMNS:
             stage = next((by[k] for k in names if k in by), {})
             error = stage.get("error", "")
-            cells.append("skipped" if error.startswith("skipped") else "failed (out of memory)"
+            cells.append("not run" if not stage else "skipped" if error.startswith("skipped") else "failed (out of memory)"
                          if "OutOfMemory" in error else "failed" if error else _seconds(stage.get("seconds")))
         floor = by.get(LAND_FLOOR)
         ratio = f"{land['rows_per_second'] / floor['rows_per_second']:.2f}" if floor and land else ""
