@@ -371,13 +371,11 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     args = _dbt_args(["build"], paths)
     if full:
         args.append("--full-refresh")
-    elif settings.warehouse_target() == "duckdb" and _stored_events(records) <= settings.line_pass_events():
+    elif settings.warehouse_target() == "duckdb":
         # A night's models are small: two at a time, the merchant side runs beside
         # the credit side (and tests beside models) on the second core. A full
-        # build keeps one at a time, within one memory limit, and so does a night
-        # of a history past one pass of line states: at 5,000,000 merchants x 180
-        # days, the uniqueness test of the restated line states beside another
-        # node ran out of the shared memory limit.
+        # build keeps one at a time, within one memory limit. (One at a time did
+        # not save the 5M x 180 night either: README, Performance.)
         args += ["--threads", "2"]
     plan["line_passes"] = line_passes(records) if full and settings.warehouse_target() == "duckdb" else None
     if plan["line_passes"] and plan["line_passes"] > 1:
