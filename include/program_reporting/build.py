@@ -257,11 +257,14 @@ def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> 
 def plan_build(paths: Paths, records: list[dict], full_refresh: bool = False) -> dict:
     """What the next build does, given every delivery's record: restate_from,
     full_refresh, the changed deliveries, reload_from, and (line by line)
-    new_rows_since and loaded_through_before."""
+    new_rows_since and loaded_through_before; line_passes (a full build on
+    DuckDB)."""
     previous = None if full_refresh else _previous_build(paths.warehouse_db)
     if previous is None:
+        passes = line_passes(records) if settings.warehouse_target() == "duckdb" else None
         return {"restate_from": FULL_HISTORY, "full_refresh": True, "changed": records,
-                "reload_from": FULL_HISTORY, "new_rows_since": None, "loaded_through_before": None}
+                "reload_from": FULL_HISTORY, "new_rows_since": None, "loaded_through_before": None,
+                "line_passes": passes}
     changed = [r for r in records
                if previous["seen"].get((r["source"], str(r["ds"]))) != _version(r)]
     candidates: list[dt.date] = []
@@ -281,7 +284,8 @@ def plan_build(paths: Paths, records: list[dict], full_refresh: bool = False) ->
     since = new_rows_since(previous, records, changed)
     return {"restate_from": restate.isoformat(), "full_refresh": False, "changed": changed,
             "reload_from": reload_from(previous, records, changed), "new_rows_since": since,
-            "loaded_through_before": previous["loaded_through"].isoformat() if since else None}
+            "loaded_through_before": previous["loaded_through"].isoformat() if since else None,
+            "line_passes": None}
 
 
 # --------------------------------------------------------------------------
@@ -377,10 +381,9 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
         # build keeps one at a time, within one memory limit. (One at a time did
         # not save the 5M x 180 night either: README, Performance.)
         args += ["--threads", "2"]
-    plan["line_passes"] = line_passes(records) if full and settings.warehouse_target() == "duckdb" else None
     if plan["line_passes"] and plan["line_passes"] > 1:
-        log.info("int_credit_line_states: %d passes over the lines (%d stored credit events, %d per pass)",
-                 plan["line_passes"], _stored_events(records), settings.line_pass_events())
+        log.info("int_credit_line_states: %d passes over the lines (at most %d stored credit events each)",
+                 plan["line_passes"], settings.line_pass_events())
     _write_plan(paths, {k: plan[k] for k in PLAN_KEYS})
     try:
         result = _invoke(args, paths)
@@ -412,16 +415,13 @@ PLAN = "_build_plan"
 PLAN_KEYS = ("restate_from", "reload_from", "new_rows_since", "loaded_through_before", "line_passes")
 
 
-def _stored_events(records: list[dict]) -> int:
-    return sum(r.get("loaded") or r.get("delivered") or 0 for r in records if r["source"] == "credit_events")
-
-
 def line_passes(records: list[dict]) -> int:
     """Passes of a full build of int_credit_line_states (macro line_passes):
     enough that none reads more than settings.line_pass_events() events, so
     that its spill stays within the disk. A partition landed by other tools
     (no record of its rows) counts as none."""
-    return max(1, -(-_stored_events(records) // settings.line_pass_events()))
+    events = sum(r.get("loaded") or r.get("delivered") or 0 for r in records if r["source"] == "credit_events")
+    return max(1, -(-events // settings.line_pass_events()))
 
 
 def _write_plan(paths: Paths, plan: dict | None) -> None:
