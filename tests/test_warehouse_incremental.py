@@ -167,13 +167,14 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
         return "".join(f.read_text() for f in target.glob(f"*/{model}.yml/**/*.sql"))
 
     assert f"_ds >= cast('{last['reload_from']}' as date)) dbt_subquery" in tests_of("stg_credit_events")
-    # the last night restated line by line: the line states' tests check the rows of the
-    # lines it rebuilt (int_credit_line_restates), not every line's since restate_from
+    assert f"state_date >= cast('{last['restate_from']}' as date)) dbt_subquery" in tests_of("int_credit_line_states")
+    # the last night restated line by line: the line states' uniqueness test checks the
+    # rows of the lines it rebuilt (int_credit_line_restates), not every line's since restate_from
     assert last["new_rows_since"] not in (None, build_mod.NOTHING_NEW)
-    restated = tests_of("int_credit_line_states")
-    assert restated.count(f"state_date >= cast('{last['restate_from']}' as date) and credit_line_id in "
-                          f"(select credit_line_id from ") == 7
-    assert restated.count('."int_credit_line_restates")) dbt_subquery') == 7
+    unique = "".join(f.read_text() for f in target.glob("*/int_credit_line_states.yml/unique_combination*.sql"))
+    assert (f"state_date >= cast('{last['restate_from']}' as date) and credit_line_id in "
+            f"(select credit_line_id from ") in unique
+    assert '."int_credit_line_restates")) dbt_subquery' in unique
     con = duckdb.connect(str(paths.warehouse_db), read_only=True)
     try:  # the plan lives only as long as its build
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_build_plan'").fetchone()[0] == 0
