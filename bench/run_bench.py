@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     with measured(BUILD_FLOOR) as st:
         st.extra["memory_limit"] = args.floor_memory
         if args.skip_build_floor or not built:
-            st.extra["error"] = "skipped (--skip-build-floor)"
+            st.extra["error"] = "skipped (--skip-build-floor)" if built else "skipped (the full build failed)"
         else:
             sql_floor(run_floor, p.raw, work, args.floor_memory, st, log)
     stages.append(st)

@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from program_reporting import build as build_mod
+from program_reporting import settings
 from program_reporting.settings import REPO_ROOT, Paths
 from test_warehouse_raw import _e, _m, small_set, write_nights, write_partition
 
@@ -261,6 +262,22 @@ def test_a_full_build_in_passes_over_the_lines_equals_one_pass(nightly, tmp_path
         con.close()
     assert used >= 2
     assert len(rows["one"]) > 10 and rows["passes"] == rows["one"]
+
+
+def test_passes_follow_the_stored_events_and_the_memory_limit(monkeypatch):
+    """One pass per 10M stored credit events per GB of DuckDB memory unless set."""
+    assert settings.memory_limit_bytes("4GB") == 4 * 10**9
+    assert settings.memory_limit_bytes("512MiB") == 512 * 2**20
+    with pytest.raises(ValueError, match="expected e.g. 4GB"):
+        settings.memory_limit_bytes("lots")
+    monkeypatch.delenv("PROGRAM_REPORTING_LINE_PASS_EVENTS", raising=False)
+    monkeypatch.setenv("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
+    records = [{"source": "credit_events", "loaded": 38_000_000}, {"source": "credit_events", "delivered": 3_000_000},
+               {"source": "merchants", "loaded": 90_000_000}]
+    assert settings.line_pass_events() == 40_000_000
+    assert build_mod.line_passes(records) == 2  # 41M credit events; merchants do not count
+    monkeypatch.setenv("PROGRAM_REPORTING_LINE_PASS_EVENTS", "10000000")
+    assert build_mod.line_passes(records) == 5
 
 
 def test_every_night_equals_the_python_oracle(nightly):

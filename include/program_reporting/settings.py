@@ -153,8 +153,6 @@ def duckdb_memory_limit() -> str:
 
 def memory_limit_bytes(limit: str) -> int:
     """DuckDB's notation (4GB, 4GiB, 512MB) in bytes."""
-    import re
-
     m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B?\s*", limit, re.IGNORECASE)
     if not m:
         raise ValueError(f"PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT={limit!r}: expected e.g. 4GB")
