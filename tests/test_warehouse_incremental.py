@@ -80,6 +80,18 @@ def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict]) -> None:
     (folder / "_reconciliation.json").write_text(json.dumps(record))
 
 
+def expire_orphans_of(raw, ds: str, run_ds: str) -> None:
+    """What release_orphans records when a partition's held orphans expire: a
+    release that released no row (they are quarantined); its raw rows are unchanged."""
+    path = raw / "credit_events" / f"ds={ds}" / "_reconciliation.json"
+    record = json.loads(path.read_text())
+    record["quarantined"] += 1
+    record.setdefault("releases", []).append({"ds": run_ds, "released": 0, "quarantined": 1,
+                                               "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                               "touches_from": None})
+    path.write_text(json.dumps(record))
+
+
 @pytest.fixture(scope="module")
 def nightly(tmp_path_factory):
     work = tmp_path_factory.mktemp("incremental")
@@ -114,9 +126,11 @@ def nightly(tmp_path_factory):
     night("2020-04-24", lambda: write_partition(paths.raw, "merchants", "2020-04-16", moved))
     after_merchant = snapshot(paths.warehouse_db)
 
-    # orphans of ds=2020-04-20 released on 2020-04-24: a repayment dated 2020-04-19
+    # orphans of ds=2020-04-20 released on 2020-04-24: a repayment dated 2020-04-19;
+    # the held orphans of ds=2020-04-18 expire (quarantined: its rows stay as they were)
     orphan = [_e("e109", "L2", "B", "repayment", "2020-04-19T12:00:00+08:00", "250.00")]
-    night("2020-04-24", lambda: release_orphans_into(paths.raw, "2020-04-20", "2020-04-24", orphan))
+    night("2020-04-24", lambda: (release_orphans_into(paths.raw, "2020-04-20", "2020-04-24", orphan),
+                                 expire_orphans_of(paths.raw, "2020-04-18", "2020-04-24")))
     final = snapshot(paths.warehouse_db)
     return dict(paths=paths, work=work, log=log, after_nights=after_nights, after_backdated=after_backdated,
                 after_merchant=after_merchant, final=final, oracle_diffs=oracle_diffs)
@@ -139,7 +153,8 @@ def test_restate_from_follows_what_landed(nightly):
     assert restated[4] == "2020-04-15"  # min(first event 04-16 (UTC date - 1), UTC updated date 04-16 - 1)
     # the released orphan of 2020-04-19 (its release's record says 2020-04-18)
     assert restated[5] == "2020-04-18"
-    # staging re-reads the credit partitions from the earliest one that changed, and no older one
+    # staging re-reads the credit partitions from the earliest one whose rows changed, and no
+    # older one: not from 04-18, whose release of the last night only quarantined its orphans
     assert [s["reload_from"] for s in log[1:]] == [
         "2020-04-16", "2020-04-18", "2020-04-20", "2020-04-17", "2020-04-25", "2020-04-20"]
     # the line states restate line by line, except when the new dates hold a benchmark rate
