@@ -103,9 +103,12 @@ def compute(home: Path) -> tuple[list[dict], list[dict]]:
     for e in events.values():
         lines[e["credit_line_id"]].append(e)
 
-    # --- employment reports: per merchant and month, latest reported_at then report_id
+    # --- employment reports: report_id is unique (extracts.md); where the raw layer
+    # holds one twice (an older ds delivered after a later one), the latest delivery's copy
+    copies = {r["report_id"]: r for r in sorted(reports_raw, key=lambda r: (r["_ds"], r["_line"]))}
+    # per merchant and month, latest reported_at then report_id
     best: dict[tuple[str, dt.date], dict] = {}
-    for r in reports_raw:
+    for r in copies.values():
         k = (r["merchant_id"], r["period_month"])
         cur = best.get(k)
         if cur is None or (r["reported_at"], r["report_id"]) > (cur["reported_at"], cur["report_id"]):

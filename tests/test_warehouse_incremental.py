@@ -36,10 +36,16 @@ MARTS = {
 }
 
 
+# and the incremental staging of the reports (a stale copy left behind would not
+# always show in the marts: the effective report of a month may be another)
+STAGED = {"stg_employment_reports": "report_id", "int_employment_reports_effective": "merchant_id, period_month"}
+
+
 def snapshot(db) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY {order}").fetchall() for t, order in MARTS.items()}
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY {order}").fetchall()
+                for t, order in {**MARTS, **STAGED}.items()}
     finally:
         con.close()
 
@@ -56,27 +62,28 @@ def full_refresh_of(paths: Paths, work) -> dict[str, list[tuple]]:
 
 
 def assert_same(incremental: dict, full: dict, when: str) -> None:
-    for table in MARTS:
+    for table in full:
         a, b = incremental[table], full[table]
         assert len(a) == len(b), f"{when}: {table} has {len(a)} rows incrementally, {len(b)} fully"
         diff = [(x, y) for x, y in zip(a, b) if x != y]
         assert diff == [], f"{when}: {table} differs in {len(diff)} rows, first {diff[:2]}"
 
 
-def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict]) -> None:
+def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict], source: str = "credit_events",
+                         touches_from: str = "2020-04-18") -> None:
     """What landing.release_orphans leaves: released-<run ds>.parquet next to rows.parquet
     in the orphans' own partition, and the record updated (releases, touches_from)."""
-    folder = raw / "credit_events" / f"ds={ds}"
+    folder = raw / source / f"ds={ds}"
     record = json.loads((folder / "_reconciliation.json").read_text())
     scratch = raw.parent / "scratch"
     at = dt.datetime.now(dt.timezone.utc).isoformat()  # the released rows' _landed_at
-    write_partition(scratch, "credit_events", ds, rows, landed_at=at, file_name=f"released-{run_ds}.parquet")
-    shutil.copy(scratch / "credit_events" / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
+    write_partition(scratch, source, ds, rows, landed_at=at, file_name=f"released-{run_ds}.parquet")
+    shutil.copy(scratch / source / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
     shutil.rmtree(scratch)
     record["loaded"] += len(rows)
     record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": at,
-                                               "touches_from": "2020-04-18"})
-    record["touches_from"] = min(record["touches_from"], "2020-04-18")
+                                               "touches_from": touches_from})
+    record["touches_from"] = min(record.get("touches_from") or touches_from, touches_from)
     (folder / "_reconciliation.json").write_text(json.dumps(record))
 
 
@@ -115,10 +122,13 @@ def nightly(tmp_path_factory):
         since = (dt.date.fromisoformat(through) + dt.timedelta(days=1)).isoformat()
     after_nights = snapshot(paths.warehouse_db)
 
-    # a re-delivery of ds=2020-04-17: the limit change is gone, a drawdown of 2020-02-20 appears
+    # a re-delivery of ds=2020-04-17: the limit change is gone, a drawdown of 2020-02-20 appears;
+    # one of ds=2020-04-20's employment reports re-sends A's March report with another headcount
     redelivered = [e for e in data["credit_events"]["2020-04-17"] if e["event_id"] != "e105"]
     redelivered.append(_e("e108", "L1", "A", "drawdown", "2020-02-20T10:00:00+08:00", "700.00", due="2020-03-01"))
-    night("2020-04-24", lambda: write_partition(paths.raw, "credit_events", "2020-04-17", redelivered))
+    resent = data["employment_reports"]["2020-04-20"] + [dict(data["employment_reports"]["2020-04-15"][0], employees=7)]
+    night("2020-04-24", lambda: (write_partition(paths.raw, "credit_events", "2020-04-17", redelivered),
+                                 write_partition(paths.raw, "employment_reports", "2020-04-20", resent)))
     after_backdated = snapshot(paths.warehouse_db)
 
     # a re-delivery of ds=2020-04-16 moves C's earliest (and only early) version to CN-SH
@@ -127,10 +137,14 @@ def nightly(tmp_path_factory):
     after_merchant = snapshot(paths.warehouse_db)
 
     # orphans of ds=2020-04-20 released on 2020-04-24: a repayment dated 2020-04-19;
-    # the held orphans of ds=2020-04-18 expire (quarantined: its rows stay as they were)
+    # the held orphans of ds=2020-04-18 expire (quarantined: its rows stay as they were);
+    # an orphan report released into ds=2020-04-22 re-sends C's April report (ds 2020-04-16)
     orphan = [_e("e109", "L2", "B", "repayment", "2020-04-19T12:00:00+08:00", "250.00")]
+    c_april = [dict(r, employees=5) for r in data["employment_reports"]["2020-04-16"] if r["report_id"] == "r4"]
     night("2020-04-24", lambda: (release_orphans_into(paths.raw, "2020-04-20", "2020-04-24", orphan),
-                                 expire_orphans_of(paths.raw, "2020-04-18", "2020-04-24")))
+                                 expire_orphans_of(paths.raw, "2020-04-18", "2020-04-24"),
+                                 release_orphans_into(paths.raw, "2020-04-22", "2020-04-24", c_april,
+                                                      source="employment_reports", touches_from="2020-04-01")))
     final = snapshot(paths.warehouse_db)
     return dict(paths=paths, work=work, log=log, after_nights=after_nights, after_backdated=after_backdated,
                 after_merchant=after_merchant, final=final, oracle_diffs=oracle_diffs)
@@ -157,6 +171,10 @@ def test_restate_from_follows_what_landed(nightly):
     # older one: not from 04-18, whose release of the last night only quarantined its orphans
     assert [s["reload_from"] for s in log[1:]] == [
         "2020-04-16", "2020-04-18", "2020-04-20", "2020-04-17", "2020-04-25", "2020-04-20"]
+    # and the employment reports from the earliest partition with new rows; every partition
+    # after a re-delivery (a report's older copy, replaced since, may win again)
+    assert [s["reports_reload_from"] for s in log[1:]] == [
+        "2020-04-16", "2020-04-18", "2020-04-20", build_mod.FULL_HISTORY, "2020-04-25", "2020-04-22"]
     # the line states restate line by line, except when the new dates hold a benchmark rate
     # change (LPR of 2020-04-20: every line changes) and after a re-delivery (old rows may be gone)
     by_line = [s["new_rows_since"] for s in log[1:]]

@@ -31,6 +31,15 @@
   {{ date_var('reload_from', value) if value else restate_from() }}
 {%- endmacro %}
 
+{#- The earliest delivery partition (ds) of employment_reports with new rows
+    since the last build (build_plan reports_reload_from): staging re-reads
+    the partitions from it on. Without a plan (a hand-run dbt build), every
+    partition. -#}
+{% macro reports_reload_from() -%}
+  {%- set value = build_plan('reports_reload_from') -%}
+  {{ date_var('reports_reload_from', value) if value else "cast('1900-01-01' as date)" }}
+{%- endmacro %}
+
 {#- The plan's date `name` as a DATE literal (value: already read from the plan). -#}
 {% macro date_var(name, value=none) -%}
   {%- set value = (build_plan(name) if value is none else value) | string -%}

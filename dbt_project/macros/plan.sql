@@ -18,9 +18,9 @@
 
 {#- A data test's `where` config is rendered when dbt parses the project, so a
     plan value cannot be written there as Jinja: the config names it as
-    __restate_from__ or __reload_from__, and this override of dbt's
-    get_where_subquery (dbt's own default, plus the two substitutions) puts
-    the build's date in when the test runs. -#}
+    __restate_from__, __reload_from__ or __reports_reload_from__, and this
+    override of dbt's get_where_subquery (dbt's own default, plus the
+    substitutions) puts the build's date in when the test runs. -#}
 {% macro default__get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
   {%- if where -%}
@@ -29,6 +29,9 @@
     {%- endif -%}
     {%- if '__reload_from__' in where -%}
       {%- set where = where | replace('__reload_from__', reload_from()) -%}
+    {%- endif -%}
+    {%- if '__reports_reload_from__' in where -%}
+      {%- set where = where | replace('__reports_reload_from__', reports_reload_from()) -%}
     {%- endif -%}
     {%- if '__restated_credit_lines__' in where -%}
       {%- set where = where | replace('__restated_credit_lines__', restated_credit_lines()) -%}

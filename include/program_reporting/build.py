@@ -10,7 +10,8 @@ the build log in the warehouse (table _build_log) remembers what each
 successful build has seen. The plan reaches dbt as the table _build_plan,
 read by the models when they run, so dbt does not parse the project again
 each night (it would with --vars). Finer still, staging re-reads only the credit
-partitions from the earliest changed one (reload_from), and the credit-line
+partitions from the earliest changed one (reload_from), the employment reports
+likewise (reports_reload_from), and the credit-line
 states restate line by line from the rows landed since the last build
 (new_rows_since; docs/warehouse.md). --full-refresh rebuilds everything from
 the raw layer and gives identical tables.
@@ -197,10 +198,10 @@ def _credit_touches(record: dict, seen: str | None) -> str | None:
     return None
 
 
-def _gone_credit_partitions(previous: dict, records: list[dict]) -> list[str]:
-    """credit_events partitions the last build saw that are no longer there."""
-    present = {str(r["ds"]) for r in records if r["source"] == "credit_events"}
-    return [ds for source, ds in previous["seen"] if source == "credit_events" and ds not in present]
+def _gone_partitions(previous: dict, records: list[dict], source: str = "credit_events") -> list[str]:
+    """The source's partitions the last build saw that are no longer there."""
+    present = {str(r["ds"]) for r in records if r["source"] == source}
+    return [ds for s, ds in previous["seen"] if s == source and ds not in present]
 
 
 def _rows_changed(record: dict, seen: str | None) -> bool:
@@ -218,7 +219,31 @@ def reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str
     the partitions from there on, and no older one."""
     moved = [str(r["ds"]) for r in changed if r["source"] == "credit_events"
              and _rows_changed(r, previous["seen"].get((r["source"], str(r["ds"]))))]
-    moved += _gone_credit_partitions(previous, records)
+    moved += _gone_partitions(previous, records)
+    if previous["loaded_through"] is not None:
+        moved.append((previous["loaded_through"] + dt.timedelta(days=1)).isoformat())
+    return min(moved) if moved else FULL_HISTORY
+
+
+def reports_reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str:
+    """The earliest employment_reports partition with new rows since the last
+    build, or the first new ds: staging re-reads the partitions from there on
+    (the copy of a report from the latest delivery wins, so a re-read copy
+    replaces any older one). After a re-delivery of a partition seen before,
+    or one gone, every partition: a report's older copy, replaced in the
+    table since, may win again."""
+    source = "employment_reports"
+    if _gone_partitions(previous, records, source):
+        return FULL_HISTORY
+    moved = []
+    for r in changed:
+        if r["source"] != source:
+            continue
+        seen = previous["seen"].get((source, str(r["ds"])))
+        if seen is not None and _releases_since(r, seen) is None:
+            return FULL_HISTORY
+        if _rows_changed(r, seen):
+            moved.append(str(r["ds"]))
     if previous["loaded_through"] is not None:
         moved.append((previous["loaded_through"] + dt.timedelta(days=1)).isoformat())
     return min(moved) if moved else FULL_HISTORY
@@ -238,7 +263,7 @@ def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> 
     before = previous["loaded_through"]
     if before is None:
         return None
-    if _gone_credit_partitions(previous, records):
+    if _gone_partitions(previous, records):
         return None
     through = max((dt.date.fromisoformat(str(r["ds"])) for r in records), default=before)
     if any(before.isoformat() < str(day) <= through.isoformat() for _currency, day, _rate in reference.benchmark_rates()):
@@ -266,15 +291,15 @@ def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> 
 
 def plan_build(paths: Paths, records: list[dict], full_refresh: bool = False) -> dict:
     """What the next build does, given every delivery's record: restate_from,
-    full_refresh, the changed deliveries, reload_from, and (line by line)
+    full_refresh, the changed deliveries, reload_from, reports_reload_from, and (line by line)
     new_rows_since and loaded_through_before; line_passes (a full build on
     DuckDB)."""
     previous = None if full_refresh else _previous_build(paths.warehouse_db)
     if previous is None:
         passes = line_passes(records) if settings.warehouse_target() == "duckdb" else None
         return {"restate_from": FULL_HISTORY, "full_refresh": True, "changed": records,
-                "reload_from": FULL_HISTORY, "new_rows_since": None, "loaded_through_before": None,
-                "line_passes": passes}
+                "reload_from": FULL_HISTORY, "reports_reload_from": FULL_HISTORY, "new_rows_since": None,
+                "loaded_through_before": None, "line_passes": passes}
     changed = [r for r in records
                if previous["seen"].get((r["source"], str(r["ds"]))) != _version(r)]
     candidates: list[dt.date] = []
@@ -293,7 +318,8 @@ def plan_build(paths: Paths, records: list[dict], full_refresh: bool = False) ->
     restate = min(candidates) if candidates else dt.date.fromisoformat(FULL_HISTORY)
     since = new_rows_since(previous, records, changed)
     return {"restate_from": restate.isoformat(), "full_refresh": False, "changed": changed,
-            "reload_from": reload_from(previous, records, changed), "new_rows_since": since,
+            "reload_from": reload_from(previous, records, changed),
+            "reports_reload_from": reports_reload_from(previous, records, changed), "new_rows_since": since,
             "loaded_through_before": previous["loaded_through"].isoformat() if since else None,
             "line_passes": None}
 
@@ -381,7 +407,8 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     log.info("build ds=%s run_id=%s: %s (%d deliveries changed since the last build)", ds, run_id,
              "full refresh" if full else
              f"restating from {restate} ({'line by line, rows landed since ' + plan['new_rows_since'] if plan['new_rows_since'] else 'every line'}), "
-             f"credit events re-read from ds {plan['reload_from']}", len(changed))
+             f"credit events re-read from ds {plan['reload_from']}, employment reports from ds "
+             f"{plan['reports_reload_from']}", len(changed))
     args = _dbt_args(["build"], paths)
     if full:
         args.append("--full-refresh")
@@ -414,7 +441,8 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     log.info("build ds=%s done in %ss: %d nodes, %d warnings", ds, seconds, len(nodes), len(warned))
     return {
         "ds": ds, "run_id": run_id, "full_refresh": full, "restate_from": restate,
-        "reload_from": plan["reload_from"], "new_rows_since": plan["new_rows_since"],
+        "reload_from": plan["reload_from"], "reports_reload_from": plan["reports_reload_from"],
+        "new_rows_since": plan["new_rows_since"],
         "loaded_through": loaded_through.isoformat(), "changed_deliveries": len(changed),
         "line_passes": plan["line_passes"] or 1, "nodes": len(nodes), "warnings": warned, "seconds": seconds,
         "warehouse": str(paths.warehouse_db),
@@ -422,7 +450,8 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
 
 
 PLAN = "_build_plan"
-PLAN_KEYS = ("restate_from", "reload_from", "new_rows_since", "loaded_through_before", "line_passes")
+PLAN_KEYS = ("restate_from", "reload_from", "reports_reload_from", "new_rows_since", "loaded_through_before",
+             "line_passes")
 
 
 def line_passes(records: list[dict]) -> int:

@@ -1,9 +1,30 @@
+{{
+  config(
+    materialized = 'incremental',
+    incremental_strategy = 'append',
+    on_schema_change = 'fail',
+    pre_hook = [
+      "{% if is_incremental() %}delete from {{ this }} where _ds >= {{ reports_reload_from() }}
+         or report_id in (select cast(report_id as varchar) from {{ source('raw', 'employment_reports') }}
+                          where _ds >= {{ reports_reload_from() }}){% endif %}"
+    ]
+  )
+}}
 -- One row per report_id. A report delivered again (identical, or re-sent in a
 -- later delivery) counts once: the copy from the latest delivery wins.
 -- Which report of a (merchant, month) is in force is decided later, in
 -- int_employment_reports_effective.
+--
+-- Incremental: replaces whole delivery partitions, from the earliest one with
+-- new rows since the last build (reports_reload_from; every partition after a
+-- re-delivery), and no older one. A re-read copy is from a later delivery than
+-- any stored copy of an older partition, so it wins: the pre_hook deletes the
+-- re-read partitions and the stored copies they replace.
 with source as (
     select * from {{ source('raw', 'employment_reports') }}
+    {% if is_incremental() %}
+    where _ds >= {{ reports_reload_from() }}
+    {% endif %}
 ),
 
 typed as (
