@@ -139,8 +139,10 @@ def nightly(tmp_path_factory):
     # orphans of ds=2020-04-20 released on 2020-04-24: a repayment dated 2020-04-19;
     # the held orphans of ds=2020-04-18 expire (quarantined: its rows stay as they were);
     # an orphan report released into ds=2020-04-22 re-sends C's April report (ds 2020-04-16)
+    # as B's: C's effective reports must be recomputed too
     orphan = [_e("e109", "L2", "B", "repayment", "2020-04-19T12:00:00+08:00", "250.00")]
-    c_april = [dict(r, employees=5) for r in data["employment_reports"]["2020-04-16"] if r["report_id"] == "r4"]
+    c_april = [dict(r, employees=5, merchant_id="B") for r in data["employment_reports"]["2020-04-16"]
+               if r["report_id"] == "r4"]
     night("2020-04-24", lambda: (release_orphans_into(paths.raw, "2020-04-20", "2020-04-24", orphan),
                                  expire_orphans_of(paths.raw, "2020-04-18", "2020-04-24"),
                                  release_orphans_into(paths.raw, "2020-04-22", "2020-04-24", c_april,

@@ -40,6 +40,14 @@
   {{ date_var('reports_reload_from', value) if value else "cast('1900-01-01' as date)" }}
 {%- endmacro %}
 
+{#- Whether a nightly build recomputes the effective employment reports merchant
+    by merchant (int_employment_report_restates): when staging re-read only some
+    report partitions. After a re-delivery, and without a plan, every merchant. -#}
+{% macro restate_reports_by_merchant() -%}
+  {%- set value = build_plan('reports_reload_from') -%}
+  {{ return(value is not none and value != '1900-01-01') }}
+{%- endmacro %}
+
 {#- The plan's date `name` as a DATE literal (value: already read from the plan). -#}
 {% macro date_var(name, value=none) -%}
   {%- set value = (build_plan(name) if value is none else value) | string -%}

@@ -33,6 +33,9 @@
     {%- if '__reports_reload_from__' in where -%}
       {%- set where = where | replace('__reports_reload_from__', reports_reload_from()) -%}
     {%- endif -%}
+    {%- if '__restated_report_merchants__' in where -%}
+      {%- set where = where | replace('__restated_report_merchants__', restated_report_merchants()) -%}
+    {%- endif -%}
     {%- if '__restated_credit_lines__' in where -%}
       {%- set where = where | replace('__restated_credit_lines__', restated_credit_lines()) -%}
     {%- endif -%}
@@ -56,6 +59,19 @@
     {%- set restates = adapter.get_relation(database=target.database, schema=target.schema,
                                             identifier='int_credit_line_restates') -%}
     credit_line_id in (select credit_line_id from {{ restates }})
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}
+
+{#- A condition on merchant_id: the merchants whose effective employment
+    reports this build recomputed (int_employment_report_restates), or every
+    merchant when it recomputed them all. -#}
+{% macro restated_report_merchants() -%}
+  {%- if restate_reports_by_merchant() -%}
+    {%- set restates = adapter.get_relation(database=target.database, schema=target.schema,
+                                            identifier='int_employment_report_restates') -%}
+    merchant_id in (select merchant_id from {{ restates }})
   {%- else -%}
     true
   {%- endif -%}

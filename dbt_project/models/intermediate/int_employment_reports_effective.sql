@@ -5,6 +5,22 @@
 -- greatest report_id. reported_at only orders corrections.
 -- valid_from..valid_to: from that month's first day to the day before the
 -- next reported month (open-ended for the latest).
+--
+-- Incremental: a night recomputes the merchants of int_employment_report_restates
+-- (their reports changed) from all their reports, and every other merchant
+-- keeps its rows; when staging re-read every partition, every merchant.
+{{
+  config(
+    materialized = 'incremental',
+    incremental_strategy = 'append',
+    on_schema_change = 'fail',
+    pre_hook = [
+      "{% if is_incremental() %}delete from {{ this }}{% if restate_reports_by_merchant() %}
+         where merchant_id in (select merchant_id from {{ ref('int_employment_report_restates') }}){% endif %}{% endif %}"
+    ]
+  )
+}}
+-- depends_on: {{ ref('int_employment_report_restates') }}
 with ranked as (
     select
         *,
@@ -13,6 +29,9 @@ with ranked as (
             order by reported_at desc, report_id desc
         ) as correction_rank
     from {{ ref('stg_employment_reports') }}
+    {% if is_incremental() and restate_reports_by_merchant() %}
+    where merchant_id in (select merchant_id from {{ ref('int_employment_report_restates') }})
+    {% endif %}
 ),
 
 winners as (

@@ -1,0 +1,29 @@
+-- The merchants whose effective employment reports a nightly build recomputes
+-- (int_employment_reports_effective): those with a report among the partitions
+-- staging re-read (plan reports_reload_from), and those whose effective report
+-- was re-read under another merchant (a re-sent copy replaced it). Every other
+-- merchant keeps its rows: its reports are as the last build saw them. Empty
+-- when staging re-read every partition (a re-delivery, a full refresh, no
+-- plan); int_employment_reports_effective is then rebuilt whole.
+{%- set effective = adapter.get_relation(database=this.database, schema=this.schema,
+                                         identifier='int_employment_reports_effective') if execute else none %}
+{% if restate_reports_by_merchant() %}
+with reread as (
+    select report_id, merchant_id
+    from {{ ref('stg_employment_reports') }}
+    where _ds >= {{ reports_reload_from() }}
+)
+
+select merchant_id from reread
+{% if effective is not none %}
+union
+select effective.merchant_id
+from {{ effective }} as effective
+where effective.report_id in (select report_id from reread)
+{% endif %}
+{% else %}
+-- the plan is read when the model runs, not when dbt parses it: both branches' refs
+-- depends_on: {{ ref('stg_employment_reports') }}
+select cast(null as varchar) as merchant_id
+where false
+{% endif %}
