@@ -211,6 +211,13 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     assert (f"state_date >= cast('{last['restate_from']}' as date) and credit_line_id in "
             f"(select credit_line_id from ") in unique
     assert '."int_credit_line_restates")) dbt_subquery' in unique
+    # the employment reports likewise: staging's tests check the partitions re-read, those
+    # of the effective reports the merchants recomputed (int_employment_report_restates)
+    assert last["reports_reload_from"] not in (None, build_mod.FULL_HISTORY)
+    assert f"_ds >= cast('{last['reports_reload_from']}' as date)) dbt_subquery" in tests_of("stg_employment_reports")
+    effective = "".join(f.read_text() for f in target.glob("*/int_employment_reports_effective.yml/*.sql"))
+    assert 'merchant_id in (select merchant_id from ' in effective
+    assert '."int_employment_report_restates")) dbt_subquery' in effective
     con = duckdb.connect(str(paths.warehouse_db), read_only=True)
     try:  # the plan lives only as long as its build
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_build_plan'").fetchone()[0] == 0

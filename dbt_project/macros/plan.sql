@@ -48,31 +48,31 @@
   {%- endif -%}
 {%- endmacro %}
 
-{#- A condition on credit_line_id: the lines this build rebuilt. Line by line
-    (int_credit_line_states), only the lines of int_credit_line_restates have
-    rows rebuilt and every other line keeps rows its own build tested; whole,
-    every line. At 5,000,000 merchants a test of every line's rows since
-    restate_from (57M rows) ran out of the 4GB memory limit inside the nightly
-    build. -#}
-{% macro restated_credit_lines() -%}
-  {%- if restate_lines_by_line() -%}
-    {%- set restates = adapter.get_relation(database=target.database, schema=target.schema,
-                                            identifier='int_credit_line_restates') -%}
-    credit_line_id in (select credit_line_id from {{ restates }})
+{#- A condition on `key`: the keys listed in the model `restates`, whose rows
+    this build rebuilt (every other key keeps rows its own build tested), or
+    true when it rebuilt every key. Read through get_relation: a test may not
+    ref a model it does not depend on. -#}
+{% macro rebuilt_keys(key, restates, by_key) -%}
+  {%- if by_key -%}
+    {%- set relation = adapter.get_relation(database=target.database, schema=target.schema,
+                                            identifier=restates) -%}
+    {{ key }} in (select {{ key }} from {{ relation }})
   {%- else -%}
     true
   {%- endif -%}
 {%- endmacro %}
 
-{#- A condition on merchant_id: the merchants whose effective employment
-    reports this build recomputed (int_employment_report_restates), or every
-    merchant when it recomputed them all. -#}
+{#- The lines this build rebuilt (int_credit_line_states): line by line, those
+    of int_credit_line_restates. At 5,000,000 merchants a test of every line's
+    rows since restate_from (57M rows) ran out of the 4GB memory limit inside
+    the nightly build. -#}
+{% macro restated_credit_lines() -%}
+  {{ rebuilt_keys('credit_line_id', 'int_credit_line_restates', restate_lines_by_line()) }}
+{%- endmacro %}
+
+{#- The merchants whose effective employment reports this build recomputed
+    (int_employment_reports_effective): by merchant, those of
+    int_employment_report_restates. -#}
 {% macro restated_report_merchants() -%}
-  {%- if restate_reports_by_merchant() -%}
-    {%- set restates = adapter.get_relation(database=target.database, schema=target.schema,
-                                            identifier='int_employment_report_restates') -%}
-    merchant_id in (select merchant_id from {{ restates }})
-  {%- else -%}
-    true
-  {%- endif -%}
+  {{ rebuilt_keys('merchant_id', 'int_employment_report_restates', restate_reports_by_merchant()) }}
 {%- endmacro %}
