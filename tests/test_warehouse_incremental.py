@@ -248,6 +248,25 @@ def test_line_by_line_only_when_exact():
                                     [rec("2020-04-20", "2026-01-02T03:00:00+00:00")]) is None
 
 
+def test_reports_are_re_read_from_their_earliest_new_rows():
+    """reports_reload_from: the earliest employment partition with new rows (or the
+    first new ds); every partition when one seen before was delivered again or is gone."""
+    rec = lambda ds, landed_at, releases=(): {"source": "employment_reports", "ds": ds, "landed_at": landed_at,
+                                              "releases": list(releases)}
+    old = [rec("2020-06-01", "L1"), rec("2020-06-02", "L2")]
+    previous = {"loaded_through": dt.date(2020, 6, 2),
+                "seen": {("employment_reports", r["ds"]): build_mod._version(r) for r in old}}
+    new_day = rec("2020-06-03", "L3")
+    assert build_mod.reports_reload_from(previous, old + [new_day], [new_day]) == "2020-06-03"
+    released = rec("2020-06-01", "L1", [{"at": "A1", "released": 2, "quarantined": 0}])
+    assert build_mod.reports_reload_from(previous, [released, old[1], new_day], [released, new_day]) == "2020-06-01"
+    expired = rec("2020-06-01", "L1", [{"at": "A1", "released": 0, "quarantined": 3}])
+    assert build_mod.reports_reload_from(previous, [expired, old[1], new_day], [expired, new_day]) == "2020-06-03"
+    redelivered = rec("2020-06-02", "L9")
+    assert build_mod.reports_reload_from(previous, [old[0], redelivered], [redelivered]) == build_mod.FULL_HISTORY
+    assert build_mod.reports_reload_from(previous, [old[0], new_day], [new_day]) == build_mod.FULL_HISTORY  # 06-02 gone
+
+
 def test_a_release_restates_its_own_reach_not_its_partitions():
     """Orphans released into an old partition restate from the released rows'
     dates; the partition's original delivery (up to 30 days back) was built

@@ -37,7 +37,7 @@
     partition. -#}
 {% macro reports_reload_from() -%}
   {%- set value = build_plan('reports_reload_from') -%}
-  {{ date_var('reports_reload_from', value) if value else "cast('1900-01-01' as date)" }}
+  {{ date_var('reports_reload_from', value) if value else start_of_time() }}
 {%- endmacro %}
 
 {#- Whether a nightly build recomputes the effective employment reports merchant
@@ -45,6 +45,7 @@
     report partitions. After a re-delivery, and without a plan, every merchant. -#}
 {% macro restate_reports_by_merchant() -%}
   {%- set value = build_plan('reports_reload_from') -%}
+  {#- program_reporting.build.FULL_HISTORY, the date of start_of_time() -#}
   {{ return(value is not none and value != '1900-01-01') }}
 {%- endmacro %}
 
