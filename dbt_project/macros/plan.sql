@@ -24,21 +24,16 @@
 {% macro default__get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
   {%- if where -%}
-    {%- if '__restate_from__' in where -%}
-      {%- set where = where | replace('__restate_from__', restate_from()) -%}
-    {%- endif -%}
-    {%- if '__reload_from__' in where -%}
-      {%- set where = where | replace('__reload_from__', reload_from()) -%}
-    {%- endif -%}
-    {%- if '__reports_reload_from__' in where -%}
-      {%- set where = where | replace('__reports_reload_from__', reports_reload_from()) -%}
-    {%- endif -%}
-    {%- if '__restated_report_merchants__' in where -%}
-      {%- set where = where | replace('__restated_report_merchants__', restated_report_merchants()) -%}
-    {%- endif -%}
-    {%- if '__restated_credit_lines__' in where -%}
-      {%- set where = where | replace('__restated_credit_lines__', restated_credit_lines()) -%}
-    {%- endif -%}
+    {#- a placeholder's value is read only when the test names it (a query each) -#}
+    {%- set fills = {'__restate_from__': restate_from, '__reload_from__': reload_from,
+                     '__reports_reload_from__': reports_reload_from,
+                     '__restated_report_merchants__': restated_report_merchants,
+                     '__restated_credit_lines__': restated_credit_lines} -%}
+    {%- set filled = namespace(where=where) -%}
+    {%- for placeholder, fill in fills.items() if placeholder in filled.where -%}
+      {%- set filled.where = filled.where | replace(placeholder, fill()) -%}
+    {%- endfor -%}
+    {%- set where = filled.where -%}
     {%- set filtered -%}
       (select * from {{ relation }} where {{ where }}) dbt_subquery
     {%- endset -%}
