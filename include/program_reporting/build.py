@@ -213,40 +213,34 @@ def _rows_changed(record: dict, seen: str | None) -> bool:
     return new is None or any(rel.get("released", 1) != 0 for rel in new)
 
 
-def reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str:
-    """The earliest credit_events partition whose rows changed (or that
-    disappeared) since the last build, or the first new ds: staging re-reads
-    the partitions from there on, and no older one."""
-    moved = [str(r["ds"]) for r in changed if r["source"] == "credit_events"
-             and _rows_changed(r, previous["seen"].get((r["source"], str(r["ds"]))))]
-    moved += _gone_partitions(previous, records)
+def _earliest_reread(previous: dict, records: list[dict], changed: list[dict], source: str) -> str:
+    """The earliest partition of `source` whose rows changed (or that disappeared)
+    since the last build, or the first new ds: staging re-reads from there on."""
+    moved = [str(r["ds"]) for r in changed if r["source"] == source
+             and _rows_changed(r, previous["seen"].get((source, str(r["ds"]))))]
+    moved += _gone_partitions(previous, records, source)
     if previous["loaded_through"] is not None:
         moved.append((previous["loaded_through"] + dt.timedelta(days=1)).isoformat())
     return min(moved) if moved else FULL_HISTORY
+
+
+def reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str:
+    """Where staging re-reads the credit_events partitions from, and no older
+    one (the first copy of an event wins: every later copy is re-read too)."""
+    return _earliest_reread(previous, records, changed, "credit_events")
 
 
 def reports_reload_from(previous: dict, records: list[dict], changed: list[dict]) -> str:
-    """The earliest employment_reports partition with new rows since the last
-    build, or the first new ds: staging re-reads the partitions from there on
-    (the copy of a report from the latest delivery wins, so a re-read copy
-    replaces any older one). After a re-delivery of a partition seen before,
-    or one gone, every partition: a report's older copy, replaced in the
-    table since, may win again."""
+    """Where staging re-reads the employment_reports partitions from (the copy
+    of a report from the latest delivery wins, so a re-read copy replaces any
+    older one). After a re-delivery of a partition seen before, or one gone,
+    every partition: a report's older copy, replaced in the table since, may
+    win again."""
     source = "employment_reports"
-    if _gone_partitions(previous, records, source):
-        return FULL_HISTORY
-    moved = []
-    for r in changed:
-        if r["source"] != source:
-            continue
-        seen = previous["seen"].get((source, str(r["ds"])))
-        if seen is not None and _releases_since(r, seen) is None:
-            return FULL_HISTORY
-        if _rows_changed(r, seen):
-            moved.append(str(r["ds"]))
-    if previous["loaded_through"] is not None:
-        moved.append((previous["loaded_through"] + dt.timedelta(days=1)).isoformat())
-    return min(moved) if moved else FULL_HISTORY
+    replaced = _gone_partitions(previous, records, source) or any(
+        r["source"] == source and (seen := previous["seen"].get((source, str(r["ds"])))) is not None
+        and _releases_since(r, seen) is None for r in changed)
+    return FULL_HISTORY if replaced else _earliest_reread(previous, records, changed, source)
 
 
 NOTHING_NEW = "9999-12-31T00:00:00+00:00"

@@ -5,9 +5,9 @@
 -- merchant keeps its rows: its reports are as the last build saw them. Empty
 -- when staging re-read every partition (a re-delivery, a full refresh, no
 -- plan); int_employment_reports_effective is then rebuilt whole.
-{%- set effective = adapter.get_relation(database=this.database, schema=this.schema,
-                                         identifier='int_employment_reports_effective') if execute else none %}
 {% if restate_reports_by_merchant() %}
+{%- set effective = adapter.get_relation(database=this.database, schema=this.schema,
+                                         identifier='int_employment_reports_effective') %}
 with reread as (
     select report_id, merchant_id
     from {{ ref('stg_employment_reports') }}

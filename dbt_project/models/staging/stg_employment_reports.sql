@@ -4,9 +4,10 @@
     incremental_strategy = 'append',
     on_schema_change = 'fail',
     pre_hook = [
-      "{% if is_incremental() %}delete from {{ this }} where _ds >= {{ reports_reload_from() }}
-         or report_id in (select cast(report_id as varchar) from {{ source('raw', 'employment_reports') }}
-                          where _ds >= {{ reports_reload_from() }}){% endif %}"
+      "{% if is_incremental() %}{% set reread = reports_reload_from() %}delete from {{ this }}
+         where _ds >= {{ reread }} or report_id in (
+           select cast(report_id as varchar) from {{ source('raw', 'employment_reports') }}
+           where _ds >= {{ reread }}){% endif %}"
     ]
   )
 }}
