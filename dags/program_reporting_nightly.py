@@ -104,6 +104,7 @@ def program_reporting_nightly():
     @task(retries=0)
     def end(published: str, report_path: str) -> None:
         """Succeeds only when the run published; otherwise upstream_failed fails the run."""
+        nightly.end()
 
     run = plan()
     sensors = [

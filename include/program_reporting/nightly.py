@@ -300,6 +300,21 @@ def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
     return str(path)
 
 
+def end() -> None:
+    """The run's last step, reached only when it published.
+
+    Freezes the garbage collector's view of every live object: under
+    `program-reporting run` (`airflow dags test`) every task runs in one
+    process, and the interpreter's final collection at exit walks all that
+    dbt, Great Expectations and Airflow built (3 s at 1,000,000 merchants,
+    after the figures are published). Frozen objects are left to the
+    operating system. A task process of a scheduled run exits right after
+    this as well."""
+    import gc
+
+    gc.freeze()
+
+
 def _task_states(ti: Any) -> dict[str, str]:
     try:
         by_run = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id])
