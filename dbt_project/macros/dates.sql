@@ -12,7 +12,10 @@
 {%- endmacro %}
 
 {% macro end_of_time() -%}cast('9999-12-31' as date){%- endmacro %}
-{% macro start_of_time() -%}cast('1900-01-01' as date){%- endmacro %}
+{#- The first business date of all (program_reporting.build.FULL_HISTORY): the plan's
+    value for "every partition", and the date before which nothing is dated. -#}
+{% macro start_of_time_ds() -%}{{ return('1900-01-01') }}{%- endmacro %}
+{% macro start_of_time() -%}cast('{{ start_of_time_ds() }}' as date){%- endmacro %}
 
 {#- The earliest business date this build restates (build_plan restate_from,
     set by program_reporting.build from the landing reconciliation records). Incremental
@@ -45,8 +48,7 @@
     report partitions. After a re-delivery, and without a plan, every merchant. -#}
 {% macro restate_reports_by_merchant() -%}
   {%- set value = build_plan('reports_reload_from') -%}
-  {#- program_reporting.build.FULL_HISTORY, the date of start_of_time() -#}
-  {{ return(value is not none and value != '1900-01-01') }}
+  {{ return(value is not none and value != start_of_time_ds()) }}
 {%- endmacro %}
 
 {#- The plan's date `name` as a DATE literal (value: already read from the plan). -#}
