@@ -397,6 +397,39 @@ def test_gzip_with_corrupt_bytes_is_rejected(env_paths):
         landing.land("merchants", DS, env_paths)
 
 
+def test_release_calls_back_while_it_holds_the_locks_of_the_sources_it_releases_into(env_paths):
+    """A backlog starts the next date's landings from the release's callbacks:
+    `locked` must come while the release holds the credit_events and
+    employment_reports locks (a landing of those sources then waits for it),
+    and before `merchants_read`."""
+    import fcntl
+
+    merchants_day(env_paths, ids=(1,))
+    write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1), row("credit_events", 2, merchant_id="M2")])
+    write_delivery(env_paths.drop, "employment_reports", DS, [row("employment_reports", 1, merchant_id="M2")])
+    assert landing.land("credit_events", DS, env_paths)["held"] == 1
+    assert landing.land("employment_reports", DS, env_paths)["held"] == 1
+    merchants_day(env_paths, "2020-06-04", ids=(2,))
+    calls = []
+
+    def held_by_someone(source: str) -> bool:
+        with open(env_paths.tmp / "locks" / f"{source}.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+
+    summary = landing.release_orphans(
+        "2020-06-04", env_paths,
+        locked=lambda: calls.append(("locked", held_by_someone("credit_events"), held_by_someone("employment_reports"))),
+        merchants_read=lambda: calls.append(("merchants_read",)))
+    assert calls == [("locked", True, True), ("merchants_read",)]
+    assert summary["credit_events"][DS]["released"] == 1 and summary["employment_reports"][DS]["released"] == 1
+    assert not held_by_someone("credit_events")
+
+
 def test_backlog_lands_dates_in_order_and_stops_at_a_rejected_delivery(env_paths, capsys):
     """`land --from --to`: each date's three deliveries (in parallel processes),
     then its release, then the next date; a rejected delivery stops the

@@ -501,7 +501,8 @@ def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record:
 # --------------------------------------------------------------------------
 # orphans
 
-def release_orphans(ds: str, paths: Paths | None = None, merchants_read: Callable[[], None] | None = None) -> dict:
+def release_orphans(ds: str, paths: Paths | None = None, locked: Callable[[], None] | None = None,
+                    merchants_read: Callable[[], None] | None = None) -> dict:
     """Retry the held orphans of every ds <= `ds` against the merchants landed
     with _ds <= ds: released rows go to raw/<source>/ds=<their ds>/released-<ds>.parquet,
     orphans held for 7 days or more go to quarantine (orphan_merchant_unknown).
@@ -510,9 +511,12 @@ def release_orphans(ds: str, paths: Paths | None = None, merchants_read: Callabl
     Both sources' held rows are evaluated in one pass with one connection and
     one lookup of their merchants (the release's cost is mostly fixed work,
     paid every night), then each partition is committed on its own, as a
-    landing is. merchants_read: called once the release has read the
-    merchants it needs (not at all when nothing is held); from then on a
-    merchants landing, of a later date or not, cannot change its outcome."""
+    landing is. Two callbacks tell a backlog when the next date's landings
+    can start without changing the outcome: locked, once the release holds
+    the locks of the sources it releases into (a landing of those sources
+    takes its lock only after the release is done); merchants_read, once it
+    has read the merchants it needs (not at all when nothing is held): from
+    then on a merchants landing, of a later date or not, cannot change it."""
     paths = paths or settings.paths()
     run_day = settings.parse_ds(ds)
     expire_upto = (run_day - dt.timedelta(days=settings.ORPHAN_RETRY_DAYS)).isoformat()
@@ -525,6 +529,8 @@ def release_orphans(ds: str, paths: Paths | None = None, merchants_read: Callabl
             stack.enter_context(source_lock(paths, source))
             if dates := _waiting(paths, source, ds):
                 waiting[source] = dates
+        if locked is not None:
+            locked()
         if not waiting:
             return summary
         started = time.monotonic()

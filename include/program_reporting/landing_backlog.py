@@ -6,11 +6,14 @@ before one warehouse build. Each date lands the way the nightly DAG lands a
 night: the three sources' deliveries in parallel (one process each, as the
 DAG's three land tasks), then the release of held orphans, then the next
 date. Dates stay in order because each is checked against the ones before.
-One overlap the DAG does not have: the next date's landings start as soon
-as the release has read the merchants it needs, while it evaluates and
-commits. The outcome is the same: the release counts only merchants of
-dates up to its own, and a landing reads its delivery before it takes its
-source's lock, which the release holds until it is done.
+One overlap the DAG does not have: the next date's landings start while the
+release runs. Those of the sources it releases into start as soon as it
+holds their locks: they read and check their delivery on its own, and take
+their lock, which the release holds until it is done, after it. The
+merchants landing starts once the release has read the merchants it needs
+(before, it would only hold the merchants lock that the release waits for).
+The outcome is the same: the release counts only merchants of dates up to
+its own.
 
 The first date with a missing or rejected delivery stops the backlog once
 that date's other sources have landed, without releasing orphans for it (as
@@ -68,7 +71,8 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
         started_next: dict = {}  # the next date's landings, started during a release
         for i, ds in enumerate(dates, start=1):
             t0 = time.monotonic()
-            futures = started_next or {source: pool.submit(_land_one, source, ds) for source in settings.SOURCES}
+            futures = {source: started_next.get(source) or pool.submit(_land_one, source, ds)
+                       for source in settings.SOURCES}
             started_next = {}
             day: dict = {"ds": ds}
             for source, future in futures.items():
@@ -79,12 +83,14 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
                     raise landing.DeliveryRejected(**value)
                 day[source] = value
 
-            def start_next(following=dates[i] if i < len(dates) else None) -> None:
-                if following:
-                    started_next.update({source: pool.submit(_land_one, source, following)
-                                         for source in settings.SOURCES})
+            def start_next(sources: tuple[str, ...], following=dates[i] if i < len(dates) else None) -> None:
+                for source in sources if following else ():
+                    if source not in started_next:
+                        started_next[source] = pool.submit(_land_one, source, following)
 
-            day["release"] = landing.release_orphans(ds, paths, merchants_read=start_next)
+            day["release"] = landing.release_orphans(
+                ds, paths, locked=lambda: start_next(landing.ORPHAN_SOURCES),
+                merchants_read=lambda: start_next(settings.SOURCES))
             day["delivered"] = sum(day[s]["delivered"] for s in settings.SOURCES)
             day["seconds"] = time.monotonic() - t0
             delivered += day["delivered"]
