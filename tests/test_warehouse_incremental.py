@@ -225,6 +225,18 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
         con.close()
 
 
+def test_a_night_runs_the_data_tests_and_leaves_the_unit_tests_to_full_builds(nightly):
+    """Unit tests check the SQL on static inputs: the first (full) build and
+    make test run them, the nights do not; every night runs its data tests."""
+    paths = nightly["paths"]
+    results = json.loads((paths.home / "warehouse" / "dbt_target" / "run_results.json").read_text())["results"]
+    kinds = {r["unique_id"].split(".")[0] for r in results}
+    assert "unit_test" not in kinds and {"model", "test"} <= kinds
+    assert {r["status"] for r in results} <= {"success", "pass", "warn"}
+    text = "".join(f.read_text(errors="replace") for f in (paths.home / "warehouse" / "dbt_logs").glob("dbt.log*"))
+    assert "START unit_test" in text  # the first build of the fixture (a full one) ran them
+
+
 def test_line_by_line_only_when_exact():
     """new_rows_since: the earliest landing the last build has not seen, or None
     (restate every line) when rows may have gone or every line changes."""
