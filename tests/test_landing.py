@@ -397,37 +397,49 @@ def test_gzip_with_corrupt_bytes_is_rejected(env_paths):
         landing.land("merchants", DS, env_paths)
 
 
-def test_release_calls_back_while_it_holds_the_locks_of_the_sources_it_releases_into(env_paths):
-    """A backlog starts the next date's landings from the release's callbacks:
-    `locked` must come while the release holds the credit_events and
-    employment_reports locks (a landing of those sources then waits for it),
-    and before `merchants_read`."""
+def _held_by_someone(paths, source: str) -> bool:
     import fcntl
 
+    with open(paths.tmp / "locks" / f"{source}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def test_kept_source_holds_its_lock_and_index_across_dates(env_paths, monkeypatch):
+    """A backlog's process keeps a source's lock and index from one date to
+    the next (landing.Kept): each commit is in the index it keeps, so the
+    next date is still compared with it, and its half of a release does what
+    release_orphans does. The lock goes when it closes."""
+    monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "0.9")
+    d2 = "2020-06-03"
     merchants_day(env_paths, ids=(1,))
     write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1), row("credit_events", 2, merchant_id="M2")])
-    write_delivery(env_paths.drop, "employment_reports", DS, [row("employment_reports", 1, merchant_id="M2")])
-    assert landing.land("credit_events", DS, env_paths)["held"] == 1
-    assert landing.land("employment_reports", DS, env_paths)["held"] == 1
-    merchants_day(env_paths, "2020-06-04", ids=(2,))
-    calls = []
-
-    def held_by_someone(source: str) -> bool:
-        with open(env_paths.tmp / "locks" / f"{source}.lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
-
-    summary = landing.release_orphans(
-        "2020-06-04", env_paths,
-        locked=lambda: calls.append(("locked", held_by_someone("credit_events"), held_by_someone("employment_reports"))),
-        merchants_read=lambda: calls.append(("merchants_read",)))
-    assert calls == [("locked", True, True), ("merchants_read",)]
-    assert summary["credit_events"][DS]["released"] == 1 and summary["employment_reports"][DS]["released"] == 1
-    assert not held_by_someone("credit_events")
+    write_delivery(env_paths.drop, "credit_events", d2, [row("credit_events", 3),
+                                                         row("credit_events", 1, amount="999.00")])
+    kept = landing.Kept("credit_events", env_paths)
+    try:
+        assert _held_by_someone(env_paths, "credit_events")
+        assert landing.land("credit_events", DS, env_paths, kept=kept)["held"] == 1
+        assert _held_by_someone(env_paths, "credit_events")  # still, between the dates
+        record = landing.land("credit_events", d2, env_paths, kept=kept)
+        assert record["quarantine_by_rule"] == {"event_id_conflict": 1}  # E1 of d1, committed under the same lock
+        assert landing.release_kept(kept, d2) == {DS: {"released": 0, "quarantined": 0, "held": 1}}
+        merchants_day(env_paths, d2, ids=(2,))
+        assert landing.release_kept(kept, d2)[DS]["released"] == 1
+        assert not (env_paths.held / "credit_events" / f"ds={DS}").exists()
+        assert [r[0] for r in rows_of(env_paths, "credit_events", DS, name=f"released-{d2}.parquet")] == ["E2"]
+        assert kept.con.execute("SELECT database_name, table_name FROM duckdb_tables() WHERE database_name <> 'idx'").fetchall() == []
+    finally:
+        kept.close()
+    assert not _held_by_someone(env_paths, "credit_events")
+    # the released row is in the index the next holder opens: E2 again, changed, conflicts
+    write_delivery(env_paths.drop, "credit_events", "2020-06-04",
+                   [row("credit_events", 4), row("credit_events", 2, merchant_id="M2", amount="5.00")])
+    assert landing.land("credit_events", "2020-06-04", env_paths)["quarantine_by_rule"] == {"event_id_conflict": 1}
 
 
 def test_backlog_lands_dates_in_order_and_stops_at_a_rejected_delivery(env_paths, capsys):
@@ -448,8 +460,10 @@ def test_backlog_lands_dates_in_order_and_stops_at_a_rejected_delivery(env_paths
     assert cli.main(["land", "--from", d1, "--to", d3]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "credit_events delivery for 2020-06-04 rejected (row_count)" in err
-    assert [r[0] for r in rows_of(env_paths, "credit_events", d1)] + \
-        [r[0] for r in rows_of(env_paths, "credit_events", d1, name=f"released-{d2}.parquet")] == ["E1", "E2"]
+    # E1 lands on d1 (held, then released the same day, when its merchant's landing came second)
+    d1_files = str(env_paths.raw / "credit_events" / f"ds={d1}" / "*.parquet")
+    assert duckdb.execute("SELECT list(event_id ORDER BY event_id) FROM read_parquet(?)", [d1_files]).fetchall() == [(["E1", "E2"],)]
+    assert [r[0] for r in rows_of(env_paths, "credit_events", d1, name=f"released-{d2}.parquet")] == ["E2"]
     assert [r[0] for r in rows_of(env_paths, "credit_events", d2)] == ["E3"]
     assert not (env_paths.raw / "credit_events" / f"ds={d3}").exists()
     assert (env_paths.raw / "merchants" / f"ds={d3}" / "_reconciliation.json").is_file()  # d3's other sources landed

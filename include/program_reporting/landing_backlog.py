@@ -6,14 +6,16 @@ before one warehouse build. Each date lands the way the nightly DAG lands a
 night: the three sources' deliveries in parallel (one process each, as the
 DAG's three land tasks), then the release of held orphans, then the next
 date. Dates stay in order because each is checked against the ones before.
-One overlap the DAG does not have: the next date's landings start while the
-release runs. Those of the sources it releases into start as soon as it
-holds their locks: they read and check their delivery on its own, and take
-their lock, which the release holds until it is done, after it. The
-merchants landing starts once the release has read the merchants it needs
-(before, it would only hold the merchants lock that the release waits for).
-The outcome is the same: the release counts only merchants of dates up to
-its own.
+
+Each source has one process for the whole backlog. Those of the sources
+with orphans (credit events, employment reports) keep their lock and their
+landing index open from their first landing to the end (landing.Kept), and
+run their half of each date's release: DuckDB reads a source's index once
+per backlog instead of once per date, and the two halves of a release run
+in parallel. The next date's landings are queued as soon as a date's
+landings are in: the merchants one runs beside the release (which counts
+only merchants of dates up to its own), the others after it in their
+process. The outcome is the date-by-date one.
 
 The first date with a missing or rejected delivery stops the backlog once
 that date's other sources have landed, without releasing orphans for it (as
@@ -23,6 +25,8 @@ again from that date carries on.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -41,16 +45,32 @@ def _init_worker(drop: str, home: str, level: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+_KEPT: dict[str, landing.Kept] = {}  # in a worker: its source's lock and index, once it has landed
+
+
+def _kept(source: str) -> landing.Kept | None:
+    if source not in landing.ORPHAN_SOURCES:
+        return None  # the merchants lock is taken by the others' lookups: never held across dates
+    if source not in _KEPT:
+        _KEPT[source] = landing.Kept(source, settings.paths())
+        atexit.register(_KEPT[source].close)
+    return _KEPT[source]
+
+
 def _land_one(source: str, ds: str) -> tuple[str, dict]:
-    """land() in a worker process. Outcomes travel back as plain data: the
-    landing exceptions do not pickle."""
+    """land() in the source's worker process. Outcomes travel back as plain
+    data: the landing exceptions do not pickle."""
     try:
-        return "landed", landing.land(source, ds)
+        return "landed", landing.land(source, ds, kept=_kept(source))
     except landing.DeliveryNotReady as exc:
         return "not_ready", {"message": str(exc)}
     except landing.DeliveryRejected as exc:
         return "rejected", {"source": exc.source, "ds": exc.ds, "file": exc.file, "cause": exc.cause,
                             "detail": exc.detail}
+
+
+def _release_one(source: str, ds: str) -> dict:
+    return landing.release_kept(_kept(source), ds)
 
 
 def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
@@ -66,14 +86,16 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
     started = time.monotonic()
     delivered = 0
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold DuckDB threads
-    with ProcessPoolExecutor(max_workers=len(settings.SOURCES), mp_context=context, initializer=_init_worker,
-                             initargs=(str(paths.drop), str(paths.home), logging.getLogger().level)) as pool:
-        started_next: dict = {}  # the next date's landings, started during a release
+    with contextlib.ExitStack() as stack:
+        # leaving shuts each pool down: its process ends, and with it the lock and index it kept
+        pools = {source: stack.enter_context(ProcessPoolExecutor(
+                     max_workers=1, mp_context=context, initializer=_init_worker,
+                     initargs=(str(paths.drop), str(paths.home), logging.getLogger().level)))
+                 for source in settings.SOURCES}
+        queued: dict = {}  # the next date's landings, queued behind this date's release
         for i, ds in enumerate(dates, start=1):
             t0 = time.monotonic()
-            futures = {source: started_next.get(source) or pool.submit(_land_one, source, ds)
-                       for source in settings.SOURCES}
-            started_next = {}
+            futures = queued or {source: pools[source].submit(_land_one, source, ds) for source in settings.SOURCES}
             day: dict = {"ds": ds}
             for source, future in futures.items():
                 kind, value = future.result()
@@ -82,15 +104,12 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
                 if kind == "rejected":
                     raise landing.DeliveryRejected(**value)
                 day[source] = value
-
-            def start_next(sources: tuple[str, ...], following=dates[i] if i < len(dates) else None) -> None:
-                for source in sources if following else ():
-                    if source not in started_next:
-                        started_next[source] = pool.submit(_land_one, source, following)
-
-            day["release"] = landing.release_orphans(
-                ds, paths, locked=lambda: start_next(landing.ORPHAN_SOURCES),
-                merchants_read=lambda: start_next(settings.SOURCES))
+            releases = {source: pools[source].submit(_release_one, source, ds) for source in landing.ORPHAN_SOURCES}
+            following = dates[i] if i < len(dates) else None
+            queued = {source: pools[source].submit(_land_one, source, following)
+                      for source in settings.SOURCES} if following else {}
+            day["release"] = landing.release_summary(
+                {"ds": ds, "touches_from": None, **{source: f.result() for source, f in releases.items()}})
             day["delivered"] = sum(day[s]["delivered"] for s in settings.SOURCES)
             day["seconds"] = time.monotonic() - t0
             delivered += day["delivered"]
