@@ -432,7 +432,9 @@ def test_kept_source_holds_its_lock_and_index_across_dates(env_paths, monkeypatc
         assert landing.release_kept(kept, d2)[DS]["released"] == 1
         assert not (env_paths.held / "credit_events" / f"ds={DS}").exists()
         assert [r[0] for r in rows_of(env_paths, "credit_events", DS, name=f"released-{d2}.parquet")] == ["E2"]
-        assert kept.con.execute("SELECT database_name, table_name FROM duckdb_tables() WHERE database_name <> 'idx'").fetchall() == []
+        assert kept.con.execute("SELECT database_name, table_name FROM duckdb_tables() "
+                                "WHERE database_name <> 'idx'").fetchall() == []
+        assert kept.con.execute("SELECT current_setting('allocator_background_threads')").fetchall() == [(True,)]
     finally:
         kept.close()
     assert not _held_by_someone(env_paths, "credit_events")

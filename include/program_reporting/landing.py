@@ -220,7 +220,7 @@ class Kept:
     (at a million merchants, 300 MB for credit_events) once per backlog, not
     once per date. Every landing and release of the source in the backlog
     runs in that process (landing_backlog), each date's tables in an
-    in-memory database of its own, dropped after it. Only the sources that
+    in-memory database of their own, dropped after it. Only the sources that
     check known merchants keep theirs: they take the merchants lock for a
     moment, so that one is never held across dates."""
 
@@ -233,6 +233,11 @@ class Kept:
             self._stack.callback(shutil.rmtree, self._spill, ignore_errors=True)
             self.con = _connect(self._spill)
             self._stack.callback(self.con.close)  # before the lock goes
+            # A connection that lives on returns the memory a date freed only
+            # through the allocator's background threads: without them a
+            # process waiting for its next date kept it (at 5,000,000
+            # merchants the landing's peak RSS was 6.4 GiB instead of 5.5).
+            self.con.execute("SET allocator_background_threads = true")
             landing_index.attach(self.con, paths, source)
         except BaseException:
             self._stack.close()
