@@ -7,6 +7,7 @@ bench/results/ (or the files given), ordered by days then merchants.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -61,12 +62,19 @@ def table(files: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def run_order(f: Path) -> tuple:
+    """A day's runs in the order they ran: <date>-<scale>-1 ... -10 ..., then
+    the unsuffixed latest (not the names' order, where -10 comes before -2)."""
+    m = re.fullmatch(r"(.+?x\d+)(?:-(\d+))?", f.stem)
+    return (m.group(1), m.group(2) is None, int(m.group(2) or 0)) if m else (f.stem, True, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    files = [Path(a) for a in args] or sorted((HERE / "results").glob("*.json"))
+    files = [Path(a) for a in args] or sorted((HERE / "results").glob("*.json"), key=run_order)
     if not files:
         print("no results: run `make bench` first", file=sys.stderr)
         return 1
