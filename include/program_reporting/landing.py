@@ -176,22 +176,16 @@ def land(source: str, ds: str, paths: Paths | None = None, kept: Kept | None = N
     try:
         if kept is not None:
             with kept.day() as con:
-                delivery = _read(source, ds, paths, folder, control_path, con)
-                work = new_workdir(paths, f"land-{source}-{ds}")
-                try:
-                    return _check_and_commit(delivery, con, paths, work, attached=True)
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)
+                return _check_and_commit(_read(source, ds, paths, folder, control_path, con), con, paths,
+                                         attached=True)
         con = _connect(spill)
         try:
             delivery = _read(source, ds, paths, folder, control_path, con)
             with source_lock(paths, source):
-                work = new_workdir(paths, f"land-{source}-{ds}")
                 try:
-                    return _check_and_commit(delivery, con, paths, work)
+                    return _check_and_commit(delivery, con, paths)
                 finally:
                     con.close()  # before the lock goes: it closes the index file the next holder opens
-                    shutil.rmtree(work, ignore_errors=True)
         finally:
             con.close()
     except DeliveryRejected as exc:
@@ -354,10 +348,18 @@ def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
                      amount, started, time.monotonic() - started)
 
 
-def _check_and_commit(d: _Delivery, con, paths: Paths, work: Path, attached: bool = False) -> dict:
+def _check_and_commit(d: _Delivery, con, paths: Paths, attached: bool = False) -> dict:
     """Under the source's lock: the rules that compare with the history
     (index; attached already when kept), the quarantine limit, the record,
-    the partitions' swap."""
+    the partitions' swap (staged in a work folder of its own)."""
+    work = new_workdir(paths, f"land-{d.source}-{d.ds}")
+    try:
+        return _check_and_commit_in(d, con, paths, work, attached)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_and_commit_in(d: _Delivery, con, paths: Paths, work: Path, attached: bool) -> dict:
     t_lock = time.monotonic()
     source, ds = d.source, d.ds
     if not attached:
