@@ -123,6 +123,11 @@ def build(case: dict, paths: Paths) -> Path:
     (folder / contract.data_file_name(source, gz)).write_bytes(delivered)
     if "control_bytes" in case:
         (folder / contract.CONTROL_FILE).write_bytes(unescape(case["control_bytes"]))
+    ctl_path = folder / contract.CONTROL_FILE
+    for old, new in case.get("control_patch", []):
+        text = ctl_path.read_text(encoding="utf-8")
+        assert old in text, f"{case['id']}: control patch target {old!r} not in {text}"
+        ctl_path.write_text(text.replace(old, new, 1), encoding="utf-8")
     return folder
 
 
@@ -151,6 +156,21 @@ def make_field_10mb(case, paths):
     rows = _rows(case)
     rows[1]["credit_line_id"] = "L" + "x" * (10 * 1024 * 1024)
     return write_delivery(paths.drop, "credit_events", DS, rows)
+
+
+def make_nul_run(case, paths):
+    """A run of `nul_bytes` NUL bytes (what a crashed writer leaves in preallocated
+    space) as a line of its own between records, or at the end of the file
+    (`at: end`, no line end); the source's control counts it as a record."""
+    rows = _rows(case)
+    lines = csv_text(rows, contract.column_names("credit_events"), "\n").encode("utf-8").split(b"\n")
+    run = b"\0" * case["nul_bytes"]
+    if case.get("at") == "end":
+        data = b"\n".join(lines[:-1]) + b"\n" + run
+    else:
+        data = b"\n".join(lines[:2] + [run] + lines[2:])
+    folder = write_delivery(paths.drop, "credit_events", DS, rows, data=data, row_count=len(rows) + 1)
+    return folder
 
 
 def _bomb_header(fh, total: int, piece: bytes) -> None:
@@ -334,6 +354,57 @@ def make_cr_only(case, paths):
     data = folder / "credit_events.csv"
     data.write_bytes(csv_text(rows, contract.column_names("credit_events"), "\r").encode("utf-8"))
     _fix_control(folder, "credit_events", data)
+    return folder
+
+
+GZIP_FLAGS = {"FHCRC": 2, "FEXTRA": 4, "FNAME": 8, "FCOMMENT": 16}
+
+
+def gzip_member(data: bytes, flags: list[str] = ()) -> bytes:
+    """One RFC 1952 member with the optional header fields named (gzip.compress writes none of them)."""
+    flg = sum(GZIP_FLAGS[f] for f in flags)
+    header = bytearray(b"\x1f\x8b\x08" + bytes([flg]) + b"\0\0\0\0\0\xff")
+    if "FEXTRA" in flags:
+        extra = b"PR\x04\x00ds=3"  # one subfield: id "PR", 4 bytes
+        header += len(extra).to_bytes(2, "little") + extra
+    if "FNAME" in flags:
+        header += "credit_events_2020-06-03.csv".encode("latin-1") + b"\0"
+    if "FCOMMENT" in flags:
+        header += b"written by the ledger export, \xe9dition 2\0"
+    if "FHCRC" in flags:
+        header += (zlib.crc32(bytes(header)) & 0xFFFF).to_bytes(2, "little")
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = deflate.compress(data) + deflate.flush()
+    return bytes(header) + body + zlib.crc32(data).to_bytes(4, "little") + (len(data) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def make_gzip_custom(case, paths):
+    """The good rows gzipped as the case says: `members` (the CSV split into that
+    many members, each with `flags`), then `damage`: crc (the last member's CRC
+    wrong), trailing (bytes that are no member after the last), empty (no bytes)."""
+    rows = _rows(case)
+    data = csv_text(rows, contract.column_names("credit_events"), "\n").encode("utf-8")
+    n = case.get("members", 1)
+    cuts = [len(data) * i // n for i in range(n + 1)]
+    gz = b"".join(gzip_member(data[a:b], case.get("flags", [])) for a, b in zip(cuts, cuts[1:]))
+    damage = case.get("damage")
+    if damage == "crc":
+        gz = gz[:-8] + bytes(b ^ 0xFF for b in gz[-8:-4]) + gz[-4:]
+    elif damage == "trailing":
+        gz += b"\0\0\0\0not gzip"
+    elif damage == "empty":
+        gz = b""
+    folder = write_delivery(paths.drop, "credit_events", DS, rows)
+    (folder / "credit_events.csv").unlink()
+    (folder / "credit_events.csv.gz").write_bytes(gz)
+    _fix_control(folder, "credit_events", folder / "credit_events.csv.gz", row_count=0 if damage == "empty" else len(rows))
+    return folder
+
+
+def make_control_directory(case, paths):
+    folder = _good(case, paths)
+    (folder / contract.CONTROL_FILE).unlink()
+    (folder / contract.CONTROL_FILE).mkdir()
     return folder
 
 

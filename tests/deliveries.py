@@ -5,6 +5,7 @@ bytes or control keys."""
 from __future__ import annotations
 
 import csv
+import decimal
 import gzip
 import hashlib
 import io
@@ -55,13 +56,15 @@ def csv_text(rows: list[dict], columns: list[str], newline: str = "\n") -> str:
 
 
 def amount_total(rows: list[dict]) -> str:
-    total = Decimal(0)
-    for r in rows:
-        try:
-            total += Decimal(r.get("amount") or "0")
-        except InvalidOperation:
-            pass
-    return f"{total:.2f}"
+    """The exact sum, as a source computes it (the default context would round at 28 digits)."""
+    with decimal.localcontext(decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX)):
+        total = Decimal(0)
+        for r in rows:
+            try:
+                total += Decimal(r.get("amount") or "0")
+            except InvalidOperation:
+                pass
+        return f"{total:.2f}"
 
 
 def write_delivery(drop: Path, source: str, ds: str, rows: list[dict] | None = None, *,
@@ -102,4 +105,55 @@ def write_delivery(drop: Path, source: str, ds: str, rows: list[dict] | None = N
     if write_control:
         (folder / contract.CONTROL_FILE).write_text(
             control_text if control_text is not None else json.dumps(ctl), encoding="utf-8")
+    return folder
+
+
+# --------------------------------------------------------------------------- at scale
+
+GENERATED_ROWS = {
+    # Selected from range(n) t(i) by DuckDB, every field as the text a source would write.
+    "merchants": """SELECT 'M' || i AS merchant_id, 'SPARK-2020' AS program_code, 'Shop ' || i AS business_name,
+        'Owner ' || i AS owner_name, '+86 138 0000 0000' AS owner_phone, '' AS owner_national_id, 'CN-GD' AS region,
+        'Guangzhou' AS city, 'grocery' AS business_type, 'micro' AS size_class, '2019-01-15' AS registered_on,
+        '2020-01-02' AS enrolled_on, 'active' AS status, '2020-01-02T09:00:00+08:00' AS updated_at""",
+    "credit_events": """SELECT 'E' || i AS event_id, 'L' || (i // 3) AS credit_line_id, 'M' || (i % {merchants}) AS merchant_id,
+        ['line_opened', 'drawdown', 'repayment'][i % 3 + 1] AS event_type, '{ds}T10:00:00+08:00' AS event_at,
+        CAST(CAST((i % 100000) / 100 AS DECIMAL(14,2)) AS VARCHAR) AS amount, 'CNY' AS currency,
+        CASE WHEN i % 3 = 0 THEN '0.050000' ELSE '' END AS annual_interest_rate,
+        CASE WHEN i % 3 = 1 THEN CAST(DATE '{ds}' + 30 AS VARCHAR) ELSE '' END AS due_on,
+        CASE WHEN i % 3 = 1 THEN 'food' ELSE '' END AS goods_category""",
+    "employment_reports": """SELECT 'R' || i AS report_id, 'M' || (i % {merchants}) AS merchant_id, '2020-05' AS period_month,
+        CAST(i % 20 AS VARCHAR) AS employees, '10' AS baseline_employees,
+        '{ds}T18:00:00+08:00' AS reported_at, 'verified' AS verification_status""",
+}
+
+
+def write_generated_delivery(drop: Path, source: str, ds: str, rows: int, merchants: int = 1000) -> Path:
+    """A delivery of `rows` valid rows written by DuckDB (fast enough for millions),
+    with a correct control file computed from the file written. Credit events and
+    reports belong to merchants M0 .. M<merchants - 1>."""
+    import duckdb
+
+    from program_reporting.checksums import sha256_file
+
+    folder = drop / source / f"ds={ds}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+    path = folder / contract.data_file_name(source)
+    select = GENERATED_ROWS[source].format(ds=ds, merchants=merchants)
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY ({select} FROM range({rows}) t(i)) TO '{path}' (HEADER, DELIMITER ',')")
+        total = None
+        if source == "credit_events":
+            total = con.execute(f"SELECT coalesce(sum(CAST(amount AS DECIMAL(18,2))), 0) "
+                                f"FROM read_csv('{path}', all_varchar = true)").fetchone()[0]
+    finally:
+        con.close()
+    ctl = {"source": source, "ds": ds, "schema_version": "1", "row_count": rows, "sha256": sha256_file(path),
+           "produced_at": f"{ds}T23:30:00+08:00"}
+    if total is not None:
+        ctl["amount_total"] = f"{total:.2f}"
+    (folder / contract.CONTROL_FILE).write_text(json.dumps(ctl), encoding="utf-8")
     return folder

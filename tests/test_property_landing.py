@@ -9,6 +9,7 @@ never doubles one."""
 from __future__ import annotations
 
 import csv
+import decimal
 import hashlib
 import io
 import json
@@ -31,20 +32,28 @@ from program_reporting.settings import Paths
 from reliability_log import reliability  # noqa: F401 - fixture
 
 CAUSES = {"control_file", "data_file", "checksum", "row_count", "amount_total", "missing_column",
-          "duplicate_column", "invalid_utf8", "unparseable_csv", "unreadable", "quarantine_share", "symlink"}
+          "duplicate_column", "invalid_utf8", "unparseable_csv", "unreadable", "unreadable_gzip", "line_too_long",
+          "delivery_changed", "quarantine_share", "symlink"}
 PROPERTIES = {
     "values": ("well-formed CSV, hostile field values (any Unicode, NUL, quotes, commas, newlines, "
                "separators, exponents, bad dates and time zones), 1-8 rows", 80),
     "bytes": ("the same files with random bytes inserted, deleted or overwritten (control file "
               "honest about the bytes)", 80),
     "counts": ("control row_count off by -2..+2 from the records delivered", 30),
+    "gzip": ("the well-formed deliveries gzipped as 1-3 members, each with any of the optional header "
+             "fields FEXTRA, FNAME, FCOMMENT, FHCRC: the same rows land as from the plain file", 40),
+    "control": ("the control file made non-strict JSON: NaN, Infinity or -Infinity for a value, or a key "
+                "twice (same or other value, top level or nested): always refused as control_file", 40),
+    "edges": ("values at the engine's edges: amounts of 1-60 digits, UTC offsets from -15:59 to +15:59, "
+              "records with 1-3 empty fields beyond the header's: each row lands or is quarantined under "
+              "the rule extracts.md gives, and the counts reconcile", 60),
 }
 reliability_log.expect("property", list(PROPERTIES))
 COLUMNS = contract.column_names("credit_events")
-# What landing can sum (docs/landing.md): plain decimals that fit DECIMAL(38,10). A 40-digit
-# amount counts as 0 there, so an honest source total including it fails the delivery
-# (amount_total) rather than quarantining the row: a known reading, reported in RELIABILITY.md.
-PLAIN_AMOUNT = re.compile(r"^-?[0-9]{1,28}(\.[0-9]{1,2})?$")
+# What landing sums at its exact value (docs/landing.md): every plain decimal, however many digits
+# it has; a source's honest total counts each one, quarantined or not.
+PLAIN_AMOUNT = re.compile(r"^-?[0-9]+(\.[0-9]{1,2})?$")
+EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX)
 
 _BASE: dict[str, Path] = {}
 
@@ -102,18 +111,24 @@ def _field(value: str) -> str:
 
 
 def _amount_total(rows: list[dict]) -> str:
-    total = sum((Decimal(r["amount"]) for r in rows if PLAIN_AMOUNT.match(r["amount"])), Decimal(0))
-    return f"{total:.2f}"
+    with decimal.localcontext(EXACT):
+        total = sum((Decimal(r["amount"]) for r in rows if PLAIN_AMOUNT.match(r["amount"])), Decimal(0))
+        return f"{total:.2f}"
 
 
-def _write(p: Paths, rows: list[dict], data: bytes, row_count: int) -> None:
+def _control(rows: list[dict], data: bytes, row_count: int) -> dict:
+    return {"source": "credit_events", "ds": corpus_kit.DS, "schema_version": "1", "row_count": row_count,
+            "sha256": hashlib.sha256(data).hexdigest(), "produced_at": "2020-06-03T23:30:00+08:00",
+            "amount_total": _amount_total(rows)}
+
+
+def _write(p: Paths, rows: list[dict], data: bytes, row_count: int, gz: bool = False,
+           control_text: str | None = None) -> None:
     folder = p.drop / "credit_events" / f"ds={corpus_kit.DS}"
     folder.mkdir(parents=True)
-    (folder / "credit_events.csv").write_bytes(data)
-    control = {"source": "credit_events", "ds": corpus_kit.DS, "schema_version": "1", "row_count": row_count,
-               "sha256": hashlib.sha256(data).hexdigest(), "produced_at": "2020-06-03T23:30:00+08:00",
-               "amount_total": _amount_total(rows)}
-    (folder / "_control.json").write_text(json.dumps(control), encoding="utf-8")
+    (folder / contract.data_file_name("credit_events", gz)).write_bytes(data)
+    text = json.dumps(_control(rows, data, row_count)) if control_text is None else control_text
+    (folder / "_control.json").write_text(text, encoding="utf-8")
 
 
 def _count(con, path: Path) -> int:
@@ -226,6 +241,133 @@ def test_row_count_mismatch_always_rejected(reliability):
 
     prop()
     _record(reliability, "counts", outcomes)
+
+
+def _raw_rows(p: Paths) -> list[tuple]:
+    part = p.raw / "credit_events" / f"ds={corpus_kit.DS}" / "rows.parquet"
+    if not part.exists():
+        return []
+    return duckdb.sql(f"SELECT * EXCLUDE (_landed_at, _file) FROM read_parquet('{part}') ORDER BY _line").fetchall()
+
+
+def test_gzip_members_and_header_flags_land_as_the_plain_file(reliability):
+    outcomes: dict[str, int] = {}
+
+    @settings(max_examples=PROPERTIES["gzip"][1], **SETTINGS)
+    @given(deliveries(), st.integers(1, 3),
+           st.lists(st.sets(st.sampled_from(sorted(corpus_kit.GZIP_FLAGS))), min_size=3, max_size=3))
+    def prop(delivery, members, flags):
+        rows, data = delivery
+        cuts = [len(data) * i // members for i in range(members + 1)]
+        gz = b"".join(corpus_kit.gzip_member(data[a:b], sorted(flags[i]))
+                      for i, (a, b) in enumerate(zip(cuts, cuts[1:])))
+        plain, root_a = _fresh()
+        zipped, root_b = _fresh()
+        try:
+            _write(plain, rows, data, len(rows))
+            _land_and_check(plain, len(rows), must_land=True)
+            _write(zipped, rows, gz, len(rows), gz=True)
+            outcome = _land_and_check(zipped, len(rows), must_land=True)
+            assert _raw_rows(zipped) == _raw_rows(plain)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        finally:
+            shutil.rmtree(root_a, ignore_errors=True)
+            shutil.rmtree(root_b, ignore_errors=True)
+
+    prop()
+    _record(reliability, "gzip", outcomes)
+
+
+def test_control_files_that_are_not_strict_json_are_refused(reliability):
+    outcomes: dict[str, int] = {}
+
+    @settings(max_examples=PROPERTIES["control"][1], **SETTINGS)
+    @given(deliveries(), st.sampled_from(["source", "ds", "schema_version", "row_count", "sha256", "produced_at",
+                                          "amount_total"]),
+           st.sampled_from(["NaN", "Infinity", "-Infinity", "same twice", "other twice", "nested twice"]))
+    def prop(delivery, key, how):
+        rows, data = delivery
+        control = _control(rows, data, len(rows))
+        value = json.dumps(control[key])
+        if how in ("NaN", "Infinity", "-Infinity"):
+            text = json.dumps(control).replace(f'"{key}": {value}', f'"{key}": {how}')
+        elif how == "same twice":
+            text = json.dumps(control)[:-1] + f', "{key}": {value}}}'
+        elif how == "other twice":
+            text = "{" + f'"{key}": "x", ' + json.dumps(control)[1:]
+        else:
+            text = json.dumps(control)[:-1] + f', "extra": {{"{key}": 1, "{key}": 1}}}}'
+        p, root = _fresh()
+        try:
+            _write(p, rows, data, len(rows), control_text=text)
+            with pytest.raises(landing.DeliveryRejected) as caught:
+                landing.land("credit_events", corpus_kit.DS, p)
+            assert caught.value.cause == "control_file", caught.value
+            assert not (p.raw / "credit_events").exists()
+            outcomes["rejected: control_file"] = outcomes.get("rejected: control_file", 0) + 1
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    prop()
+    _record(reliability, "control", outcomes)
+
+
+@st.composite
+def edge_deliveries(draw):
+    """Rows with an amount of 1-60 digits, an event_at offset anywhere in
+    -15:59..+15:59, some records padded with empty fields; with each row's
+    expected rule (None: loads)."""
+    n = draw(st.integers(min_value=1, max_value=8))
+    rows, lines, expected = [], [",".join(COLUMNS)], []
+    for i in range(1, n + 1):
+        r = row("credit_events", i)
+        r["merchant_id"] = f"M{(i - 1) % 3 + 1}"
+        digits = draw(st.integers(1, 60))
+        r["amount"] = str(draw(st.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits - 1))) + ".50"
+        hours, minutes = draw(st.integers(-15, 15)), draw(st.sampled_from([0, 30, 45, 59]))
+        sign = "-" if hours < 0 else "+"
+        offset = f"{sign}{abs(hours):02d}:{minutes:02d}"
+        r["event_at"] = "2020-06-01T12:00:00" + offset
+        pad = draw(st.sampled_from([0, 0, 1, 2, 3]))
+        lines.append(",".join(_field(r[c]) for c in COLUMNS) + "," * pad)
+        rows.append(r)
+        total_minutes = abs(hours) * 60 + minutes
+        if pad:
+            rule = "field_count"
+        elif sign == "+" and total_minutes > 14 * 60 or sign == "-" and total_minutes > 12 * 60:
+            rule = "timestamp_invalid"
+        elif digits > 12:
+            rule = "amount_too_large"
+        else:
+            rule = None
+        expected.append(rule)
+    return rows, ("\n".join(lines) + "\n").encode("utf-8"), expected
+
+
+def test_values_at_the_edges_land_or_are_quarantined_under_their_rule(reliability):
+    outcomes: dict[str, int] = {}
+
+    @settings(max_examples=PROPERTIES["edges"][1], **SETTINGS)
+    @given(edge_deliveries())
+    def prop(delivery):
+        rows, data, expected = delivery
+        p, root = _fresh()
+        try:
+            _write(p, rows, data, len(rows))
+            outcome = _land_and_check(p, len(rows), must_land=True)
+            record = json.loads((p.raw / "credit_events" / f"ds={corpus_kit.DS}" / "_reconciliation.json").read_text())
+            want: dict[str, int] = {}
+            for rule in expected:
+                if rule:
+                    want[rule] = want.get(rule, 0) + 1
+            assert record["quarantine_by_rule"] == want, (record, expected)
+            assert record["loaded"] == expected.count(None)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    prop()
+    _record(reliability, "edges", outcomes)
 
 
 def _records(data: bytes) -> int:

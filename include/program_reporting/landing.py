@@ -39,11 +39,13 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+import decimal
 from decimal import Decimal
 from pathlib import Path
 
@@ -51,8 +53,13 @@ import duckdb
 
 from . import contract, landing_index, settings
 from .landing_checks import ORPHAN_SOURCES, evaluate, t1_select
-from .landing_csv import CsvError, Scan, read_header, record_lines, scan_csv
-from .landing_rules import FIELD_COUNT, ORPHAN_EXPIRED, RULES, detail_sql, output_expr, sql_list, sql_str
+from .landing_csv import (
+    CsvError, Scan, inflate, read_header, record_lines, records_with_more_fields, scan_csv, separators_of, snapshot,
+)
+from .landing_rules import (
+    AMOUNT_LIMIT, AMOUNT_RE, FIELD_COUNT, OFFSET_RE, ORPHAN_EXPIRED, RULES, detail_sql, output_expr, sql_list,
+    sql_str,
+)
 from .landing_store import (
     READ_LABEL, RECORD, committed, make_private, new_workdir, parquet_files, partition, read_record,
     record_failure, source_lock, swap, utc_now, write_json,
@@ -67,7 +74,7 @@ ROWS_FILE = "rows.parquet"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _AMOUNT_TOTAL = re.compile(r"^-?\d+\.\d{2}$")
 CONTROL_MAX_BYTES = 1 << 20  # a control file is a few hundred bytes; a bigger one is refused unread
-_ISO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$")
+_ISO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?" + OFFSET_RE + "$")
 
 
 class LandingError(Exception):
@@ -89,18 +96,42 @@ class DeliveryRejected(LandingError):
 # --------------------------------------------------------------------------
 # control file and data file
 
-def _read_control(path: Path, source: str, ds: str, rel) -> dict:
+def _control_bytes(path: Path, source: str, ds: str, rel) -> bytes:
+    try:
+        if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
+            raise DeliveryRejected(source, ds, rel(path), "control_file",
+                                   "is not a regular file (a folder, a link or a special file)")
+        with open(path, "rb") as fh:
+            raw = fh.read(CONTROL_MAX_BYTES + 1)
+    except OSError as exc:
+        raise DeliveryRejected(source, ds, rel(path), "control_file", f"unreadable: {exc}") from exc
+    if len(raw) > CONTROL_MAX_BYTES:
+        raise DeliveryRejected(source, ds, rel(path), "control_file", f"larger than {CONTROL_MAX_BYTES} bytes")
+    return raw
+
+
+def _strict_object(pairs: list[tuple]) -> dict:
+    keys = Counter(k for k, _v in pairs)
+    doubled = [k for k, n in keys.items() if n > 1]
+    if doubled:
+        raise ValueError(f"key {doubled[0]!r} appears {keys[doubled[0]]} times (strict JSON: no key twice)")
+    return dict(pairs)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not strict JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _read_control(raw: bytes, path: Path, source: str, ds: str, rel) -> dict:
+    """The control file as extracts.md has it: a strict JSON object (RFC 8259:
+    no NaN or Infinity, no key twice) with every key of its source."""
     def bad(detail: str):
         return DeliveryRejected(source, ds, rel(path), "control_file", detail)
 
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(CONTROL_MAX_BYTES + 1)
-        if len(raw) > CONTROL_MAX_BYTES:
-            raise bad(f"larger than {CONTROL_MAX_BYTES} bytes")
         # ValueError covers bad JSON and integers too long to parse; RecursionError, deep nesting
-        control = json.loads(raw.decode("utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
+        control = json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_object, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
         raise bad(f"unreadable: {exc}") from exc
     if not isinstance(control, dict):
         raise bad("not a JSON object")
@@ -168,19 +199,20 @@ def land(source: str, ds: str, paths: Paths | None = None, kept: Kept | None = N
     settings.parse_ds(ds)
     folder = paths.delivery_dir(source, ds)
     control_path = folder / contract.CONTROL_FILE
-    if not control_path.is_file():
+    if not os.path.lexists(control_path):  # present but not a file: refused by _read, not waited for
         raise DeliveryNotReady(f"{source} delivery for {ds} is not ready: no {control_path}")
-    # where DuckDB spills while reading, if it must; named for this process, so that
-    # only a dead process's folder is swept by the next holder of the lock
+    # where the delivery's snapshot is taken and DuckDB spills while reading, if it
+    # must; named for this process, so that only a dead process's folder is swept
+    # by the next holder of the lock
     spill = _spill_dir(paths, source)
     try:
         if kept is not None:
             with kept.day() as con:
-                return _check_and_commit(_read(source, ds, paths, folder, control_path, con), con, paths,
+                return _check_and_commit(_read(source, ds, paths, folder, control_path, con, spill), con, paths,
                                          attached=True)
         con = _connect(spill)
         try:
-            delivery = _read(source, ds, paths, folder, control_path, con)
+            delivery = _read(source, ds, paths, folder, control_path, con, spill)
             with source_lock(paths, source):
                 try:
                     return _check_and_commit(delivery, con, paths)
@@ -284,10 +316,11 @@ class _Delivery:
         return DeliveryRejected(self.source, self.ds, self.file_rel, cause, detail)
 
 
-def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, con) -> _Delivery:
+def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, con, snap_dir: Path) -> _Delivery:
     """Everything that needs the delivery alone: the control file, the data
-    file's checksum, header, CSV and row count, the amount total, and every
-    row rule (table t1, view t1l)."""
+    file's snapshot (in snap_dir) and its checksum, header, CSV and row count,
+    the amount total, and every row rule (table t1, view t1l). Only the
+    snapshot is read after it is taken: what lands is what was verified."""
     started = time.monotonic()
 
     def rel(p: Path) -> str:
@@ -296,56 +329,99 @@ def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         except ValueError:
             return str(p)
 
-    def reject(file: Path, cause: str, detail: str) -> DeliveryRejected:
-        return DeliveryRejected(source, ds, rel(file), cause, detail)
-
     _refuse_symlinks(folder, source, ds, rel)
-    control = _read_control(control_path, source, ds, rel)
+    control_bytes = _control_bytes(control_path, source, ds, rel)
+    control = _read_control(control_bytes, control_path, source, ds, rel)
     data = _data_file(folder, source, ds, rel)
     file_rel = rel(data)
-    scan = Scan(data).start()  # SHA-256 and blank-line scan run beside DuckDB
+
+    def reject(cause: str, detail: str) -> DeliveryRejected:
+        return DeliveryRejected(source, ds, file_rel, cause, detail)
 
     try:
-        header = read_header(data)
+        snap = snapshot(data, snap_dir, gzipped=data.name.endswith(".gz"))
     except CsvError as exc:
-        scan.cancel()
-        raise reject(data, exc.cause, str(exc)) from exc
+        raise reject(exc.cause, str(exc)) from exc
+    if _control_bytes(control_path, source, ds, rel) != control_bytes:
+        raise reject("delivery_changed", f"its {contract.CONTROL_FILE} changed while the data file was read; "
+                                         "the next landing reads the finished delivery")
+    if snap.sha256.lower() != control["sha256"].lower():
+        raise reject("checksum", f"SHA-256 is {snap.sha256}, the control file says {control['sha256']}")
+    max_line = settings.max_line_bytes()
+    try:
+        if data.name.endswith(".gz"):
+            snap = inflate(snap)
+        header = read_header(snap.path, max_line)
+    except CsvError as exc:
+        raise reject(exc.cause, str(exc)) from exc
     # Counter, not list.count: a header of millions of columns must not be quadratic
     doubled = sorted(h for h, n in Counter(header).items() if n > 1)
     if doubled:
-        scan.cancel()
         shown = ", ".join(repr(h) for h in doubled[:10]) + (f" and {len(doubled) - 10} more" if len(doubled) > 10 else "")
-        raise reject(data, "duplicate_column", f"header ({len(header)} columns) names {shown} more than once")
+        raise reject("duplicate_column", f"header ({len(header)} columns) names {shown} more than once")
     listed = contract.column_names(source)
     missing = [c for c in listed if c not in header]
     if missing:
-        scan.cancel()
-        raise reject(data, "missing_column", f"listed column(s) {', '.join(missing)} not in the header")
+        raise reject("missing_column", f"listed column(s) {', '.join(missing)} not in the header")
     extras = [h for h in header if h not in listed]
 
+    scan = Scan(snap.path).start()  # blank lines and separators, beside DuckDB
     rows_sql, raw_text = _rows_sql(source, ds, header, extras, file_rel)
     try:
         # _bad: set once the rules ran, so that the valid rows are written by a
         # filter on t1 rather than a join (a third of the write's time)
         select = f"SELECT *, false AS _bad FROM ({t1_select(source, ds, rows_sql)})"
-        rows_read, bad_records = scan_csv(con, data, len(header), select, table="t1")
+        rows_read, bad_records = scan_csv(con, snap.path, len(header), max_line, select, table="t1")
     except CsvError as exc:
         scan.cancel()
-        raise reject(data, exc.cause, str(exc)) from exc
+        raise reject(exc.cause, str(exc)) from exc
     try:
         scan.wait()
     except CsvError as exc:
-        raise reject(data, exc.cause, str(exc)) from exc
-    if scan.sha256.lower() != control["sha256"].lower():
-        raise reject(data, "checksum", f"SHA-256 is {scan.sha256}, the control file says {control['sha256']}")
+        raise reject(exc.cause, str(exc)) from exc
+    expected = (len(header) - 1) * (1 + rows_read) + sum(separators_of(text) for _l, text, _m in bad_records)
+    padded = 0
+    if scan.separators != expected:
+        padded = _unpad(con, snap.path, len(header), max_line, bad_records, scan.blank_line_inside)
+        rows_read -= padded
     delivered = rows_read + len(bad_records)
     if delivered != control["row_count"]:
-        raise reject(data, "row_count", f"{delivered} data rows, the control file says {control['row_count']}")
+        raise reject("row_count", f"{delivered} data rows, the control file says {control['row_count']}")
 
-    _line_view(con, data, bad_records, scan.blank_line_inside)
-    amount = _check_amount_total(con, control, reject, data) if source == "credit_events" else None
-    return _Delivery(source, ds, data, file_rel, control, scan.sha256, extras, raw_text, rows_read, bad_records,
+    _line_view(con, snap.path, bad_records, scan.blank_line_inside)
+    amount = _check_amount_total(con, control, reject, padded) if source == "credit_events" else None
+    return _Delivery(source, ds, data, file_rel, control, snap.sha256, extras, raw_text, rows_read, bad_records,
                      amount, started, time.monotonic() - started)
+
+
+def _unpad(con, csv_path: Path, ncols: int, max_line: int, bad_records: list[tuple], blank_inside: bool) -> int:
+    """The separators outside quotes do not add up to the records DuckDB read:
+    it accepted records with more fields than the header by dropping their
+    empty extra fields. Those records become field_count rejects (appended to
+    bad_records, in line order), as the records with extra values are:
+    nothing is trimmed. They leave t1 for t1_padded, where their amounts,
+    each in its column, still count towards the control's total. Returns
+    how many there were."""
+    known = {line for line, _t, _m in bad_records}
+    padded = records_with_more_fields(csv_path, ncols, max_line, known)
+    if not padded:
+        log.warning("%s: the separators outside quotes do not add up to the fields DuckDB read, "
+                    "and no record has more fields than the header", csv_path)
+        return 0
+    _line_view(con, csv_path, bad_records, blank_inside)
+    lines = ", ".join(str(line) for line, _t, _m in padded)
+    con.execute(f"CREATE TABLE t1_padded AS SELECT * EXCLUDE (_rid, _line) FROM t1l WHERE _line IN ({lines})")
+    con.execute(f"CREATE TABLE t1_unpadded AS SELECT * EXCLUDE (_rid, _line) FROM t1l "
+                f"WHERE _line NOT IN ({lines}) ORDER BY _rid")
+    con.execute("DROP VIEW t1l")
+    for stale in ("line_map", "gaps", "gapmax"):
+        con.execute(f"DROP TABLE IF EXISTS {stale}")
+    con.execute("DROP TABLE t1")
+    con.execute("ALTER TABLE t1_unpadded RENAME TO t1")
+    bad_records[:] = sorted(bad_records + padded)
+    log.warning("%s: %d record(s) with empty fields beyond the header's quarantined (field_count), first line %d",
+                csv_path.name, len(padded), padded[0][0])
+    return len(padded)
 
 
 def _check_and_commit(d: _Delivery, con, paths: Paths, attached: bool = False) -> dict:
@@ -431,7 +507,7 @@ def _line_view(con, data: Path, bad_records: list[tuple], blank_inside: bool) ->
     (header = 1). Rows DuckDB rejected (field count) are holes in rowid order."""
     if blank_inside:
         bad_lines = {line for line, _t, _m in bad_records}
-        good = [line for line in record_lines(data) if line not in bad_lines]
+        good = [line for line in record_lines(data, settings.max_line_bytes()) if line not in bad_lines]
         con.execute("CREATE TABLE line_map (_k BIGINT, _line BIGINT)")
         con.executemany("INSERT INTO line_map VALUES (?, ?)", list(enumerate(good, start=1)))
         line, join = "lm._line", "JOIN line_map lm ON lm._k = t1.rowid + 1"
@@ -457,28 +533,46 @@ def _refresh_index(con, paths: Paths, source: str, dates: set[str]) -> None:
         log.warning("landing index of %s not refreshed (%s); the next landing will", source, exc)
 
 
-def _check_amount_total(con, control: dict, reject, data: Path) -> dict:
+def _check_amount_total(con, control: dict, reject, padded: int = 0) -> dict:
     """Sum of amount over every delivered row, as the control file's amount_total.
 
+    Every plain decimal counts at its exact value, however many digits it has
+    (one beyond any DECIMAL is quarantined, amount_too_large, but delivered).
     An amount that is not a plain decimal (exponent, thousands separator,
     text) cannot be summed as written: the total matches when the control
     equals the sum with those rows counted as 0, or the sum with them read
     leniently (separators dropped, exponent expanded) - whichever reading the
     source used. Rows with the wrong number of fields cannot be summed (their
-    amount cannot be located) and count as 0."""
-    strict, lenient, unparsed = con.execute("""
-        SELECT coalesce(sum(amount__v), 0)::DECIMAL(38,2),
-               coalesce(sum(amount__v), 0)::DECIMAL(38,10) + coalesce(sum(CASE WHEN amount__v IS NULL
-                    THEN try_cast(replace(trim(amount), ',', '') AS DECIMAL(38,10)) END), 0),
-               count(*) FILTER (WHERE amount IS NOT NULL AND amount__v IS NULL)
-        FROM t1""").fetchone()
-    expected = Decimal(control["amount_total"])
-    # the lenient sum may carry more than 2 places (12.345): rounded either way it matches
-    if expected != strict and abs(expected - lenient) > Decimal("0.005"):
+    amount cannot be located) and count as 0, except those whose extra
+    fields are empty (`padded`, table t1_padded): every field is in place."""
+    rows = "(SELECT amount, amount__v FROM t1 UNION ALL SELECT amount, amount__v FROM t1_padded)" if padded else "t1"
+    # DuckDB sums what cannot overflow DECIMAL(38,2) however many rows there
+    # are; the few larger amounts are summed here, exactly, as they stream by.
+    fits = f"abs(amount__v) < {AMOUNT_LIMIT}0000"
+    strict, lenient, unparsed = con.execute(f"""
+        SELECT coalesce(sum(amount__v) FILTER (WHERE {fits}), 0)::DECIMAL(38,2),
+               coalesce(sum(try_cast(replace(trim(amount), ',', '') AS DECIMAL(38,10))) FILTER (
+                   WHERE amount__v IS NULL AND NOT regexp_full_match(amount, '{AMOUNT_RE}')
+                     AND abs(try_cast(replace(trim(amount), ',', '') AS DECIMAL(38,10))) < {AMOUNT_LIMIT}0000), 0),
+               count(*) FILTER (WHERE amount IS NOT NULL AND NOT regexp_full_match(amount, '{AMOUNT_RE}'))
+        FROM {rows}""").fetchone()
+    strict = Decimal(strict)
+    with decimal.localcontext(decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX,
+                                              Emin=decimal.MIN_EMIN, traps=[decimal.Inexact])):
+        large = con.execute(f"SELECT amount FROM {rows} WHERE regexp_full_match(amount, '{AMOUNT_RE}') "
+                            f"AND (amount__v IS NULL OR NOT {fits})")
+        while batch := large.fetchmany(10_000):
+            for (text,) in batch:
+                strict += Decimal(text)
+        lenient = strict + Decimal(lenient)
+        expected = Decimal(control["amount_total"])
+        # the lenient sum may carry more than 2 places (12.345): rounded either way it matches
+        matched = expected == strict or abs(expected - lenient) <= Decimal("0.005")
+    if not matched:
         note = f" ({unparsed} amount(s) not a plain decimal counted as 0)" if unparsed else ""
-        raise reject(data, "amount_total",
-                     f"amounts sum to {strict}{note}, the control file says {control['amount_total']}")
-    return {"control": control["amount_total"], "delivered": str(strict), "unparsed_amounts": unparsed}
+        raise reject("amount_total",
+                     f"amounts sum to {strict:.2f}{note}, the control file says {control['amount_total']}")
+    return {"control": control["amount_total"], "delivered": f"{strict:.2f}", "unparsed_amounts": unparsed}
 
 
 def _first_quarantined(con, source: str) -> str:

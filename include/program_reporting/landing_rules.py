@@ -21,8 +21,12 @@ from dataclasses import dataclass
 
 from . import contract
 
-# ISO 8601 with an offset (Z, +08:00, +0800 or +08); seconds and fraction optional.
-TIMESTAMP_RE = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)"
+# A UTC offset as extracts.md allows it: Z, or -12:00 to +14:00 (+08:00, +0800 or +08).
+# DuckDB would take +25:00 and shift the instant by more than a day.
+OFFSET_RE = (r"(Z|\+((0\d|1[0-3])(:?[0-5]\d)?|14(:?00)?)"
+             r"|-((0\d|1[01])(:?[0-5]\d)?|12(:?00)?))")
+# ISO 8601 with an offset; seconds and fraction optional.
+TIMESTAMP_RE = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?" + OFFSET_RE
 DATE_RE = r"\d{4}-\d{2}-\d{2}"
 MONTH_RE = r"\d{4}-(0[1-9]|1[0-2])"
 AMOUNT_RE = r"-?\d+(\.\d{1,2})?"  # plain decimal, at most 2 places: no exponent, no separators
@@ -112,12 +116,15 @@ def _column_rules(col: contract.Column, *, required: bool | None = None) -> list
                           f"'{c} ' || {q(c)} || ' is not an ISO 8601 timestamp with offset'",
                           "a timestamp is not ISO 8601 with an offset (Z or +hh:mm); one without offset is invalid"))
     elif col.type == "decimal" and c == "amount":
+        # A plain decimal with more digits than any DECIMAL holds has no typed
+        # value either: it is too large, not invalid (and the control's total counts it).
+        plain = f"regexp_full_match({c}, '{AMOUNT_RE}')"
         rules += [
-            Rule("amount_invalid", "row", bad,
+            Rule("amount_invalid", "row", f"{bad} AND NOT {plain}",
                  f"'amount ' || {q(c)} || ' is not a plain decimal with at most 2 places'",
                  "amount not a plain decimal with at most 2 places (no exponent, no thousands separator)"),
             Rule("amount_negative", "row", f"{c}__v < 0", f"'amount ' || {q(c)} || ' is negative'", "amount < 0"),
-            Rule("amount_too_large", "row", f"abs({c}__v) >= {AMOUNT_LIMIT}",
+            Rule("amount_too_large", "row", f"{plain} AND (abs({c}__v) >= {AMOUNT_LIMIT} OR {c}__v IS NULL)",
                  f"'amount ' || {q(c)} || ' does not fit decimal(14,2)'", "amount does not fit decimal(14,2)"),
         ]
     elif col.type == "decimal":

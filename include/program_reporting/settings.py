@@ -144,6 +144,16 @@ def quarantine_share_limit() -> float:
     return _float_setting("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", 0.05)
 
 
+def max_line_bytes() -> int:
+    """The longest CSV record a delivery may hold (DuckDB's max_line_size, and
+    what one record may cost in memory); a longer one fails the delivery
+    (line_too_long). Default 2,000,000 bytes, DuckDB's own."""
+    value = _float_setting("PROGRAM_REPORTING_MAX_LINE_BYTES", 2_000_000)
+    if value < 1024:
+        raise ValueError(f"setting PROGRAM_REPORTING_MAX_LINE_BYTES={value:g} is below 1024 bytes")
+    return int(value)
+
+
 ORPHAN_RETRY_DAYS = 7  # extracts.md: orphans are held and retried for up to 7 days
 
 
