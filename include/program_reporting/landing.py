@@ -1,11 +1,13 @@
 """Land one source's delivery for a business date into the raw layer.
 
 Reads drop/<source>/ds=<ds>/ only once its _control.json exists (--wait polls
-for it), checks the control file (JSON object; source and ds of the folder;
-schema_version "1"; integer row_count; hex sha256; amount_total for
-credit_events; produced_at) against the one data file <source>.csv[.gz]
-(SHA-256, row count, amount total), then checks every row against the rules
-of extracts.md in DuckDB.
+for it), checks the control file (strict JSON object; source and ds of the
+folder; schema_version "1"; integer row_count; hex sha256; amount_total for
+credit_events; produced_at) against the one data file <source>.csv[.gz],
+read once into a snapshot of the landing's own (SHA-256 of the very bytes
+copied, row count, amount total; refused as delivery_changed if it moved
+while read), then checks every row against the rules of extracts.md in
+DuckDB.
 
 Each row ends in exactly one place:
   raw/<source>/ds=<ds>/rows.parquet             typed rows that passed (no personal data)
@@ -18,8 +20,9 @@ raw/<source>/ds=<ds>/_reconciliation.json records delivered = loaded + quarantin
 
 The whole delivery is rejected (nothing lands, the previous landing of the
 ds stays, a JSON under landing_failures/ says why, exit status 2) when the
-control file is missing a key or does not match, a listed column is missing
-or doubled, the file is not UTF-8 or not parseable CSV, or more than
+control file is missing a key or does not match, the data file changed while
+it was read, a listed column is missing or doubled, the file is not gzip,
+UTF-8 or parseable CSV, a line is over PROGRAM_REPORTING_MAX_LINE_BYTES, or more than
 PROGRAM_REPORTING_MAX_QUARANTINE_SHARE (default 5%) of its rows are
 quarantined. Re-landing a ds replaces exactly its partitions. Exit status 3:
 no _control.json yet. Rule names and layout: docs/landing.md.
@@ -386,7 +389,9 @@ def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         rows_read -= padded
     delivered = rows_read + len(bad_records)
     if delivered != control["row_count"]:
-        raise reject("row_count", f"{delivered} data rows, the control file says {control['row_count']}")
+        odd = (f" ({len(bad_records)} of them with the wrong number of fields, the first on line "
+               f"{bad_records[0][0]}: {bad_records[0][1][:60]!r})" if bad_records else "")
+        raise reject("row_count", f"{delivered} data rows{odd}, the control file says {control['row_count']}")
 
     _line_view(con, snap.path, bad_records, scan.blank_line_inside)
     amount = _check_amount_total(con, control, reject, padded) if source == "credit_events" else None

@@ -114,7 +114,7 @@ def _column_rules(col: contract.Column, *, required: bool | None = None) -> list
     elif col.type == "timestamp":
         rules.append(Rule("timestamp_invalid", "row", bad,
                           f"'{c} ' || {q(c)} || ' is not an ISO 8601 timestamp with offset'",
-                          "a timestamp is not ISO 8601 with an offset (Z or +hh:mm); one without offset is invalid"))
+                          "a timestamp is not ISO 8601 with an offset (Z or +hh:mm) between -12:00 and +14:00; one without offset is invalid"))
     elif col.type == "decimal" and c == "amount":
         # A plain decimal with more digits than any DECIMAL holds has no typed
         # value either: it is too large, not invalid (and the control's total counts it).
