@@ -959,7 +959,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _wait_ready(source: str, ds: str, paths: Paths, seconds: float) -> None:
     control = paths.delivery_dir(source, ds) / contract.CONTROL_FILE
     deadline = time.monotonic() + seconds
-    while not control.is_file() and time.monotonic() < deadline:
+    while not os.path.lexists(control) and time.monotonic() < deadline:
         time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
 
 
