@@ -375,7 +375,8 @@ def gzip_member(data: bytes, flags: list[str] = ()) -> bytes:
         header += (zlib.crc32(bytes(header)) & 0xFFFF).to_bytes(2, "little")
     deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
     body = deflate.compress(data) + deflate.flush()
-    return bytes(header) + body + zlib.crc32(data).to_bytes(4, "little") + (len(data) & 0xFFFFFFFF).to_bytes(4, "little")
+    trailer = zlib.crc32(data).to_bytes(4, "little") + (len(data) & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(header) + body + trailer
 
 
 def make_gzip_custom(case, paths):
@@ -397,7 +398,8 @@ def make_gzip_custom(case, paths):
     folder = write_delivery(paths.drop, "credit_events", DS, rows)
     (folder / "credit_events.csv").unlink()
     (folder / "credit_events.csv.gz").write_bytes(gz)
-    _fix_control(folder, "credit_events", folder / "credit_events.csv.gz", row_count=0 if damage == "empty" else len(rows))
+    _fix_control(folder, "credit_events", folder / "credit_events.csv.gz",
+                 row_count=0 if damage == "empty" else len(rows))
     return folder
 
 

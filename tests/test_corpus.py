@@ -140,4 +140,5 @@ def test_corpus_is_large_enough():
     rejected = {c["expect"]["rejected"] for c in CASES if "rejected" in c["expect"]}
     # every cause docs/landing.md names has a case
     assert {"control_file", "data_file", "checksum", "row_count", "amount_total", "missing_column",
-            "duplicate_column", "invalid_utf8", "unparseable_csv", "unreadable_gzip", "line_too_long", "quarantine_share"} <= rejected
+            "duplicate_column", "invalid_utf8", "unparseable_csv", "unreadable_gzip", "line_too_long",
+            "quarantine_share"} <= rejected
