@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import decimal
+import itertools
 import json
 import logging
 import os
@@ -48,11 +50,11 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-import decimal
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from . import contract, landing_index, settings
 from .landing_checks import ORPHAN_SOURCES, evaluate, t1_select
@@ -76,6 +78,7 @@ QUARANTINE_FILE = "quarantine.parquet"
 ROWS_FILE = "rows.parquet"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _AMOUNT_TOTAL = re.compile(r"^-?\d+\.\d{2}$")
+LINE_MAP_BATCH = 1 << 20
 CONTROL_MAX_BYTES = 1 << 20  # a control file is a few hundred bytes; a bigger one is refused unread
 _ISO_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?" + OFFSET_RE + "$")
 
@@ -512,9 +515,15 @@ def _line_view(con, data: Path, bad_records: list[tuple], blank_inside: bool) ->
     (header = 1). Rows DuckDB rejected (field count) are holes in rowid order."""
     if blank_inside:
         bad_lines = {line for line, _t, _m in bad_records}
-        good = [line for line in record_lines(data, settings.max_line_bytes()) if line not in bad_lines]
         con.execute("CREATE TABLE line_map (_k BIGINT, _line BIGINT)")
-        con.executemany("INSERT INTO line_map VALUES (?, ?)", list(enumerate(good, start=1)))
+        # in batches through Arrow: memory bounded whatever the number of records
+        good = (line for line in record_lines(data, settings.max_line_bytes()) if line not in bad_lines)
+        k = 0
+        while batch := list(itertools.islice(good, LINE_MAP_BATCH)):
+            chunk = pa.table({"_k": pa.array(range(k + 1, k + len(batch) + 1), pa.int64()),
+                              "_line": pa.array(batch, pa.int64())})
+            con.execute("INSERT INTO line_map SELECT * FROM chunk")
+            k += len(batch)
         line, join = "lm._line", "JOIN line_map lm ON lm._k = t1.rowid + 1"
     elif bad_records:
         con.execute("CREATE TABLE gaps (gi BIGINT, n BIGINT)")

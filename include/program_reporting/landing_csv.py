@@ -298,12 +298,12 @@ def _records(path: Path, max_line_bytes: int):
         yield number, record, raw
 
 
-def record_lines(path: Path, max_line_bytes: int) -> list[int]:
+def record_lines(path: Path, max_line_bytes: int):
     """Line numbers of the non-blank data records, in file order (slow path, pure Python).
 
     Used only when a blank line sits between records, since DuckDB skips blank
     lines without telling us where they were."""
-    return [number for number, record, _raw in _records(path, max_line_bytes) if number > 1 and record]
+    return (number for number, record, _raw in _records(path, max_line_bytes) if number > 1 and record)
 
 
 def records_with_more_fields(path: Path, ncols: int, max_line_bytes: int, known: set[int]) -> list[tuple]:
