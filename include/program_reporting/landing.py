@@ -54,7 +54,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from . import contract, landing_index, settings
 from .landing_checks import ORPHAN_SOURCES, evaluate, t1_select
@@ -516,6 +515,8 @@ def _line_view(con, data: Path, bad_records: list[tuple], blank_inside: bool) ->
     if blank_inside:
         bad_lines = {line for line, _t, _m in bad_records}
         con.execute("CREATE TABLE line_map (_k BIGINT, _line BIGINT)")
+        import pyarrow as pa  # the slow path only: its import costs a nightly landing 0.2 s
+
         # in batches through Arrow: memory bounded whatever the number of records
         good = (line for line in record_lines(data, settings.max_line_bytes()) if line not in bad_lines)
         k = 0
@@ -560,24 +561,35 @@ def _check_amount_total(con, control: dict, reject, padded: int = 0) -> dict:
     amount cannot be located) and count as 0, except those whose extra
     fields are empty (`padded`, table t1_padded): every field is in place."""
     rows = "(SELECT amount, amount__v FROM t1 UNION ALL SELECT amount, amount__v FROM t1_padded)" if padded else "t1"
-    # DuckDB sums what cannot overflow DECIMAL(38,2) however many rows there
-    # are; the few larger amounts are summed here, exactly, as they stream by.
-    fits = f"abs(amount__v) < {AMOUNT_LIMIT}0000"
-    strict, lenient, unparsed = con.execute(f"""
-        SELECT coalesce(sum(amount__v) FILTER (WHERE {fits}), 0)::DECIMAL(38,2),
-               coalesce(sum(try_cast(replace(trim(amount), ',', '') AS DECIMAL(38,10))) FILTER (
-                   WHERE amount__v IS NULL AND NOT regexp_full_match(amount, '{AMOUNT_RE}')
-                     AND abs(try_cast(replace(trim(amount), ',', '') AS DECIMAL(38,10))) < {AMOUNT_LIMIT}0000), 0),
-               count(*) FILTER (WHERE amount IS NOT NULL AND NOT regexp_full_match(amount, '{AMOUNT_RE}'))
-        FROM {rows}""").fetchone()
-    strict = Decimal(strict)
+    # amount__v is the typed value of a plain decimal: the text is looked at only without one
+    untyped = "amount__v IS NULL AND amount IS NOT NULL"
+    plain = f"regexp_full_match(amount, '{AMOUNT_RE}')"
+    lenient_v = f"try_cast(replace(trim(amount), ',', '') AS DECIMAL(38,10))"
+    query = f"""
+        SELECT coalesce(sum(amount__v) FILTER (WHERE @fits), 0)::DECIMAL(38,2),
+               coalesce(sum(CASE WHEN {untyped} AND NOT {plain} THEN {lenient_v} END), 0),
+               count(*) FILTER (WHERE {untyped} AND NOT {plain}),
+               count(*) FILTER (WHERE {untyped} AND {plain})
+        FROM {rows}"""
+    try:
+        strict, lenient, unparsed, beyond = con.execute(query.replace("@fits", "true")).fetchone()
+        large = None if beyond else ""
+    except duckdb.OutOfRangeException:  # a sum beyond DECIMAL(38,2): amounts of 36 digits
+        beyond = 1
+    if beyond:
+        # The amounts beyond DECIMAL(38) (no typed value) or large enough to
+        # overflow a sum are summed here, exactly, as they stream by.
+        fits = f"abs(amount__v) < {AMOUNT_LIMIT}0000"
+        strict, lenient, unparsed, beyond = con.execute(query.replace("@fits", fits)).fetchone()
+        large = f"({untyped} AND {plain}) OR NOT {fits}"
     with decimal.localcontext(decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX,
                                               Emin=decimal.MIN_EMIN, traps=[decimal.Inexact])):
-        large = con.execute(f"SELECT amount FROM {rows} WHERE regexp_full_match(amount, '{AMOUNT_RE}') "
-                            f"AND (amount__v IS NULL OR NOT {fits})")
-        while batch := large.fetchmany(10_000):
-            for (text,) in batch:
-                strict += Decimal(text)
+        strict = Decimal(strict)
+        if large:
+            cursor = con.execute(f"SELECT amount FROM {rows} WHERE {large}")
+            while batch := cursor.fetchmany(10_000):
+                for (text,) in batch:
+                    strict += Decimal(text)
         lenient = strict + Decimal(lenient)
         expected = Decimal(control["amount_total"])
         # the lenient sum may carry more than 2 places (12.345): rounded either way it matches

@@ -37,6 +37,7 @@ FIELD_COUNT_ERRORS = ("TOO MANY COLUMNS", "MISSING COLUMNS")
 ENCODING_ERRORS = ("INVALID ENCODING", "INVALID UNICODE")
 LINE_SIZE_ERROR = "LINE SIZE OVER MAXIMUM"
 SNAPSHOT_NAME = "delivered.csv"
+QUOTE, COMMA = ord('"'), ord(",")
 
 
 class CsvError(Exception):
@@ -227,13 +228,19 @@ class Scan:
 
 def _count_separators(text: bytes, quoted: bool, count: int) -> tuple[int, bool]:
     """Add the commas of `text` outside quoted fields (RFC 4180: an escaped quote
-    is two quotes, so the parity of the quotes seen tells inside from outside)."""
-    quotes = text.count(b'"')
-    if not quotes:
+    is two quotes, so the parity of the quotes seen tells inside from outside).
+    numpy, not a Python loop: a simulated night's credit events hold five
+    million quotes."""
+    if b'"' not in text:
         return (count if quoted else count + text.count(b",")), quoted
-    pieces = text.split(b'"')
-    count += sum(p.count(b",") for p in pieces[1 if quoted else 0::2])
-    return count, quoted ^ bool(quotes % 2)
+    import numpy as np  # here, in the scan's thread: its import overlaps DuckDB's parse
+
+    octets = np.frombuffer(text, dtype=np.uint8)
+    # quotes seen so far, modulo 256: its parity is all that matters
+    parity = np.cumsum(octets == QUOTE, dtype=np.uint8)
+    commas = parity[octets == COMMA] + np.uint8(quoted)
+    count += int(commas.size - np.count_nonzero(commas & 1))
+    return count, bool((int(parity[-1]) + quoted) & 1)
 
 
 def separators_of(text: str) -> int:
