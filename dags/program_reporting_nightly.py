@@ -37,8 +37,12 @@ ds = D - 1.
 3. `gate_landed`: Great Expectations on the landed extracts.
 4. `dbt_build`: `dbt build` (models and their tests) into the DuckDB warehouse.
 5. `stage_audit` -> `validate` (the GX gate; a failure is final, no retries)
-   -> `publish` (atomic; emits the three `kpi_*` Assets).
-6. `report`: always runs and writes the validation report, published or withheld.
+   -> `publish` (atomic; emits the three `kpi_*` Assets). The report of a
+   published run is part of publishing: in place before `current.duckdb` is
+   swapped; if it cannot be written, nothing is published.
+6. `report`: always runs; writes the validation report of a run that published
+   nothing (with the failing step's message), and checks that the index lists
+   a published run's report.
 7. `end`: fails the run when nothing was published, so the failure callback
    notifies the operators.
 

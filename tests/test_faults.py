@@ -12,6 +12,8 @@ checked, and the stage is run again. Checked after every kill:
   nothing lost, nothing doubled;
 - readers in other processes, reading current.duckdb all along, never fail and
   never see a mix;
+- the set in current.duckdb has its report in reports/<run_id>/, naming it and
+  its checksum, and no report says "published" for a set that was not;
 - then the stage re-runs and succeeds, and at the end a plain re-run of the
   whole date, with a new run id, succeeds: no lock or temp file blocks it.
 """
@@ -46,9 +48,11 @@ KILLS = [
     ("landing", "landing.swap.after#1", "land"),
     ("dbt build", "dbt: first model created", "build"),
     ("validation", "gate.suites.after#1", "validate"),
+    ("publishing", "publish.report_written#1", "publish"),  # the report fixed, the set not moved
     ("publishing", "publish.fsync_file.before#1", "publish"),
-    ("publishing", "publish.fsync_dir.before#2", "publish"),
-    ("publishing", "publish.fsync_dir.before#3", "publish"),
+    ("publishing", "publish.fsync_dir.before#2", "publish"),  # the set in runs/, its report not in place
+    ("publishing", "publish.fsync_dir.before#3", "publish"),  # swapped, not yet fsynced
+    ("publishing", "publish.before_index#1", "publish"),  # swapped, the report not in the index
     ("report", "report.render_html.after#1", "report"),
     ("report", "report.index_entry.before#1", "report"),
 ]
@@ -76,12 +80,10 @@ STAGE_CODE = {
                 "assert gate.validate_landed(ds).passed\nassert gate.validate(run_id, ds).passed",
     "validate_marts": "from program_reporting import gate\nassert gate.validate(run_id, ds).passed",
     "publish": "from program_reporting import publish\npublish.publish(run_id)",
-    "report": "import json, pathlib\nfrom program_reporting import report, settings\n"
-              "p = settings.paths()\n"
-              "published = (p.runs / run_id / 'kpi.duckdb').exists()\n"
+    # a published run's report was written by publish; this is the report step of a withheld one
+    "report": "from program_reporting import report\n"
               "try:\n"
-              "    report.write_report(run_id, ds, [], published=published, reason='fault test',\n"
-              "                        published_path=(p.runs / run_id / 'kpi.duckdb') if published else None)\n"
+              "    report.write_report(run_id, ds, [], published=False, reason='fault test')\n"
               "except report.ReportExists:\n"
               "    print('report exists')\n",
 }
@@ -204,13 +206,32 @@ LEFTOVER_KINDS = [
 def leftovers(p: Paths) -> str:
     found: dict[str, int] = {}
     for path in list(p.home.glob("tmp/*")) + list(p.home.glob("published/runs/.*")) + \
-            list(p.home.glob("published/.current-*")) + list(p.home.glob("reports/.*staging*")):
+            list(p.home.glob("published/.current-*")) + list(p.home.glob("reports/.*staging*")) + \
+            list(p.home.glob("reports/.*.publishing")):
         rel = path.relative_to(p.home).as_posix()
         if rel in ("tmp/locks", "tmp/gates") or rel.endswith(".lock"):
             continue
-        kind = next((k for prefix, k in LEFTOVER_KINDS if rel.startswith(prefix)), rel)
+        kind = "publication report not in place" if rel.endswith(".publishing") else next(
+            (k for prefix, k in LEFTOVER_KINDS if rel.startswith(prefix)), rel)
         found[kind] = found.get(kind, 0) + 1
     return ", ".join(f"{n} {k}" for k, n in sorted(found.items())) or "nothing"
+
+
+def check_reports(p: Paths, current: str) -> None:
+    """The published set in current.duckdb has its report (in place, naming it and
+    its checksum), and a report that says "published" belongs to a published set."""
+    report = json.loads((p.reports / current / "report.json").read_text())
+    manifest = json.loads((p.runs / current / "manifest.json").read_text())
+    assert report["run_id"] == current and report["decision"] == "published", report["decision"]
+    assert report["published_sha256"] == manifest["sha256"]
+    for folder in p.reports.iterdir():
+        if (folder / "report.json").exists() and not folder.name.startswith("."):
+            if json.loads((folder / "report.json").read_text())["decision"] == "published":
+                assert (p.runs / folder.name / "kpi.duckdb").exists(), f"{folder.name}: published, says its report"
+
+
+def indexed(p: Paths) -> list[str]:
+    return [json.loads(x)["run_id"] for x in (p.reports / "index.jsonl").read_text().splitlines()]
 
 
 # --------------------------------------------------------------------------
@@ -286,6 +307,7 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
         if fp[0] not in published:  # the new set became current: it must be the complete candidate
             published[fp[0]] = _fingerprint(p.runs / fp[0] / "kpi.duckdb")
         assert fp == published[fp[0]], f"{failpoint}: current.duckdb is not one complete published set"
+        check_reports(p, fp[0])
         rows[failpoint] = check_rows(p, delivered)
         was = state["current"]
         state["current"] = fp[0]
@@ -322,6 +344,12 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
             kills_of_publish += 1
             kill_at(p, "publish", DAY2, run_id, failpoint, tmp_path)
             after = after_kill(failpoint)
+            if (p.reports / run_id).exists():  # check_reports: only once its set is in published/runs/
+                after += "; its report in place" + ("" if run_id in indexed(p) else ", not yet in the index")
+            elif (p.runs / run_id).exists():
+                after += "; its report fixed, put in place by the next publish"
+            elif (p.reports / f".{run_id}.publishing").exists():
+                after += "; its report fixed, listed nowhere (removed by the next publish)"
             retry = run(p, "publish", DAY2, run_id)
             if retry.returncode == 0:
                 state["current"] = run_id
@@ -339,6 +367,10 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
                 state["current"] = fresh
                 how += "; a new run of the date: published"
             assert _fingerprint(p.current_db)[0] == state["current"]
+            check_reports(p, state["current"])
+            if (p.runs / run_id).exists():
+                assert run_id in indexed(p), f"{failpoint}: published run {run_id} is not in the report index"
+                how += "; its report in place and in the index"
             record(stage, failpoint, after, how)
             if kills_of_publish < sum(1 for k in KILLS if k[0] == "publishing"):
                 run_id = new_candidate()  # the next kill needs a validated candidate
@@ -349,7 +381,7 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
             retry = run(p, "report", DAY2, report_run)
             assert retry.returncode == 0, retry.stderr[-2000:]
             assert (p.reports / report_run / "report.html").exists()
-            listed = [json.loads(x)["run_id"] for x in (p.reports / "index.jsonl").read_text().splitlines()]
+            listed = indexed(p)
             how = ("write the report again: " + ("kept the report the killed run wrote"
                                                  if "report exists" in retry.stdout else "written")
                    + ("; listed in the index" if report_run in listed else "; NOT listed in reports/index"))

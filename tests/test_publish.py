@@ -135,3 +135,124 @@ def test_retry_after_a_kill_between_runs_and_current_finishes_the_swap(env_paths
     with pytest.raises(PublishError):
         publish("r1", env_paths)
     assert os.path.samefile(env_paths.current_db, env_paths.runs / "r2" / "kpi.duckdb")
+
+
+# --------------------------------------------------------------------------- a published set always has its report
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _index(p) -> dict:
+    index = p.reports / "index.jsonl"
+    return {e["run_id"]: e for e in map(json.loads, index.read_text().splitlines())} if index.exists() else {}
+
+
+def test_published_set_comes_with_its_report_and_the_manifest_names_it(env_paths):
+    write_audit(env_paths, "r1", DS)
+    outcome = audit_and_publish("r1", DS, airflow_run_id="manual__x", paths=env_paths, landed=False)
+    assert outcome.published, outcome.reason
+    published = env_paths.runs / "r1" / "kpi.duckdb"
+    manifest = json.loads((env_paths.runs / "r1" / "manifest.json").read_text())
+    report = json.loads((env_paths.reports / "r1" / "report.json").read_text())
+    assert outcome.report_path == env_paths.reports / "r1" / "report.html"
+    assert report["run_id"] == "r1" and report["decision"] == "published"
+    assert report["published_path"] == "published/runs/r1/kpi.duckdb"
+    assert report["published_sha256"] == manifest["sha256"] == _sha256(published)
+    assert f'<code id="published-sha256">{manifest["sha256"]}</code>' in outcome.report_path.read_text()
+    assert report["reason"] == outcome.reason == "every critical check passed"
+    assert [g["stage"] for g in report["gates"]] == ["marts"] and report["summary"]["checks"] > 50
+    assert report["airflow_run_id"] == "manual__x"
+    # the set's manifest names the report it was published with, and so does the index
+    entry = _index(env_paths)["r1"]
+    for name in ("report.json", "report.html"):
+        key = name.replace(".", "_") + "_sha256"
+        assert manifest["report"][key] == entry[key] == _sha256(env_paths.reports / "r1" / name)
+    assert manifest["report"]["path"] == "reports/r1"
+    assert not list(env_paths.reports.glob(".*publishing")) and not list(env_paths.reports.glob(".*staging*"))
+
+
+def test_report_that_cannot_be_written_publishes_nothing(env_paths, monkeypatch, capsys):
+    from program_reporting.cli import main
+
+    land_all(env_paths.home, DS)
+    write_audit(env_paths, "r1", DS)
+    assert audit_and_publish("r1", DS, paths=env_paths, landed=False).published
+    before = _sha256(env_paths.current_db)
+
+    # the report is complete but the step fails before the set moves (an I/O error)
+    write_audit(env_paths, "r2", DS, bump=1)
+    monkeypatch.setenv("PROGRAM_REPORTING_FAILPOINT", "publish.report_written")
+    monkeypatch.setenv("PROGRAM_REPORTING_FAILPOINT_ACTION", "error")
+    assert main(["publish", "--run-id", "r2", "--ds", DS, "--skip-landed"]) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("withheld run r2") and "the report of run r2 could not be written" in last
+    assert "nothing was published" in last and "injected I/O error" in last
+    assert _run_id_of(env_paths.current_db) == "r1" and _sha256(env_paths.current_db) == before
+    assert not (env_paths.runs / "r2").exists()
+    assert (env_paths.audit / "r2" / "kpi.duckdb").exists()  # withheld: the candidate stays for investigation
+    assert not list(env_paths.reports.glob(".*publishing"))
+    # the run still gets its report: withheld, saying why, and indexed
+    report = json.loads((env_paths.reports / "r2" / "report.json").read_text())
+    assert report["decision"] == "withheld" and report["published_sha256"] is None
+    assert "the report of run r2 could not be written" in report["reason"]
+    assert _index(env_paths)["r2"]["decision"] == "withheld"
+    alerts = [json.loads(line) for line in (env_paths.home / "alerts.log").read_text().splitlines()]
+    assert alerts[-1]["event"] == "publication_withheld"
+
+    # Publishing the run anyway is refused before anything moves: its withheld
+    # report can never be rewritten, so the set could never have its report.
+    monkeypatch.delenv("PROGRAM_REPORTING_FAILPOINT")
+    with pytest.raises(PublishError, match="r2 has a report already"):
+        publish("r2", env_paths)
+    assert _run_id_of(env_paths.current_db) == "r1" and not (env_paths.runs / "r2").exists()
+    assert json.loads((env_paths.reports / "r2" / "report.json").read_text())["decision"] == "withheld"
+
+
+def test_index_failure_after_the_swap_leaves_the_run_published_and_the_next_report_indexes_it(env_paths):
+    from program_reporting.report import write_report
+
+    write_audit(env_paths, "r1", DS)
+    assert gate.validate("r1", DS, env_paths).passed
+    env_paths.reports.mkdir(parents=True)
+    (env_paths.reports / "index.jsonl").mkdir()  # the index cannot be appended to
+    published = publish("r1", env_paths)
+    assert os.path.samefile(env_paths.current_db, published)
+    report = json.loads((env_paths.reports / "r1" / "report.json").read_text())
+    assert report["decision"] == "published" and report["published_sha256"] == _sha256(published)
+    (env_paths.reports / "index.jsonl").rmdir()
+    assert _index(env_paths) == {}
+    write_report("r2", DS, [], published=False, reason="a later withheld run", paths=env_paths)
+    assert list(_index(env_paths)) == ["r1", "r2"]
+    assert 'id="run-r1"' in (env_paths.reports / "index.html").read_text()
+
+
+def test_publish_recovers_the_report_of_a_publication_killed_half_way(env_paths):
+    """The states a kill leaves (tests/test_faults.py kills for real): a fixed
+    report whose set never moved is removed; one whose set reached
+    published/runs/ is put in place before the set becomes current."""
+    from program_reporting.report import write_publication_report
+
+    for run_id in ("r1", "r2"):
+        write_audit(env_paths, run_id, DS)
+        assert gate.validate(run_id, DS, env_paths).passed
+    # r1: killed right after its report was fixed
+    write_publication_report("r1", DS, [], "every critical check passed", None,
+                             env_paths.runs / "r1" / "kpi.duckdb", "0" * 64, env_paths)
+    assert (env_paths.reports / ".r1.publishing" / "report.json").exists()
+    assert not (env_paths.reports / "r1").exists()
+    publish("r2", env_paths)
+    assert not (env_paths.reports / ".r1.publishing").exists() and not (env_paths.reports / "r1").exists()
+    assert (env_paths.audit / "r1" / "kpi.duckdb").exists()
+    # r1 again, killed after its set reached published/runs/, before its report was in place
+    publish("r1", env_paths)
+    os.rename(env_paths.reports / "r1", env_paths.reports / ".r1.publishing")
+    env_paths.current_db.unlink()
+    os.link(env_paths.runs / "r2" / "kpi.duckdb", env_paths.current_db)
+    assert publish("r1", env_paths) == env_paths.runs / "r1" / "kpi.duckdb"  # the retry finishes it
+    assert os.path.samefile(env_paths.current_db, env_paths.runs / "r1" / "kpi.duckdb")
+    assert json.loads((env_paths.reports / "r1" / "report.json").read_text())["run_id"] == "r1"
+    assert not (env_paths.reports / ".r1.publishing").exists()
+    assert set(_index(env_paths)) == {"r1", "r2"}

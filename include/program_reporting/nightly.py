@@ -10,7 +10,7 @@ date of a run are in business_date.py.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
 from typing import Any, NoReturn
 
 from airflow.sdk import Asset, BaseSensorOperator
@@ -71,7 +71,7 @@ class DeliverySensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         control = self.control_file(context)
-        found = control.is_file()
+        found = os.path.lexists(control)  # a folder or FIFO there is landing's to refuse, not to wait for
         self.log.info("%s delivery for ds=%s: %s %s", self.source, ds_of(context), control,
                       "found" if found else "not there yet")
         return found
@@ -236,6 +236,9 @@ def _why(result: Any, summary: dict) -> str:
 
 
 def publish(run_id: str, ds: str, context: Any) -> str:
+    """Publish the validated set with its report (publish.publish: the report is
+    in place before current.duckdb is swapped; if it cannot be written,
+    nothing is published)."""
     from . import publish as publishing
     from . import publish_pg
 
@@ -245,7 +248,7 @@ def publish(run_id: str, ds: str, context: Any) -> str:
             # audit set; if it fails nothing is published anywhere, and a retry
             # finds the run already current there and only publishes the files.
             publish_pg.publish(run_id)
-        published = publishing.publish(run_id)
+        published = publishing.publish(run_id, gates=kept_gates(run_id), airflow_run_id=context["ti"].run_id)
     except Exception as exc:
         record_failure(context, f"publishing run {run_id} failed: {exc}")
         raise
@@ -258,45 +261,43 @@ def publish(run_id: str, ds: str, context: Any) -> str:
 
 
 def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
-    """Write the run's report, published or withheld (runs whatever happened upstream)."""
+    """The run's report, published or withheld (runs whatever happened upstream).
+
+    A published run's report was written by the publish task, before the
+    swap: here it only makes sure the index lists it. A run that published
+    nothing gets its withheld report, with the failing step's message."""
     import shutil
 
+    from . import publish as publishing
     from . import report as reporting
 
     ti = context["ti"]
     ds = (plan_ or {}).get("ds") or ds_of(context)
     run_id = (plan_ or {}).get("run_id") or new_run_id(ds)
     states = _task_states(ti)
-    failures = {}
-    for task_id in step_ids:
-        message = ti.xcom_pull(task_ids=task_id, key=FAILURE_KEY)
-        if message:
-            failures[task_id] = message
-    published_path = ti.xcom_pull(task_ids="publish")
-    published = bool(published_path) and states.get("publish") == "success"
-    gates = kept_gates(run_id)
+    published = bool(ti.xcom_pull(task_ids="publish")) and states.get("publish") == "success"
     if published:
-        warnings = sum(len(g.warnings) for g in gates)
-        reason = "every critical check passed" + (f" ({warnings} warning(s) reported)" if warnings else "")
+        path = paths().reports / run_id / "report.html"
+        if not path.exists():
+            raise FileNotFoundError(f"run {run_id} was published without its report {path}")
+        try:
+            reporting.index_reports()
+        except Exception:  # published with its report; the next report written adds the entry
+            log.warning("run %s: its report is not in the index yet", run_id, exc_info=True)
     else:
+        failures = {}
+        for task_id in step_ids:
+            message = ti.xcom_pull(task_ids=task_id, key=FAILURE_KEY)
+            if message:
+                failures[task_id] = message
         not_ok = [t for t in step_ids if states.get(t) not in ("success", None)]
         reason = "; ".join(failures.values()) or (
             "steps did not succeed: " + ", ".join(f"{t} ({states.get(t)})" for t in not_ok)
             if not_ok else "publishing did not happen")
-    final = paths().reports / run_id / "report.html"
-    try:
-        path = reporting.write_report(
-            run_id, ds, gates, published=published, reason=reason, airflow_run_id=ti.run_id,
-            published_path=Path(published_path) if published else None,
-        )
-    except reporting.ReportExists:
-        if not final.exists():  # written by an earlier try of this task: keep it, never rewrite
-            raise
-        path = final
+        path = publishing.withhold(run_id, ds, kept_gates(run_id), reason, airflow_run_id=ti.run_id)
+        log.warning("nothing published for ds=%s: %s", ds, reason)
     shutil.rmtree(_gates_dir(run_id), ignore_errors=True)
     log.info("report of run %s (%s): %s", run_id, "published" if published else "withheld", path)
-    if not published:
-        log.warning("nothing published for ds=%s: %s", ds, reason)
     return str(path)
 
 

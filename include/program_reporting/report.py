@@ -15,12 +15,21 @@ renamed into place, its files are read-only, and writing a report for a run
 that has one is refused. reports/index.jsonl is the append-only history (one
 line per report with the SHA-256 of its files); reports/index.html is
 regenerated from it, newest first.
+
+A publishing run's report is part of its publication (publish.publish): its
+content is fixed first, in reports/.<run_id>.publishing, where nothing lists
+it; it is renamed into reports/<run_id>/ once the set is in published/runs/
+and before current.duckdb is swapped; the index entry follows the swap. So a
+report that says "published" always belongs to a published set, and the set
+never becomes current without it. A withheld run's report is written by
+write_report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import html
 import json
 import logging
@@ -30,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from program_reporting.checksums import sha256_file
+from program_reporting.durable import fsync_dir
 from program_reporting.redaction import scrub
 from program_reporting.settings import Paths, parse_ds, paths as default_paths
 
@@ -37,6 +47,7 @@ log = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
 READ_ONLY = 0o444
+PUBLISHING = ".publishing"  # reports/.<run_id>.publishing: a publication's report, fixed, not yet in place
 
 
 class ReportExists(FileExistsError):
@@ -126,7 +137,8 @@ def build_data_docs(run_id: str, gates: Iterable, target: Path) -> str | None:
 # --------------------------------------------------------------------------- the report
 
 def build_report(run_id: str, ds: str, gates: list, published: bool, reason: str,
-                 airflow_run_id: str | None, published_path: Path | None, p: Paths) -> dict:
+                 airflow_run_id: str | None, published_path: Path | None, p: Paths,
+                 published_sha256: str | None = None) -> dict:
     gate_docs = [g.to_dict() for g in gates]
     checks = [c for g in gate_docs for c in g["results"]]
     recs = deliveries(ds, p)
@@ -143,6 +155,7 @@ def build_report(run_id: str, ds: str, gates: list, published: bool, reason: str
         "decision": "published" if published else "withheld",
         "reason": reason,
         "published_path": str(published_path.relative_to(p.home)) if published_path else None,
+        "published_sha256": published_sha256,
         "summary": {
             "checks": len(checks),
             "evaluated": sum(c["evaluated"] for c in checks),
@@ -237,7 +250,9 @@ def render_html(doc: dict) -> str:
         f"<tr><th>Run id</th><td id=\"run-id\">{_e(doc['run_id'])}</td></tr>",
         f"<tr><th>Airflow run</th><td id=\"airflow-run-id\">{_e(doc['airflow_run_id']) or '<span class=muted>none (not run by Airflow)</span>'}</td></tr>",
         f"<tr><th>Written at</th><td>{_e(doc['written_at'])}</td></tr>",
-        f"<tr><th>Published set</th><td>{_e(doc['published_path']) or '<span class=muted>none</span>'}</td></tr>",
+        f"<tr><th>Published set</th><td>{_e(doc['published_path']) or '<span class=muted>none</span>'}"
+        + (f" <span class=muted>SHA-256</span> <code id=\"published-sha256\">{_e(doc['published_sha256'])}</code>"
+           if doc.get("published_sha256") else "") + "</td></tr>",
         "</table>",
         f'<div id="decision" class="decision {decision}"><strong>Decision: {decision.upper()}</strong>'
         f' &mdash; <span id="reason">{_e(doc["reason"])}</span><br>'
@@ -354,69 +369,179 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _index(final: Path, p: Paths) -> None:
-    """Append the report in `final` to index.jsonl (once) and regenerate index.html."""
-    doc = json.loads((final / "report.json").read_text(encoding="utf-8"))
-    entry = {
+def _entry(folder: Path) -> dict:
+    doc = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    if doc["run_id"] != folder.name:
+        raise ValueError(f"it names run {doc['run_id']!r}")
+    return {
         "run_id": doc["run_id"], "ds": doc["ds"], "airflow_run_id": doc.get("airflow_run_id"),
         "written_at": doc["written_at"], "decision": doc["decision"], "reason": doc["reason"],
         "critical_failures": doc["summary"]["critical_failures"], "warnings": doc["summary"]["warnings"],
-        "report_json_sha256": sha256_file(final / "report.json"),
-        "report_html_sha256": sha256_file(final / "report.html"),
+        "report_json_sha256": sha256_file(folder / "report.json"),
+        "report_html_sha256": sha256_file(folder / "report.html"),
     }
+
+
+def index_reports(paths: Paths | None = None) -> list[str]:
+    """Append every report in reports/ that index.jsonl does not list yet, in the
+    order they were written, and regenerate index.html. Returns the run ids added.
+
+    Each writer indexes its report right after writing it; a report whose
+    writer was killed or failed before that (a publication killed between the
+    swap and its index entry, say) is added by the next call, whoever makes it."""
+    p = paths or default_paths()
+    p.reports.mkdir(parents=True, exist_ok=True)
     index = p.reports / "index.jsonl"
     with open(p.reports / ".index.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if any(e.get("run_id") == entry["run_id"] for e in _index_lines(index)):
-            return
+        listed = {e.get("run_id") for e in _index_lines(index)}
+        new = []
+        for folder in sorted(p.reports.iterdir()):
+            # hidden names are staging folders and reports of publications not yet made
+            if folder.name.startswith(".") or folder.name in listed or not (folder / "report.json").is_file():
+                continue
+            try:
+                new.append(_entry(folder))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("%s is not indexed: its report.json is unreadable or altered (%s)", folder, exc)
+        if not new:
+            return []
+        new.sort(key=lambda e: (e["written_at"], e["run_id"]))
         with open(index, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            for entry in new:
+                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         tmp = p.reports / ".index.html.tmp"
         tmp.write_text(render_index(_index_lines(index)), encoding="utf-8")
         os.replace(tmp, p.reports / "index.html")
+    return [e["run_id"] for e in new]
 
 
-def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str,
-                 airflow_run_id: str | None = None, published_path: Path | None = None,
-                 paths: Paths | None = None) -> Path:
-    """Write reports/<run_id>/ once and add it to the index. Returns report.html's path.
-
-    Raises ReportExists when the run already has a report."""
-    parse_ds(ds)
+def indexed_run_ids(paths: Paths | None = None) -> set[str]:
     p = paths or default_paths()
+    return {e.get("run_id") for e in _index_lines(p.reports / "index.jsonl")}
+
+
+def _check_run_id(run_id: str) -> None:
     if not run_id or "/" in run_id or run_id.startswith("."):
         raise ValueError(f"run id {run_id!r} is not usable as a folder name")
-    final = p.reports / run_id
-    if final.exists():
-        # A run killed between writing its report and indexing it: index it now.
-        _index(final, p)
-        raise ReportExists(f"{final} exists: a report is never rewritten (run ids must be unique per attempt)")
+
+
+def _render(run_id: str, ds: str, gates: list, published: bool, reason: str, airflow_run_id: str | None,
+            published_path: Path | None, published_sha256: str | None, p: Paths) -> tuple[Path, dict[str, str]]:
+    """Build the report in a staging folder of this process, its files read-only
+    and on disk (fsynced). Returns the folder and the SHA-256 of report.json and report.html."""
+    parse_ds(ds)
+    _check_run_id(run_id)
     p.reports.mkdir(parents=True, exist_ok=True)
     _remove_dead_staging(p.reports)
     staging = p.reports / f".{run_id}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        doc = build_report(run_id, ds, gates, published, reason, airflow_run_id, published_path, p)
+        doc = build_report(run_id, ds, gates, published, reason, airflow_run_id, published_path, p,
+                           published_sha256)
         doc["data_docs"] = "data_docs/index.html"
         doc["data_docs_error"] = build_data_docs(run_id, gates, staging / "data_docs")
         if doc["data_docs_error"]:
             doc["data_docs"] = None
-        (staging / "report.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n",
-                                             encoding="utf-8")
-        (staging / "report.html").write_text(render_html(doc), encoding="utf-8")
+        files = {
+            "report.json": (json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"),
+            "report.html": render_html(doc).encode("utf-8"),
+        }
+        for name, data in files.items():
+            with open(staging / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
         for f in staging.rglob("*"):
             if f.is_file():
                 os.chmod(f, READ_ONLY)
-        try:
-            os.rename(staging, final)
-        except OSError as exc:
-            raise ReportExists(f"{final} appeared while the report was written: {exc}") from exc
+        fsync_dir(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _index(final, p)
-    log.info("validation report for run %s (%s): %s", run_id, doc["decision"], final / "report.html")
+    return staging, {f"{name.replace('.', '_')}_sha256": hashlib.sha256(data).hexdigest()
+                     for name, data in files.items()}
+
+
+def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str,
+                 airflow_run_id: str | None = None, published_path: Path | None = None,
+                 paths: Paths | None = None) -> Path:
+    """Write the report of a run that published nothing to reports/<run_id>/, once,
+    and add it to the index. Returns report.html's path.
+
+    Raises ReportExists when the run already has a report. A publishing run's
+    report is part of its publication: publish.publish writes it."""
+    p = paths or default_paths()
+    _check_run_id(run_id)
+    final = p.reports / run_id
+    if final.exists():
+        # A run killed between writing its report and indexing it: index it now.
+        index_reports(p)
+        raise ReportExists(f"{final} exists: a report is never rewritten (run ids must be unique per attempt)")
+    if published or published_path:
+        raise ValueError(f"run {run_id}: the report of a published run is written by publish.publish, "
+                         "before its set becomes current")
+    staging, _ = _render(run_id, ds, gates, False, reason, airflow_run_id, None, None, p)
+    try:
+        os.rename(staging, final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ReportExists(f"{final} appeared while the report was written: {exc}") from exc
+    fsync_dir(p.reports)
+    index_reports(p)
+    log.info("validation report for run %s (withheld): %s", run_id, final / "report.html")
     return final / "report.html"
+
+
+# --------------------------------------------------------------------------- a publication's report
+
+def _pending(run_id: str, p: Paths) -> Path:
+    return p.reports / f".{run_id}{PUBLISHING}"
+
+
+def write_publication_report(run_id: str, ds: str, gates: list, reason: str, airflow_run_id: str | None,
+                             published_path: Path, published_sha256: str, paths: Paths) -> dict[str, str]:
+    """Fix the report of a run about to be published, decision "published": in
+    reports/.<run_id>.publishing, on disk, listed nowhere. Returns the SHA-256
+    of report.json and report.html (publish records them in the set's manifest).
+
+    Only publish.publish calls it, holding the publish lock; raises ReportExists
+    when the run has a report already."""
+    final = paths.reports / run_id
+    if final.exists():
+        raise ReportExists(f"{final} exists: run {run_id} has a report already, and a report is never rewritten")
+    staging, checksums = _render(run_id, ds, gates, True, reason, airflow_run_id, published_path, published_sha256,
+                                 paths)
+    try:
+        os.rename(staging, _pending(run_id, paths))
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(paths.reports)
+    return checksums
+
+
+def place_publication_report(run_id: str, paths: Paths) -> Path:
+    """Rename a fixed publication report into reports/<run_id>/ (its set is in published/runs/ by now)."""
+    final = paths.reports / run_id
+    if final.exists():
+        raise ReportExists(f"{final} exists: the report of published run {run_id} cannot be put in place")
+    os.rename(_pending(run_id, paths), final)
+    fsync_dir(paths.reports)
+    log.info("validation report for run %s (published): %s", run_id, final / "report.html")
+    return final / "report.html"
+
+
+def discard_publication_report(run_id: str, paths: Paths) -> None:
+    """Remove the fixed report of a publication that did not happen (nobody saw it)."""
+    shutil.rmtree(_pending(run_id, paths), ignore_errors=True)
+
+
+def pending_publication_reports(paths: Paths) -> list[str]:
+    """Run ids whose publication report is fixed but not in place: publications under way or interrupted."""
+    if not paths.reports.exists():
+        return []
+    return sorted(d.name[1:-len(PUBLISHING)] for d in paths.reports.glob(f".*{PUBLISHING}") if d.is_dir())
