@@ -40,9 +40,10 @@ def simulate(p, days: int, merchants: int = 200) -> dict:
     return sim(start=START, days=days, merchants=merchants, seed=7, drop=p.drop, bad_row_share=0.0, progress=False)
 
 
-def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     t0 = time.monotonic()
-    proc = subprocess.run([CLI, "run", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([CLI, "run", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
     print(f"program-reporting run {' '.join(args)}: exit {proc.returncode} in {time.monotonic() - t0:.0f} s")
     print("last line:", last_line(proc))
     return proc
@@ -83,6 +84,7 @@ def test_three_nights_publish_in_order_and_a_redelivery_rerun_restates(airflow_p
         report = json.loads((p.reports / run_id / "report.json").read_text())
         assert report["decision"] == "published"
         assert report["airflow_run_id"].startswith("manual__")
+        assert_has_its_report(p, run_id)
     assert (p.reports / "index.html").exists()
 
     # A source re-delivers an earlier date (drawdowns corrected to 90%); re-running
@@ -162,3 +164,71 @@ def test_missing_delivery_times_out_names_it_and_publishes_nothing(airflow_paths
     alerts = [json.loads(l) for l in (p.home / "alerts.log").read_text().splitlines()]
     assert [a["event"] for a in alerts] == ["nightly_run_failed"]
     assert alerts[0]["report_path"] == str(reports[0] / "report.html")
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def indexed(p) -> list[str]:
+    index = p.reports / "index.jsonl"
+    return [json.loads(line)["run_id"] for line in index.read_text().splitlines()] if index.exists() else []
+
+
+def assert_has_its_report(p, run_id: str) -> None:
+    """A published run's report names it and the set's checksum, with the landed and mart checks."""
+    report = json.loads((p.reports / run_id / "report.json").read_text())
+    manifest = json.loads((p.runs / run_id / "manifest.json").read_text())
+    assert report["run_id"] == run_id and report["decision"] == "published"
+    assert report["published_sha256"] == manifest["sha256"] == sha256(p.runs / run_id / "kpi.duckdb")
+    assert manifest["report"]["report_json_sha256"] == sha256(p.reports / run_id / "report.json")
+    assert [g["stage"] for g in report["gates"]] == ["landed", "marts"]
+
+
+def failpoint(name: str, marker: Path) -> dict:
+    return {"PROGRAM_REPORTING_FAILPOINT": name, "PROGRAM_REPORTING_FAILPOINT_MARKER": str(marker)}
+
+
+def test_a_published_set_always_has_its_report(airflow_paths, tmp_path):
+    """The publish task killed between its report and the swap, then between the
+    swap and the index entry (the whole `airflow dags test` process, SIGKILL)."""
+    p = airflow_paths
+    simulate(p, days=2, merchants=60)
+    ds = DAYS[0]
+
+    # 1. killed once the report is fixed, before the set moves: nothing published
+    marker = tmp_path / "killed-1"
+    proc = run_cli("--ds", ds, "--no-bi-refresh", env=failpoint("publish.report_written", marker))
+    assert marker.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 1
+    line = last_line(proc)
+    assert line.startswith(f"NOT PUBLISHED ds={ds}: ") and "killed by SIGKILL during task publish" in line, line
+    assert not p.current_db.exists() and published_runs(p) == {}
+    assert not [d for d in p.reports.iterdir() if d.name.startswith(ds)]  # no report claims a publication
+
+    # 2. killed after the swap, before the index entry: published, with its report; exit 0 and a warning
+    marker = tmp_path / "killed-2"
+    proc = run_cli("--ds", ds, "--no-bi-refresh", env=failpoint("publish.before_index", marker))
+    assert marker.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    [(first, db)] = published_runs(p).items()
+    assert os.path.samefile(p.current_db, db)
+    assert_has_its_report(p, first)
+    assert first not in indexed(p)
+    assert last_line(proc).startswith("published 1 date(s)")
+    warning = proc.stdout.strip().splitlines()[-2]
+    assert warning.startswith(f"WARNING ds={ds}: run {first} was published with its report"), warning
+    assert "killed by SIGKILL during task publish" in warning and "not in reports/index.jsonl yet" in warning
+
+    # 3. the next night publishes, and the index lists both; the killed publication left nothing
+    proc = run_cli("--ds", DAYS[1], "--no-bi-refresh")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "WARNING" not in proc.stdout
+    runs = published_runs(p)
+    second = next(r for r in runs if r != first)
+    assert os.path.samefile(p.current_db, runs[second])
+    assert_has_its_report(p, second)
+    assert indexed(p) == [first, second]
+    assert {x.name for x in p.reports.glob(".*")} <= {".index.lock"}

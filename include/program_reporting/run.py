@@ -19,6 +19,11 @@ partition, and a re-delivered date restates its figures.
 
 Exit status 0: every date passed its checks and was published. Otherwise
 nothing was published for the failing date, and the last line says why.
+A date counts as published when current.duckdb is its run's set: publishing
+puts the run's report in place before that swap, so a published date always
+has its report. If the Airflow run fails after the swap (or the report is
+not in the index yet), the date is still published: a WARNING line says so
+and the exit status stays 0.
 Airflow's full output is kept in $AIRFLOW_HOME/logs/program-reporting-run/.
 """
 
@@ -32,6 +37,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +70,7 @@ class Outcome:
     report: Path | None = None
     seconds: float = 0.0
     log_file: Path | None = None
+    warning: str | None = None  # published, but something after the swap did not finish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +101,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"not run: {exc}")
         return 2
     outcomes = run_dates(dates, wait=args.wait, bi_refresh=not args.no_bi_refresh)
+    for o in outcomes:
+        if o.warning:
+            print(f"WARNING ds={o.ds}: {o.warning}")
     last = outcomes[-1]
     if all(o.published for o in outcomes) and len(outcomes) == len(dates):
         print(f"published {len(outcomes)} date(s), {dates[0]} to {dates[-1]}; "
@@ -126,34 +136,57 @@ def run_dates(dates: list[str], wait: float | None = None, bi_refresh: bool = Tr
 
 
 def run_one(ds: str, env: dict[str, str]) -> Outcome:
+    from . import report as reporting
+
     logical = logical_date_for(ds).isoformat()
     started = dt.datetime.now(dt.timezone.utc)
     log.info("ds=%s: running %s for logical date %s through Airflow", ds, NIGHTLY_DAG_ID, logical)
-    rc, log_file, failures, seconds = _airflow_dags_test(NIGHTLY_DAG_ID, logical, env, label=ds)
+    rc, log_file, failures, seconds, running = _airflow_dags_test(NIGHTLY_DAG_ID, logical, env, label=ds)
     run_dir = _report_dir(ds, started)
     report = _read_report(run_dir)
     run_id = run_dir.name if run_dir else None
-    published = rc == 0 and run_id is not None and (paths().runs / run_id).exists()
+    published = run_id is not None and _is_current(run_id)
+    ended = _how_it_ended(rc, running)
+    warning = None
     if published:
         reason = "published"
+        late = [f"the Airflow run failed after publishing ({ended}; see {log_file})"] if rc != 0 else []
+        if run_id not in reporting.indexed_run_ids():
+            late.append("its report is not in reports/index.jsonl yet (the next run adds it)")
+        if late:
+            warning = f"run {run_id} was published with its report {run_dir / 'report.html'}, but " + "; ".join(late)
     else:
-        reason = (report.get("reason") if report else None) or "; ".join(failures[-3:]) or (
-            f"Airflow run failed (exit {rc}); see {log_file}")
+        withheld = report.get("reason") if report and report.get("decision") == "withheld" else None
+        reason = withheld or "; ".join(failures[-3:]) or f"the Airflow run failed ({ended}); see {log_file}"
         if rc == 0:
             reason = f"the DAG run succeeded but no published set was found for ds={ds} ({reason})"
         elif run_id and (paths().runs / run_id).exists():
-            reason = f"run {run_id} was published, but the DAG run failed afterwards: {reason}"
-    outcome = Outcome(ds, published, reason, run_id, run_dir / "report.html" if run_dir else None, seconds, log_file)
+            reason = (f"run {run_id} reached published/runs/ but current.duckdb was not swapped to it "
+                      f"({ended}; see {log_file}); run the date again")
+    outcome = Outcome(ds, published, reason, run_id, run_dir / "report.html" if run_dir else None, seconds,
+                      log_file, warning)
     (log.info if published else log.error)(
         "ds=%s: %s in %.0f s (run %s, report %s)", ds, "published" if published else "NOT published",
         seconds, run_id, outcome.report)
     return outcome
 
 
+def _is_current(run_id: str) -> bool:
+    """The run's set is the one readers get: what "published" means to a caller of `run`."""
+    p = paths()
+    published_db = p.runs / run_id / "kpi.duckdb"
+    return published_db.exists() and p.current_db.exists() and os.path.samefile(p.current_db, published_db)
+
+
+def _how_it_ended(rc: int, running: str | None) -> str:
+    how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit {rc}"
+    return how + (f" during task {running}" if running else "")
+
+
 def refresh_bi(env: dict[str, str]) -> bool:
     """Run the BI refresh DAG once, as the scheduler would after the publishes."""
     log.info("running %s (Parquet exports, KPI brief)", BI_REFRESH_DAG_ID)
-    rc, log_file, failures, seconds = _airflow_dags_test(BI_REFRESH_DAG_ID, None, env, label="bi_refresh")
+    rc, log_file, failures, seconds, _ = _airflow_dags_test(BI_REFRESH_DAG_ID, None, env, label="bi_refresh")
     if rc != 0:
         log.error("BI refresh failed (%s); see %s", "; ".join(failures[-2:]) or f"exit {rc}", log_file)
         return False
@@ -162,6 +195,8 @@ def refresh_bi(env: dict[str, str]) -> bool:
 
 
 def _airflow_dags_test(dag_id: str, logical_date: str | None, env: dict[str, str], label: str):
+    """Run the DAG; returns its exit status, log file, failure lines, seconds, and
+    the task that had started and not ended when it exited (None if none)."""
     log_dir = Path(env["AIRFLOW_HOME"]) / "logs" / "program-reporting-run"
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -180,12 +215,12 @@ def _airflow_dags_test(dag_id: str, logical_date: str | None, env: dict[str, str
                 starts[m.group(1)] = time.monotonic()
             elif m := _TASK_END.search(line):
                 task = m.group(1)
-                log.info("  %s: %s done (%.1f s)", label, task, time.monotonic() - starts.get(task, t0))
+                log.info("  %s: %s done (%.1f s)", label, task, time.monotonic() - starts.pop(task, t0))
             elif m := _FAILED.search(line.strip()):
                 if "Traceback" not in line and "loc=" not in m.group(2)[:5]:
                     failures.append(f"{m.group(1)}: {m.group(2)}"[:500])
         rc = proc.wait()
-    return rc, log_file, failures, time.monotonic() - t0
+    return rc, log_file, failures, time.monotonic() - t0, next(reversed(starts), None)
 
 
 def _report_dir(ds: str, since: dt.datetime) -> Path | None:
