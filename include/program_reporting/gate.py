@@ -24,6 +24,11 @@ Settings:
                                     may fall from one date to the next
                                     (default 0.20)
   PROGRAM_REPORTING_MAX_QUARANTINE_SHARE  warning threshold per delivery (0.05)
+  PROGRAM_REPORTING_GATE_BATCH_ROWS  rows of a delivery handed to GX at once
+                                    (default 1000000): with
+                                    PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT, what
+                                    bounds the landed gate's memory; every row
+                                    is still checked
 """
 
 from __future__ import annotations
@@ -190,6 +195,7 @@ def reconciliation_records(p: Paths) -> list[dict]:
 
 def _landed_connection(source: str, ds: str, p: Paths, records: list[dict]):
     con = duckdb.connect(config=duckdb_config(p.tmp / "duckdb"))
+    con.execute("SET enable_progress_bar = false")  # the gate logs each batch; a bar would litter the task log
     con.execute("SET VARIABLE ds = ?", [ds])
     con.execute("SET VARIABLE source = ?", [source])
     con.execute("""CREATE TABLE reconciliation (source VARCHAR, ds DATE, file VARCHAR, sha256 VARCHAR,

@@ -180,6 +180,20 @@ def line_pass_events() -> int:
     return max(1, memory_limit_bytes(duckdb_memory_limit()) // 100)
 
 
+def gate_batch_rows() -> int:
+    """Rows of a frame the gate hands GX at once (PROGRAM_REPORTING_GATE_BATCH_ROWS):
+    with the DuckDB memory limit, what bounds the gate's memory whatever the size
+    of a delivery. Below 100 rows a batch costs GX more than it checks."""
+    raw = os.environ.get("PROGRAM_REPORTING_GATE_BATCH_ROWS", "")
+    try:
+        value = int(raw) if raw else 1_000_000
+    except ValueError as exc:
+        raise ValueError(f"setting PROGRAM_REPORTING_GATE_BATCH_ROWS={raw!r} is not a whole number") from exc
+    if value < 100:
+        raise ValueError(f"setting PROGRAM_REPORTING_GATE_BATCH_ROWS={raw!r} is below 100 rows")
+    return value
+
+
 def duckdb_threads() -> int:
     return int(os.environ.get("PROGRAM_REPORTING_DUCKDB_THREADS", "0") or 0) or (os.cpu_count() or 2)
 

@@ -12,12 +12,23 @@ things GX has no field for, kept in places GX already provides:
   by a frame's SQL into a small frame that a built-in GX expectation then
   validates, so every check is a GX result. A frame may declare
   `may_be_empty_when`: a DuckDB query returning one boolean that says an
-  empty frame is legitimate (e.g. no previous published set yet).
+  empty frame is legitimate (e.g. no previous published set yet), and
+  `batch_key`: a column of the frame by which it is validated in batches of
+  about PROGRAM_REPORTING_GATE_BATCH_ROWS rows (a frame as large as a
+  delivery), every row sharing a key value in the same batch.
 - each expectation's `meta.frame` (which frame it validates), `meta.id` (a
   stable id used in reports) and the native `severity` field: `critical`
   blocks publishing, `warning` is reported.
 
 GX 1.x has no DuckDB dialect, so frames reach GX as pandas DataFrames.
+
+A batched frame is read sorted by its key and cut between key values into
+DataFrames of about the batch size; GX validates each batch, and the batches'
+results are added up into the one result GX gives for the whole frame
+(`combine_results`). That is exact only for expectations whose verdict on a
+row depends on that row alone (ROW_BY_ROW) and for uniqueness of the batch
+key itself, so a suite that puts any other expectation on a batched frame,
+or a `mostly`, is refused when loaded.
 """
 
 from __future__ import annotations
@@ -31,13 +42,26 @@ from pathlib import Path
 from typing import Any
 
 from program_reporting.redaction import is_pii_column, scrub
-from program_reporting.settings import EXPECTATIONS_DIR
+from program_reporting.settings import EXPECTATIONS_DIR, gate_batch_rows
 
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("critical", "warning")
 SAMPLE_ROWS = 5
+PARTIAL_UNEXPECTED = 20  # unexpected values GX lists per expectation
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Expectations whose verdict on a row depends on that row alone: their counts
+# over the batches of a frame add up to their counts over the whole frame.
+ROW_BY_ROW = frozenset({
+    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null",
+    "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_be_between", "expect_column_values_to_match_regex",
+    "expect_column_values_to_not_match_regex", "expect_column_value_lengths_to_be_between",
+})
+# Whether a value is unique depends on the other rows holding it: exact per
+# batch only for the batch key, all of whose rows a batch holds together.
+UNIQUE_KEY = "expect_column_values_to_be_unique"
 
 
 class SuiteError(ValueError):
@@ -52,6 +76,7 @@ class Frame:
     columns_of: str | None = None
     text_values_of: str | None = None
     may_be_empty_when: str | None = None
+    batch_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,11 +151,11 @@ def load_suite(path: Path) -> Suite:
         shapes = [k for k in ("sql", "columns_of", "text_values_of") if f.get(k)]
         if len(shapes) != 1:
             raise SuiteError(f"{path}: frame {fname!r} needs exactly one of sql, columns_of, text_values_of")
-        for key in ("columns_of", "text_values_of"):
+        for key in ("columns_of", "text_values_of", "batch_key"):
             if f.get(key) and not _IDENT.match(f[key]):
-                raise SuiteError(f"{path}: frame {fname!r}: {key} is not a table name")
+                raise SuiteError(f"{path}: frame {fname!r}: {key} is not a table or column name")
         frames[fname] = Frame(fname, f.get("description", ""), f.get("sql"), f.get("columns_of"),
-                              f.get("text_values_of"), f.get("may_be_empty_when"))
+                              f.get("text_values_of"), f.get("may_be_empty_when"), f.get("batch_key"))
     expectations = doc.get("expectations") or []
     if not expectations:
         raise SuiteError(f"{path}: the suite has no expectations")
@@ -145,6 +170,15 @@ def load_suite(path: Path) -> Suite:
         if not m.get("id") or m["id"] in seen:
             raise SuiteError(f"{where}: meta.id missing or repeated")
         seen.add(m["id"])
+        key = frames[m["frame"]].batch_key
+        if key:
+            kwargs = e.get("kwargs") or {}
+            if not (e["type"] in ROW_BY_ROW or (e["type"] == UNIQUE_KEY and kwargs.get("column") == key)):
+                raise SuiteError(f"{where}: frame {m['frame']!r} is validated in batches by {key!r}; only "
+                                 f"row-by-row expectations and uniqueness of {key!r} are exact in batches")
+            if "mostly" in kwargs:
+                raise SuiteError(f"{where}: frame {m['frame']!r} is validated in batches; `mostly` is a share "
+                                 "of the whole frame that no batch can judge")
     return Suite(name, meta.get("stage", ""), path, doc.get("notes", ""), frames, expectations)
 
 
@@ -252,6 +286,7 @@ class FrameRun:
     gx_suite_name: str = ""
     rows: int | None = None
     seconds: float = 0.0
+    batches: int = 0
 
 
 def _check(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
@@ -265,42 +300,174 @@ def _check(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
     )
 
 
-def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict) -> FrameRun:
-    """Build one frame with DuckDB and validate it with the suite's expectations on it."""
+def frame_batches(con, frame: Frame, batch_rows: int):
+    """The frame's rows as pandas DataFrames: the whole frame at once, or, for a
+    frame with a batch_key, about `batch_rows` rows at a time, read sorted by the
+    key so that every row sharing a key value is in the same batch (DuckDB sorts
+    within its memory limit and spills beyond it). Rows are numbered across
+    batches, so the row numbers GX reports are those of the whole frame."""
+    sql = frame_sql(con, frame)
+    if not frame.batch_key:
+        yield con.execute(sql).df()
+        return
+    import pandas as pd
+
+    con.execute(f'SELECT * FROM ({sql}) ORDER BY "{frame.batch_key}"')
+    # Read in pieces much smaller than a batch, so that what is left over after
+    # a cut (and copied again into the next batch) is small.
+    vectors = max(1, min(batch_rows, 1 << 16) // 2048)  # DuckDB hands rows over in vectors of 2048
+    pieces, held, first = [], 0, 0
+    while len(piece := con.fetch_df_chunk(vectors)):
+        pieces.append(piece)
+        held += len(piece)
+        while held > batch_rows:
+            pending = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+            end = _batch_end(pending[frame.batch_key], batch_rows)
+            yield pending.iloc[:end].set_axis(pd.RangeIndex(first, first + end))
+            first += end
+            pieces, held = [pending.iloc[end:]], held - end
+    if held or first == 0:  # the last batch; or an empty frame, with its columns
+        pending = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else (pieces or [piece])[0]
+        yield pending.set_axis(pd.RangeIndex(first, first + held))
+
+
+def _batch_end(keys, limit: int) -> int:
+    """Where the next batch ends in `keys` (sorted, more than `limit` of them): at
+    the last change of key within `limit` rows. A key with more rows than that
+    (all of them duplicates, unexpected anyway) is cut with at least two of its
+    rows on each side, so that every batch still counts them as duplicates."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.isna(keys.iloc[limit]) or keys.iloc[limit] != keys.iloc[limit - 1]:  # the usual case: unique keys
+        return limit
+    starts_key = (keys.ne(keys.shift()) | keys.isna()).to_numpy(copy=True)  # a null key is no one's duplicate
+    starts_key[0] = False
+    within = np.flatnonzero(starts_key[: limit + 1])
+    if len(within):
+        return int(within[-1])
+    after = np.flatnonzero(starts_key)
+    key_end = int(after[0]) if len(after) else len(keys)
+    return min(limit, key_end - 2)
+
+
+def _sample_failing_rows(result, df, samples: dict[str, list[dict]]) -> None:
+    """Add rows of `df` that failed an expectation to its sample, up to SAMPLE_ROWS."""
+    for r in result.results:
+        sample = samples.get(r.expectation_config.meta.get("id"))
+        if r.success or sample is None or len(sample) >= SAMPLE_ROWS:
+            continue
+        indexes = (r.result or {}).get("partial_unexpected_index_list") or []
+        sample.extend(_sample_rows(df, indexes[: SAMPLE_ROWS - len(sample)]))
+
+
+def combine_results(batch_results: list):
+    """One GX suite result for a frame validated in batches, as GX reports the
+    whole frame: per expectation the batches' counts added up and formatted by
+    GX, unexpected values and row numbers in frame order up to GX's usual list
+    length. An expectation GX could not evaluate in some batch keeps that
+    batch's result, so it stays not evaluated."""
+    if len(batch_results) == 1:
+        return batch_results[0]
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+    from great_expectations.expectations.expectation import _format_map_output
+    from great_expectations.expectations.expectation_configuration import parse_result_format
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
+
+    result_format = parse_result_format({"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED})
+    first = batch_results[0]
+    combined = []
+    for r in first.results:
+        eid = r.expectation_config.meta.get("id")
+        per_batch = [x for b in batch_results for x in b.results if x.expectation_config.meta.get("id") == eid]
+        counts = [dict(x.result or {}) for x in per_batch]
+        raised = next((x for x in per_batch if _raised(x.exception_info)), None)
+        if raised is not None:
+            combined.append(raised)
+            continue
+        if len(per_batch) != len(batch_results) or any("element_count" not in c for c in counts):
+            combined.append(ExpectationValidationResult(
+                success=False, expectation_config=r.expectation_config, result={}, meta=r.meta,
+                exception_info={"raised_exception": True, "exception_traceback": None,
+                                "exception_message": "a batch gave no counts to add up"}))
+            continue
+        element_count = sum(c["element_count"] for c in counts)
+        nonnull_count = (None if any("missing_count" not in c for c in counts)
+                         else element_count - sum(c["missing_count"] for c in counts))
+        success = all(x.success for x in per_batch)
+        formatted = _format_map_output(
+            result_format, success, element_count=element_count, nonnull_count=nonnull_count,
+            unexpected_count=sum(c.get("unexpected_count") or 0 for c in counts),
+            unexpected_list=[v for c in counts for v in c.get("partial_unexpected_list", [])],
+            unexpected_index_list=[i for c in counts for i in c.get("partial_unexpected_index_list", [])],
+        )
+        combined.append(ExpectationValidationResult(success=success, expectation_config=r.expectation_config,
+                                                    result=formatted["result"], meta=r.meta,
+                                                    exception_info=r.exception_info))
+    statistics = calc_validation_statistics(combined)
+    return ExpectationSuiteValidationResult(
+        success=statistics.success, results=combined, suite_name=first.suite_name,
+        suite_parameters=first.suite_parameters, batch_id=first.batch_id,
+        statistics={"evaluated_expectations": statistics.evaluated_expectations,
+                    "successful_expectations": statistics.successful_expectations,
+                    "unsuccessful_expectations": statistics.unsuccessful_expectations,
+                    "success_percent": statistics.success_percent},
+        meta={**first.meta, "batches": len(batch_results)},
+    )
+
+
+def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict, batch_rows: int | None = None) -> FrameRun:
+    """Build one frame with DuckDB and validate it with the suite's expectations
+    on it: whole, or in batches when it has a batch_key."""
     started = time.monotonic()
     configs = suite.expectations_of(frame.name)
     if not configs:
         return FrameRun([])
-    try:
-        df = con.execute(frame_sql(con, frame)).df()
-    except Exception as exc:  # noqa: BLE001 - any failure to build the frame is reported per check
-        msg = f"frame {frame.name!r} could not be computed: {exc}"
-        log.error("%s: %s", suite.name, msg)
-        return FrameRun([_check(suite, frame, e, success=False, evaluated=False, note=scrub(msg))
-                         for e in configs], seconds=time.monotonic() - started)
-
-    if len(df) == 0:
-        return FrameRun(empty_frame_checks(con, suite, frame, configs), rows=0, seconds=time.monotonic() - started)
-
     gx = _gx()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     gx_suite_name = f"{suite.name}.{frame.name}"
     source = context.data_sources.add_or_update_pandas(f"{suite.name}__{frame.name}")
-    asset = source.add_dataframe_asset(frame.name)
-    batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    batch_definition = source.add_dataframe_asset(frame.name).add_batch_definition_whole_dataframe("whole")
     gx_suite = gx.ExpectationSuite(name=gx_suite_name, expectations=[
         ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"],
                                  severity=e["severity"]).to_domain_obj()
         for e in configs
     ])
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(gx_suite, expectation_parameters=parameters,
-                            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20})
+    batch_rows = batch_rows or gate_batch_rows()
+    results = []
+    samples: dict[str, list[dict]] = {e["meta"]["id"]: [] for e in configs}
+    rows = 0
+    try:
+        for df in frame_batches(con, frame, batch_rows):
+            if len(df) == 0:
+                break
+            result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(
+                gx_suite, expectation_parameters=parameters,
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED})
+            _sample_failing_rows(result, df, samples)
+            scrub_gx_result(result)
+            results.append(result)
+            rows += len(df)
+            if frame.batch_key:
+                log.info("%s: batch %d, %d rows (%d so far), %.1fs", gx_suite_name, len(results), len(df), rows,
+                         time.monotonic() - started)
+    except Exception as exc:  # noqa: BLE001 - any failure to build or validate the frame is reported per check
+        msg = f"frame {frame.name!r} could not be computed: {exc}"
+        log.error("%s: %s", suite.name, msg)
+        return FrameRun([_check(suite, frame, e, success=False, evaluated=False, note=scrub(msg))
+                         for e in configs], seconds=time.monotonic() - started, batches=len(results))
 
-    checks = interpret(suite, frame, configs, result, df)
-    scrub_gx_result(result)
-    return FrameRun(checks, result, gx_suite_name, rows=len(df), seconds=time.monotonic() - started)
+    if rows == 0:
+        return FrameRun(empty_frame_checks(con, suite, frame, configs), rows=0, seconds=time.monotonic() - started)
+
+    result = combine_results(results)
+    checks = interpret(suite, frame, configs, result, samples)
+    return FrameRun(checks, result, gx_suite_name, rows=rows, seconds=time.monotonic() - started,
+                    batches=len(results))
 
 
 def empty_frame_checks(con, suite: Suite, frame: Frame, configs: list[dict]) -> list[CheckResult]:
@@ -318,7 +485,8 @@ def empty_frame_checks(con, suite: Suite, frame: Frame, configs: list[dict]) -> 
     return [_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
 
 
-def interpret(suite: Suite, frame: Frame, configs: list[dict], result, df=None) -> list[CheckResult]:
+def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
+              failing_rows: dict[str, list[dict]] | None = None) -> list[CheckResult]:
     """GX results as CheckResults. The one place that decides what counts as
     evaluated: an expectation that raised, saw no rows, or returned no metric
     is a failure, never a pass."""
@@ -344,7 +512,7 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result, df=None) 
         checks.append(_check(
             suite, frame, e, success=bool(r.success) and evaluated, evaluated=evaluated,
             observed_value=_observed(res), note=scrub(note),
-            failing_rows=[] if r.success or df is None else _sample_rows(df, res.get("partial_unexpected_index_list")),
+            failing_rows=[] if r.success else (failing_rows or {}).get(e["meta"]["id"], []),
         ))
     return checks
 
@@ -353,7 +521,8 @@ def run_suite(context, con, suite: Suite, parameters: dict) -> list[FrameRun]:
     runs = []
     for frame in suite.frames.values():
         run = run_frame(context, con, suite, frame, parameters)
-        log.info("%s.%s: %s rows, %d checks, %d failed, %.2fs", suite.name, frame.name, run.rows,
-                 len(run.checks), sum(not c.success for c in run.checks), run.seconds)
+        log.info("%s.%s: %s rows%s, %d checks, %d failed, %.2fs", suite.name, frame.name, run.rows,
+                 f" in {run.batches} batches" if frame.batch_key else "", len(run.checks),
+                 sum(not c.success for c in run.checks), run.seconds)
         runs.append(run)
     return runs
