@@ -34,8 +34,9 @@ airflow: $(STAMP) ## start Airflow (standalone, SQLite, LocalExecutor) with the 
 
 SCALE ?= 1000000
 DAYS ?= 180
-bench: $(STAMP) ## benchmark a nightly run: make bench SCALE=1000000 DAYS=180
-	$(BIN)/python bench/run_bench.py --merchants $(SCALE) --days $(DAYS)
+HISTORY ?= daily
+bench: $(STAMP) ## benchmark a nightly run: make bench SCALE=1000000 DAYS=180 [HISTORY=one-file]
+	$(BIN)/python bench/run_bench.py --merchants $(SCALE) --days $(DAYS) --history $(HISTORY) $(BENCH_ARGS)
 
 clean: ## remove data/ (drop folder and warehouse); keeps .venv/
 	rm -rf data dbt_project/target dbt_project/logs

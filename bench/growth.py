@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run_bench import BUILD_FLOOR, LAND_AT_ONCE, LAND_FLOOR, NIGHT, REFERENCES  # noqa: E402
+from run_bench import BUILD_FLOOR, LAND_AT_ONCE, LAND_FLOOR, NIGHT, PREPARATION, REFERENCES  # noqa: E402
 
 LEGACY_LAND_FLOOR = "land floor (duckdb read_csv)"  # runs before 2026-11-26: all days in one read
 # Runs before 2026-11-26 measured the landing floor as one read of all the
@@ -45,8 +45,9 @@ def table(files: list[Path]) -> str:
         land = by.get("land (history)", {})
         # the pipeline's peak: not the simulator's, nor the floors' (references, run beside it)
         peak = max((s.get("peak_rss_bytes") or 0) for s in r["stages"]
-                   if s["name"] not in ("simulate", LEGACY_LAND_FLOOR, *REFERENCES))
-        cells = [f"{r['merchants']:,} x {r['days']}", r["date"], f"{land.get('rows') or 0:,}"]
+                   if s["name"] not in (*PREPARATION, LEGACY_LAND_FLOOR, *REFERENCES))
+        history = " (one file)" if r.get("history") == "one-file" else ""
+        cells = [f"{r['merchants']:,} x {r['days']}{history}", r["date"], f"{land.get('rows') or 0:,}"]
         for names, _c in COLUMNS:
             stage = next((by[k] for k in names if k in by), {})
             error = stage.get("error", "")
@@ -65,7 +66,7 @@ def table(files: list[Path]) -> str:
 def run_order(f: Path) -> tuple:
     """A day's runs in the order they ran: <date>-<scale>-1 ... -10 ..., then
     the unsuffixed latest (not the names' order, where -10 comes before -2)."""
-    m = re.fullmatch(r"(.+?x\d+)(?:-(\d+))?", f.stem)
+    m = re.fullmatch(r"(.+?x\d+(?:-one-file)?)(?:-(\d+))?", f.stem)
     return (m.group(1), m.group(2) is None, int(m.group(2) or 0)) if m else (f.stem, True, 0)
 
 

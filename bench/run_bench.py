@@ -1,12 +1,18 @@
 """Benchmark one program at scale: `make bench SCALE=1000000 DAYS=180`.
 
 Stages, each timed with the peak RSS of the whole process tree:
-  simulate   the history (DAYS days) and one more night
+  simulate   the history (DAYS days) and one more night; with --history
+             one-file, the history then becomes one delivery per source on its
+             last date (bench/one_file_history.py: the first delivery of a
+             program carrying its history, as extracts.md allows)
   land       every history delivery (rows/s) and, beside it, the raw floor:
              DuckDB itself reading each day's CSV files into a table, and for
-             reference one read of all the days' files at once
+             reference one read of all the days' files at once (daily history)
   build      dbt full build from scratch, and beside it the SQL floor
-             (bench/floor_kpi_program_daily.sql) on the same raw layer
+             (bench/floor_load.sql reading the raw layer into DuckDB tables,
+             then bench/floor_kpi_program_daily.sql, each timed) on the same
+             raw layer; the floor's table must equal the build's
+             kpi_program_daily, cell by cell
   airflow db Airflow's metadata database, created once (not part of a night)
   night      one more night end to end through Airflow: the nightly DAG
              (`program-reporting run --no-bi-refresh`: landing, dbt,
@@ -40,8 +46,11 @@ NIGHT = "night (Airflow, end to end)"
 LAND_FLOOR = "land floor (duckdb read_csv, day by day)"
 BUILD_FLOOR = "build floor (one SQL script)"
 LAND_AT_ONCE = "land reference (read_csv, all days at once)"
+ONE_FILE = "history as one file per source"
 # measured beside the pipeline, not part of it: their memory is not the pipeline's peak
 REFERENCES = (LAND_FLOOR, LAND_AT_ONCE, BUILD_FLOOR)
+# making the deliveries: not the pipeline either
+PREPARATION = ("simulate", ONE_FILE)
 
 
 def _gib(n: int) -> str:
@@ -66,9 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--free-drop", action="store_true",
                         help="delete the history's deliveries once landed and read by the floors (the build "
                              "reads the raw layer; at 5,000,000 merchants x 180 days they are 21 GB of disk)")
-    parser.add_argument("--floor-memory", default="8GB",
-                        help="DuckDB memory limit of the floors (default 8GB, twice the pipeline's default: "
-                             "the SQL floor's one pass over 1M merchants x 180 days does not fit in 4GB)")
+    parser.add_argument("--history", choices=("daily", "one-file"), default="daily",
+                        help="how the history is delivered: daily (one delivery per source and day, default) "
+                             "or one-file (one delivery per source, on the history's last date, carrying it "
+                             "all; make bench HISTORY=one-file)")
+    parser.add_argument("--floor-memory", default="6GB",
+                        help="DuckDB memory limit of the floors (default 6GB, the pipeline's peak target)")
     parser.add_argument("--resume-build", action="store_true",
                         help="reuse the scratch folder's landed history (of a run with --keep or one that "
                              "stopped in the build): skip simulating, landing and the landing floors, delete "
@@ -78,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                              "not measured")
     args = parser.parse_args(argv)
 
-    work = args.work or HERE / "work" / f"{args.merchants}x{args.days}"
+    one_file = args.history == "one-file"
+    scale = f"{args.merchants}x{args.days}" + ("-one-file" if one_file else "")
+    work = args.work or HERE / "work" / scale
     if args.resume_build:
         if not (work / "home" / "raw").is_dir():
             parser.error(f"--resume-build: no landed history under {work / 'home' / 'raw'}")
@@ -111,12 +125,22 @@ def main(argv: list[str] | None = None) -> int:
             simulate.simulate(start=start, days=args.days + 1, merchants=args.merchants, seed=args.seed,
                               drop=p.drop, bad_row_share=0.0005)
         stages.append(st)
+        if one_file:
+            log("the history as one delivery per source, dated " + history[-1].isoformat())
+            from one_file_history import deliver_as_one_file
+
+            with measured(ONE_FILE) as st:
+                st.extra["rows_by_source"] = deliver_as_one_file(p.drop, history, memory_limit=args.floor_memory,
+                                                                 temp_dir=work / "tmp")
+                st.rows = sum(st.extra["rows_by_source"].values())
+            stages.append(st)
 
         # The backlog command (`program-reporting land --from --to`): each day's three
         # deliveries in parallel, as the nightly DAG's land tasks, then the release.
         log("landing the history")
         with measured("land (history)") as st:
-            st.rows = sum(day["delivered"] for day in landing_backlog.land_days([d.isoformat() for d in history], p))
+            st.rows = sum(day["delivered"] for day in landing_backlog.land_days(
+                [d.isoformat() for d in (history[-1:] if one_file else history)], p))
         stages.append(st)
 
     # The landing floor is DuckDB reading each day's CSV files into a table,
@@ -151,16 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     def delivered(source: str, days: list[dt.date]) -> list[str]:
         return [str(f) for ds in days for f in p.delivery_dir(source, ds.isoformat()).glob(f"{source}.csv*")]
 
+    delivery_days = history[-1:] if one_file else history
     if not (args.resume_build or args.skip_land_floors):
-        log("raw floor: DuckDB read_csv of each day's files")
+        log("raw floor: DuckDB read_csv of each delivery's files")
         read_csv_floor(LAND_FLOOR, [(f"{source}_{ds:%Y%m%d}", source, delivered(source, [ds]))
-                                    for ds in history for source in SOURCES])
-        log("reference: DuckDB read_csv of all the days' files at once")
-        read_csv_floor(LAND_AT_ONCE,
-                       [(source, source, delivered(source, history)) for source in SOURCES])
+                                    for ds in delivery_days for source in SOURCES])
+        if not one_file:  # one file per source: the same reads as the floor's
+            log("reference: DuckDB read_csv of all the days' files at once")
+            read_csv_floor(LAND_AT_ONCE,
+                           [(source, source, delivered(source, history)) for source in SOURCES])
     if args.free_drop:
         for source in SOURCES:
-            for ds in history:
+            for ds in delivery_days:
                 shutil.rmtree(p.delivery_dir(source, ds.isoformat()), ignore_errors=True)
         log("history deliveries deleted (--free-drop); the night's stay")
 
@@ -187,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_build_floor or not built:
             st.extra["error"] = "skipped (--skip-build-floor)" if built else "skipped (the full build failed)"
         else:
-            sql_floor(run_floor, p.raw, work, args.floor_memory, st, log)
+            sql_floor(run_floor, p.raw, p.warehouse_db, work, args.floor_memory, st, log)
     stages.append(st)
     (work / "floor_build.duckdb").unlink(missing_ok=True)
 
@@ -229,12 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     land_rps = by["land (history)"].rows_per_second if "land (history)" in by else None
     floor_rps = by[LAND_FLOOR].rows_per_second if LAND_FLOOR in by else None
     full, night_s = by["build (dbt, full)"].seconds, by[NIGHT].seconds
-    floor_build = by[BUILD_FLOOR].seconds if "error" not in by[BUILD_FLOOR].extra else None
-    peak = max(s.peak_rss_bytes for s in stages if not s.name.startswith("simulate") and s.name not in REFERENCES)
+    # the floor: its loading and computing (not the comparison with the build)
+    floor = by[BUILD_FLOOR].extra
+    floor_build = floor["load_seconds"] + floor["compute_seconds"] if "error" not in floor else None
+    floor_compute = floor["compute_seconds"] if floor_build else None
+    peak = max(s.peak_rss_bytes for s in stages if s.name not in PREPARATION + REFERENCES)
     # None: the floor was not measured (skipped or failed), so neither is the target
     targets = {
         "landing >= 0.5 x raw floor rows/s": land_rps / floor_rps >= 0.5 if land_rps and floor_rps else None,
         "full build <= 2 x SQL floor": full <= 2 * floor_build if floor_build else None,
+        "SQL floor equals the build's kpi_program_daily": floor.get("equals_build"),
         "night <= 180 s": night_s <= 180 if built else None,
         "night <= full build / 3": night_s <= full / 3 if built else None,
         "peak memory <= 6 GiB": peak <= 6 * 2**30,
@@ -242,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {
         "date": dt.date.today().isoformat(),
-        "merchants": args.merchants, "days": args.days,
+        "merchants": args.merchants, "days": args.days, "history": args.history,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
         "stages": [{"name": s.name, "seconds": round(s.seconds, 2), "rows": s.rows,
@@ -251,16 +281,22 @@ def main(argv: list[str] | None = None) -> int:
         "warehouse_bytes": dir_size(p.home),
         "ratios": {"landing_vs_floor": round(land_rps / floor_rps, 3) if land_rps and floor_rps else None,
                    "full_build_vs_floor": round(full / floor_build, 3) if floor_build else None,
+                   "full_build_vs_floor_compute": round(full / floor_compute, 3) if floor_compute else None,
                    "night_vs_full_build": round(night_s / full, 3) if built else None},
         "targets": targets,
     }
-    lines = [f"Benchmark {result['date']}: {args.merchants:,} merchants x {args.days} days, "
-             f"{result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB",
+    lines = [f"Benchmark {result['date']}: {args.merchants:,} merchants x {args.days} days"
+             + (", the history delivered as one file per source" if one_file else "")
+             + f", {result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB",
              "", "| stage | wall time | rows/s | peak RSS (tree) |", "| --- | ---: | ---: | ---: |"]
     for s in stages:
         rps = f"{s.rows_per_second:,.0f}" if s.rows_per_second else ""
         name = s.name + (f" - FAILED: {s.extra['error'][:120]}" if "error" in s.extra else "")
         lines.append(f"| {name} | {s.seconds:,.1f} s | {rps} | {_gib(s.peak_rss_bytes)} |")
+    if floor_build:
+        lines += ["", f"SQL floor: loading {floor['load_seconds']:.1f} s, computing {floor['compute_seconds']:.1f} s "
+                      f"(DuckDB memory limit {floor['memory_limit']}); equals the build's kpi_program_daily: "
+                      + ("yes" if floor.get("equals_build") else f"NO ({floor.get('differing_rows')} rows differ)")]
     tasks = by[NIGHT].extra.get("tasks") or {}
     if tasks:
         lines += ["", "Night by Airflow task (s): " + ", ".join(f"{k} {v:.1f}" for k, v in tasks.items())]
@@ -269,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
-    stem = f"{result['date']}-{args.merchants}x{args.days}"
+    stem = f"{result['date']}-{scale}"
     (args.results / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (args.results / f"{stem}.md").write_text(table + "\n")
     log(f"results: {args.results / stem}.json")
@@ -278,11 +314,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if by[NIGHT].extra.get("exit_code") == 0 else 1
 
 
-def sql_floor(run_floor, raw: Path, work: Path, memory_limit: str, st, log) -> None:
+def sql_floor(run_floor, raw: Path, warehouse: Path, work: Path, memory_limit: str, st, log) -> None:
     try:
-        con, _seconds = run_floor(raw, database=str(work / "floor_build.duckdb"), memory_limit=memory_limit,
-                                  temp_dir=work / "tmp", progress=True)
+        con, seconds = run_floor(raw, database=str(work / "floor_build.duckdb"), memory_limit=memory_limit,
+                                 temp_dir=work / "tmp", progress=True)
+        st.extra["load_seconds"], st.extra["compute_seconds"] = round(seconds["load"], 2), round(seconds["compute"], 2)
         st.extra["kpi_rows"] = con.execute("SELECT count(*) FROM floor_kpi_program_daily").fetchone()[0]
+        # The floor is a yardstick only if it computes the same table: every
+        # cell of every row (EXCEPT ALL compares NULLs as equal).
+        con.execute("ATTACH ? AS warehouse (READ_ONLY)", [str(warehouse)])
+        st.extra["differing_rows"] = con.execute("""SELECT count(*) FROM (
+            (FROM floor_kpi_program_daily EXCEPT ALL FROM warehouse.kpi_program_daily)
+            UNION ALL
+            (FROM warehouse.kpi_program_daily EXCEPT ALL FROM floor_kpi_program_daily))""").fetchone()[0]
+        st.extra["equals_build"] = st.extra["differing_rows"] == 0
         con.close()
     except Exception as exc:  # noqa: BLE001 - recorded in the results, the night still runs
         st.extra["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
