@@ -22,7 +22,6 @@ import csv
 import hashlib
 import io
 import os
-import shutil
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -157,10 +156,6 @@ def inflate(snap: Snapshot) -> Snapshot:
         raise CsvError("unreadable", f"cannot inflate the data file: {exc}") from exc
     os.unlink(snap.path)
     return Snapshot(target, snap.sha256, snap.size)
-
-
-def remove(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
