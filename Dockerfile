@@ -16,4 +16,4 @@ COPY --chown=airflow:0 dags ./dags
 COPY --chown=airflow:0 dbt_project ./dbt_project
 COPY --chown=airflow:0 expectations ./expectations
 RUN pip install --no-cache-dir --no-deps -e . \
- && DBT_SEND_ANONYMOUS_USAGE_STATS=False python -c "from program_reporting.build import ensure_manifest; ensure_manifest()"
+ && DBT_SEND_ANONYMOUS_USAGE_STATS=False python -c "from program_reporting.warehouse.build import ensure_manifest; ensure_manifest()"

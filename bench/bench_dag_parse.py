@@ -3,7 +3,7 @@
 The DAG processor re-parses every file periodically and kills a parse that
 exceeds [core] dagbag_import_timeout (30 s); a slow top level also slows every
 `airflow dags test` and every task start. Our files import only the thin
-program_reporting.nightly (no dbt, GX, DuckDB or pandas at parse time).
+program_reporting.orchestration.nightly (no dbt, GX, DuckDB or pandas at parse time).
 
   .venv/bin/python bench/bench_dag_parse.py [--repeat 5] [--limit-ms 1000]
 
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-from program_reporting.airflow_env import DAGS_FOLDER, airflow_env  # noqa: E402
+from program_reporting.orchestration.airflow_env import DAGS_FOLDER, airflow_env  # noqa: E402
 
 PROBE = r"""
 import json, time, sys

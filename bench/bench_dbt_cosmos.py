@@ -67,10 +67,11 @@ def main() -> int:
         os.environ["PROGRAM_REPORTING_HOME"] = str(tmp / "home")
         os.environ["PROGRAM_REPORTING_DROP"] = str(tmp / "drop")
         os.environ.pop("AIRFLOW_HOME", None)
-        from program_reporting import build, landing
-        from program_reporting.airflow_env import airflow_bin, airflow_env, ensure_db
-        from program_reporting.settings import SOURCES
-        from program_reporting.simulate import simulate
+        from program_reporting.core.settings import SOURCES
+        from program_reporting.landing import land as landing
+        from program_reporting.orchestration.airflow_env import airflow_bin, airflow_env, ensure_db
+        from program_reporting.tools.simulate.simulator import simulate
+        from program_reporting.warehouse import build
 
         start = dt.date(2020, 6, 2)
         dates = [(start + dt.timedelta(days=i)).isoformat() for i in range(args.days)]

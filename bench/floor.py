@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "include"))
 
-from program_reporting import settings  # noqa: E402
+from program_reporting.core import settings  # noqa: E402
 
 LOAD_SQL = HERE / "floor_load.sql"
 COMPUTE_SQL = HERE / "floor_kpi_program_daily.sql"

@@ -58,7 +58,7 @@ print(json.dumps({
 def land(drop: Path, home: Path, events: int) -> float:
     """Write and land the three deliveries of DS; returns the seconds landing took."""
     os.environ["PROGRAM_REPORTING_DROP"], os.environ["PROGRAM_REPORTING_HOME"] = str(drop), str(home)
-    from program_reporting import landing
+    from program_reporting.landing import land as landing
 
     write_generated_delivery(drop, "merchants", DS, MERCHANTS)
     write_generated_delivery(drop, "credit_events", DS, events, merchants=MERCHANTS)

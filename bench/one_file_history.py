@@ -30,10 +30,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
-
-from program_reporting import contract
-from program_reporting.checksums import sha256_file
-from program_reporting.settings import SOURCES
+from program_reporting.core import contract
+from program_reporting.core.checksums import sha256_file
+from program_reporting.core.settings import SOURCES
 
 # the delivery's rows in the order delivered: the files in date order, each
 # file's rows in its order (DuckDB keeps a scan's order while

@@ -41,7 +41,6 @@ sys.path.insert(0, str(HERE))
 
 from measure import dir_size, measured, run  # noqa: E402
 
-
 NIGHT = "night (Airflow, end to end)"
 LAND_FLOOR = "land floor (duckdb read_csv, day by day)"
 BUILD_FLOOR = "build floor (one SQL script)"
@@ -105,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
-    from program_reporting import build, landing_backlog, simulate
-    from program_reporting.settings import SOURCES, paths
+    from program_reporting.core.settings import SOURCES, paths
+    from program_reporting.landing import backlog as landing_backlog
+    from program_reporting.tools.simulate import simulator as simulate
+    from program_reporting.warehouse import build
 
     p = paths()
     start = dt.date.fromisoformat(args.start)
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     # A deployed pipeline has its Airflow metadata database already; creating
     # it is a one-off, measured on its own and not charged to the night.
     log("Airflow metadata database (once per installation)")
-    from program_reporting.airflow_env import airflow_env, ensure_db
+    from program_reporting.orchestration.airflow_env import airflow_env, ensure_db
 
     with measured("airflow db (once)") as st:
         ensure_db(airflow_env())
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"night failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     else:
         log("BI refresh (the DAG the published assets trigger)")
-        from program_reporting import run as run_mod
+        from program_reporting.orchestration import run as run_mod
 
         with measured("BI refresh (Airflow)") as st:
             st.extra["exit_code"] = 0 if run_mod.refresh_bi(airflow_env()) else 1

@@ -2,8 +2,8 @@
 
 Scheduled on the three published `kpi_*` Assets (the nightly `publish` task
 emits all three together). Exports the published set as Parquet, one folder
-per table, and writes the one-page KPI brief. Logic: program_reporting.exports
-and program_reporting.brief.
+per table, and writes the one-page KPI brief. Logic: program_reporting.publishing.exports
+and program_reporting.reporting.brief.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import datetime as dt
 
 import pendulum
 from airflow.sdk import dag, task
-
-from program_reporting.nightly import mart_assets
+from program_reporting.orchestration.nightly import mart_assets
 
 DOC_MD = """
 ### BI refresh
@@ -51,7 +50,7 @@ Reads `published/current.duckdb` read-only: never contends for the pipeline's wr
 def program_reporting_bi_refresh():
     @task(execution_timeout=dt.timedelta(minutes=30))
     def export_parquet(**context) -> dict:
-        from program_reporting import exports
+        from program_reporting.publishing import exports
 
         events = context.get("triggering_asset_events") or {}
         for asset, asset_events in events.items():
@@ -61,7 +60,7 @@ def program_reporting_bi_refresh():
 
     @task(execution_timeout=dt.timedelta(minutes=10))
     def write_brief() -> str:
-        from program_reporting import brief
+        from program_reporting.reporting import brief
 
         return str(brief.write_brief())
 

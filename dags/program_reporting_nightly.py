@@ -1,6 +1,6 @@
 """Airflow DAG `program_reporting_nightly`: one run per business date (ds).
 
-Thin on purpose: the steps live in `program_reporting.nightly` and the
+Thin on purpose: the steps live in `program_reporting.orchestration.nightly` and the
 pipeline modules it calls; nothing heavy is imported while the DAG file is
 parsed (bench/bench_dag_parse.py measures it).
 """
@@ -11,10 +11,9 @@ import datetime as dt
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
-
-from program_reporting import nightly
-from program_reporting.airflow_env import sensor_poke_seconds, sensor_timeout_seconds
-from program_reporting.settings import SOURCES
+from program_reporting.core.settings import SOURCES
+from program_reporting.orchestration import nightly
+from program_reporting.orchestration.airflow_env import sensor_poke_seconds, sensor_timeout_seconds
 
 # Retries are deliberate and per kind of step (tests/test_dags.py pins them):
 # I/O and dbt may fail transiently and are retried; a failed check never is

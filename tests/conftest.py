@@ -12,7 +12,7 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("SCARF_ANALYTICS", "false")
 
-from program_reporting.settings import Paths, paths  # noqa: E402
+from program_reporting.core.settings import Paths, paths  # noqa: E402
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "ppp"
 

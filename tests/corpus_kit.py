@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
 from deliveries import GOOD, amount_total, csv_text, row, write_delivery
-from program_reporting import contract
-from program_reporting.settings import Paths
+from program_reporting.core import contract
+from program_reporting.core.settings import Paths
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "cases.yaml"
 BASE_DS = "2020-06-02"
@@ -53,7 +52,7 @@ def unescape(text: str) -> bytes:
 
 def base_home(paths: Paths) -> None:
     """Land the merchants every case relies on."""
-    from program_reporting import landing
+    from program_reporting.landing import land as landing
 
     write_delivery(paths.drop, "merchants", BASE_DS, [row("merchants", i) for i in (1, 2, 3)])
     record = landing.land("merchants", BASE_DS, paths)
@@ -450,7 +449,7 @@ class Outcome:
 
 
 def land_in_process(case: dict, paths: Paths) -> Outcome:
-    from program_reporting import landing
+    from program_reporting.landing import land as landing
 
     source = case.get("source", "credit_events")
     ds = case.get("ds", DS)

@@ -13,7 +13,7 @@ import json
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from program_reporting import contract
+from program_reporting.core import contract
 
 GOOD = {
     "merchants": {
@@ -135,8 +135,7 @@ def write_generated_delivery(drop: Path, source: str, ds: str, rows: int, mercha
     with a correct control file computed from the file written. Credit events and
     reports belong to merchants M0 .. M<merchants - 1>."""
     import duckdb
-
-    from program_reporting.checksums import sha256_file
+    from program_reporting.core.checksums import sha256_file
 
     folder = drop / source / f"ds={ds}"
     folder.mkdir(parents=True, exist_ok=True)

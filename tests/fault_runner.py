@@ -16,24 +16,24 @@ import json
 import logging
 import sys
 
-from program_reporting import failpoints
+from program_reporting.core import failpoints
 
 # (module, function, failpoint name): each gets <name>.before / <name>.after
 INSTRUMENTED = [
-    ("program_reporting.landing", "swap", "landing.swap"),
-    ("program_reporting.landing", "_write_and_swap", "landing.write"),
-    ("program_reporting.landing", "release_orphans", "landing.release_orphans"),
-    ("program_reporting.build", "_invoke", "build.dbt"),
-    ("program_reporting.build", "_write_build_log", "build.log"),
-    ("program_reporting.build", "stage_audit", "build.stage_audit"),
-    ("program_reporting.gate", "_run", "gate.suites"),
-    ("program_reporting.gate", "validate", "gate.validate"),
-    ("program_reporting.publish", "_fsync_file", "publish.fsync_file"),
-    ("program_reporting.publish", "_fsync_dir", "publish.fsync_dir"),
-    ("program_reporting.publish", "publish", "publish.publish"),
-    ("program_reporting.report", "render_html", "report.render_html"),
-    ("program_reporting.report", "sha256_file", "report.index_entry"),
-    ("program_reporting.report", "render_index", "report.render_index"),
+    ("program_reporting.landing.land", "swap", "landing.swap"),
+    ("program_reporting.landing.land", "_write_and_swap", "landing.write"),
+    ("program_reporting.landing.land", "release_orphans", "landing.release_orphans"),
+    ("program_reporting.warehouse.build", "_invoke", "build.dbt"),
+    ("program_reporting.warehouse.build", "_write_build_log", "build.log"),
+    ("program_reporting.warehouse.build", "stage_audit", "build.stage_audit"),
+    ("program_reporting.validation.gate", "_run", "gate.suites"),
+    ("program_reporting.validation.gate", "validate", "gate.validate"),
+    ("program_reporting.publishing.publish", "_fsync_file", "publish.fsync_file"),
+    ("program_reporting.publishing.publish", "_fsync_dir", "publish.fsync_dir"),
+    ("program_reporting.publishing.publish", "publish", "publish.publish"),
+    ("program_reporting.reporting.report", "render_html", "report.render_html"),
+    ("program_reporting.reporting.report", "sha256_file", "report.index_entry"),
+    ("program_reporting.reporting.report", "render_index", "report.render_index"),
 ]
 
 
@@ -47,26 +47,28 @@ def instrument() -> None:
 def main(stage: str, ds: str, run_id: str) -> dict:
     instrument()
     if stage == "land":
-        from program_reporting import landing, settings
+        from program_reporting.core import settings
+        from program_reporting.landing import land as landing
 
         out = {s: landing.land(s, ds) for s in settings.SOURCES}
         out["release"] = landing.release_orphans(ds)
         return {"stage": stage, "loaded": {s: out[s]["loaded"] for s in settings.SOURCES}}
     if stage == "build":
-        from program_reporting import build
+        from program_reporting.warehouse import build
 
         return {"stage": stage, "nodes": build.build(ds, run_id)["nodes"]}
     if stage == "audit":
-        from program_reporting import build
+        from program_reporting.warehouse import build
 
         return {"stage": stage, "audit": str(build.stage_audit(run_id, ds))}
     if stage == "gate":
-        from program_reporting.publish import audit_and_publish
+        from program_reporting.publishing.publish import audit_and_publish
 
         outcome = audit_and_publish(run_id, ds)
         return {"stage": stage, "published": outcome.published, "reason": outcome.reason}
     if stage == "brief":
-        from program_reporting import brief, exports
+        from program_reporting.publishing import exports
+        from program_reporting.reporting import brief
 
         exports.export_parquet()
         return {"stage": stage, "brief": str(brief.write_brief())}

@@ -17,8 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
-
-from program_reporting import reference
+from program_reporting.core import reference
 
 CENT = Decimal("0.01")
 MONEY = {"credit_limit_total", "drawn_to_date", "goods_purchased_on_day", "repaid_to_date",

@@ -12,8 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import duckdb
-
-from program_reporting import reference
+from program_reporting.core import reference
 
 CENT = Decimal("0.01")
 MICRO = Decimal("0.000001")

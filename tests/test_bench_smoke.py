@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-
-from program_reporting.settings import REPO_ROOT
+from program_reporting.core.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ Real Airflow, dbt, GX and DuckDB; nothing mocked."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import json
+import os
 import re
 import signal
 import socket
@@ -26,9 +26,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from program_reporting.airflow_env import airflow_env
-
+from program_reporting.orchestration.airflow_env import airflow_env
 
 BIN = Path(sys.executable).parent
 MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
@@ -66,7 +64,7 @@ def free_port() -> int:
 
 
 def group_alive(pgid: int) -> list[int]:
-    from program_reporting.airflow_local import group_members
+    from program_reporting.orchestration.standalone import group_members
 
     return group_members(pgid)
 
@@ -79,7 +77,7 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
     monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_port()))
     monkeypatch.setenv("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
     monkeypatch.setenv("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "2")
-    from program_reporting.simulate import simulate
+    from program_reporting.tools.simulate.simulator import simulate
 
     simulate(start=dt.date.fromisoformat(DS), days=1, merchants=200, seed=11, drop=p.drop,
              bad_row_share=0.0, progress=False)
@@ -159,7 +157,8 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
 def test_exports_swap_atomically_and_brief_handles_nulls(env_paths):
     """Fast, no Airflow: a hand-made published set, exported twice; the brief of
     a program without a target and with null rates still renders."""
-    from program_reporting import brief, exports
+    from program_reporting.publishing import exports
+    from program_reporting.reporting import brief
 
     p = env_paths
     p.published.mkdir(parents=True)

@@ -5,7 +5,7 @@ succeed and its KPI tables must be published (files and the PostgreSQL
 serving schema). Every process started here runs in its own process group,
 and every group is ended in a `finally`.
 
-The environment is program_reporting.celery_env's, which carries the settings
+The environment is program_reporting.orchestration.celery_env's, which carries the settings
 of docker-compose.yml (checked below)."""
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
-
-from program_reporting import settings
-from program_reporting.airflow_env import NIGHTLY_DAG_ID, airflow_bin
-from program_reporting.business_date import logical_date_for
-from program_reporting.celery_env import CeleryDeployment, celery_env, free_port, processes
-from program_reporting.production import init_warehouse
+from program_reporting.core import settings
+from program_reporting.orchestration.airflow_env import NIGHTLY_DAG_ID, airflow_bin
+from program_reporting.orchestration.business_date import logical_date_for
+from program_reporting.orchestration.celery_env import CeleryDeployment, celery_env, free_port, processes
+from program_reporting.postgres.production import init_warehouse
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.e2e, pytest.mark.slow]
 
@@ -202,7 +201,7 @@ def test_compose_settings_are_the_ones_exercised_here(tmp_path):
 def test_nightly_run_through_celery_postgres_and_redis(pg_database, metadata_db, redis_url, env_paths, tmp_path,
                                                       monkeypatch):
     t0 = time.monotonic()
-    from program_reporting.simulate import simulate
+    from program_reporting.tools.simulate.simulator import simulate
 
     init_warehouse()  # what the compose file's airflow-init does
     simulate(start=DS, days=1, merchants=60, seed=11, drop=env_paths.drop, bad_row_share=0.0, progress=False)

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from program_reporting.production import secret_problems
-from program_reporting.settings import REPO_ROOT
+from program_reporting.core.settings import REPO_ROOT
+from program_reporting.postgres.production import secret_problems
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -97,7 +96,7 @@ def test_placeholder_secrets_refused_outside_the_local_profile():
 
 def test_check_secrets_command_exits_non_zero_on_placeholders():
     env = {**_env_example(), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "program_reporting.production", "check-secrets"],
+    proc = subprocess.run([sys.executable, "-m", "program_reporting.postgres.production", "check-secrets"],
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "refusing to start: POSTGRES_PASSWORD" in proc.stderr

@@ -19,11 +19,10 @@ def _one(sql: str):
         return con.execute(sql).fetchall()
     finally:
         con.close()
-import pytest
-
 import corpus_kit
+import pytest
 import reliability_log
-from program_reporting.settings import Paths
+from program_reporting.core.settings import Paths
 from reliability_log import reliability  # noqa: F401 - fixture
 
 CASES = corpus_kit.load_cases()

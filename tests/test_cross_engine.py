@@ -15,8 +15,10 @@ from pathlib import Path
 import duckdb
 import psycopg2
 import pytest
-
-from program_reporting import build, landing, settings, warehouse_pg
+from program_reporting.core import settings
+from program_reporting.landing import land as landing
+from program_reporting.postgres import raw as warehouse_pg
+from program_reporting.warehouse import build
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.slow]
 
@@ -57,7 +59,7 @@ def _dbt_build_postgres(p, tmp_path: Path) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not _PG_MACROS, reason="dbt_project/macros has no postgres__carry_forward yet "
                                            "(dbt-postgres cannot build int_credit_line_states)")
 def test_duckdb_and_postgres_build_identical_marts(pg_database, env_paths, tmp_path):
-    from program_reporting.simulate import simulate
+    from program_reporting.tools.simulate.simulator import simulate
 
     p = env_paths
     # Contract-breaking rows, late events and orphans included: both engines see the same landed layer.

@@ -13,8 +13,7 @@ import subprocess
 import sys
 
 import pytest
-
-from program_reporting.airflow_env import DAGS_FOLDER, airflow_env
+from program_reporting.orchestration.airflow_env import DAGS_FOLDER, airflow_env
 
 INSPECT = r"""
 import json, time, datetime as dt

@@ -34,7 +34,7 @@ def airflow_paths(env_paths, monkeypatch):
 
 
 def simulate(p, days: int, merchants: int = 200) -> dict:
-    from program_reporting.simulate import simulate as sim
+    from program_reporting.tools.simulate.simulator import simulate as sim
 
     # Clean deliveries: this test is about orchestration; bad rows have their own tests.
     return sim(start=START, days=days, merchants=merchants, seed=7, drop=p.drop, bad_row_share=0.0, progress=False)
@@ -91,7 +91,7 @@ def test_three_nights_publish_in_order_and_a_redelivery_rerun_restates(airflow_p
     # that date restates the figures: a new published set, rows still up to the
     # latest loaded ds, drawn_to_date lower, nothing doubled, the other sources'
     # figures unchanged, and the sets published before stay as they were.
-    from program_reporting.simulate import redeliver_ds
+    from program_reporting.tools.simulate.simulator import redeliver_ds
 
     before = _figures(p.current_db)
     old_sets = {run_id: _figures(db) for run_id, db in runs.items()}

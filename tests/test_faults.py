@@ -31,9 +31,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 import reliability_log
-from program_reporting.settings import Paths
+from program_reporting.core.settings import Paths
 from reliability_log import reliability  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -164,7 +163,7 @@ def _count(con, files: list[Path], col: str) -> tuple[int, int]:
 
 def check_rows(p: Paths, delivered: dict) -> str:
     """Identity, and every delivered line in exactly one place; returns the figures."""
-    from program_reporting import landing
+    from program_reporting.landing import land as landing
 
     con = duckdb.connect()
     figures = []
@@ -260,7 +259,7 @@ def _reader(path: str, hold: bool, stop, out) -> None:
 # the matrix
 
 def test_kill_every_stage_then_rerun(tmp_path, reliability):
-    from program_reporting.simulate import simulate
+    from program_reporting.tools.simulate.simulator import simulate
 
     p = Paths(drop=tmp_path / "drop", home=tmp_path / "home")
     summary = simulate(start=DAY1, days=2, merchants=40, seed=7, drop=p.drop, progress=False)

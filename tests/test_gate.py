@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import pytest
-
 from marts import mutate, write_audit
-from program_reporting import gate
-from program_reporting.redaction import PII_VALUE_PATTERNS, redact_text
-from program_reporting.suites import load_suites
+from program_reporting.core.redaction import PII_VALUE_PATTERNS, redact_text
+from program_reporting.validation import gate
+from program_reporting.validation.suites import load_suites
 
 DS = "2020-06-05"
 
@@ -148,7 +147,7 @@ def test_cumulative_figure_decreasing_blocks(env_paths):
 
 
 def test_day_over_day_drop_against_previous_published_set(env_paths, monkeypatch):
-    from program_reporting.publish import publish
+    from program_reporting.publishing.publish import publish
 
     write_audit(env_paths, "r1", "2020-06-04", bump=60)
     assert gate.validate("r1", "2020-06-04", env_paths).passed
@@ -165,7 +164,7 @@ def test_day_over_day_drop_against_previous_published_set(env_paths, monkeypatch
 
 
 def test_program_dropped_from_candidate_blocks(env_paths):
-    from program_reporting.publish import publish
+    from program_reporting.publishing.publish import publish
 
     write_audit(env_paths, "r1", "2020-06-04")
     gate.validate("r1", "2020-06-04", env_paths)

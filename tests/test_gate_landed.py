@@ -12,10 +12,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from program_reporting import gate, report
-from program_reporting.settings import EXPECTATIONS_DIR, REPO_ROOT
-from program_reporting.suites import SuiteError, load_suite
+from program_reporting.core.settings import EXPECTATIONS_DIR, REPO_ROOT
+from program_reporting.reporting import report
+from program_reporting.validation import gate
+from program_reporting.validation.suites import SuiteError, load_suite
 
 DS = "2020-06-03"
 
@@ -205,7 +205,7 @@ def test_batches_give_exactly_the_outcome_of_the_whole_frame(env_paths, monkeypa
     whole = gate.validate_landed(DS, env_paths)  # default batch size: every frame in one batch
     monkeypatch.setenv("PROGRAM_REPORTING_GATE_BATCH_ROWS", "100")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="program_reporting.suites"):
+    with caplog.at_level(logging.INFO, logger="program_reporting.validation.suites"):
         batched = gate.validate_landed(DS, env_paths)
 
     batches = {m[1]: int(m[2]) for m in re.finditer(r"(landed_\w+\.\w+): \d+ rows in (\d+) batches", caplog.text)}

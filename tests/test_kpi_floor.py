@@ -9,10 +9,9 @@ import sys
 
 import duckdb
 import pytest
-
 from kpi_oracle import compute
+from program_reporting.core.settings import REPO_ROOT
 from raw_factory import make_raw, table_rows
-from program_reporting.settings import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 from floor import run_floor  # noqa: E402

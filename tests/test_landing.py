@@ -10,9 +10,10 @@ import stat
 
 import duckdb
 import pytest
-
 from deliveries import csv_text, row, write_delivery
-from program_reporting import cli, contract, landing
+from program_reporting import cli
+from program_reporting.core import contract
+from program_reporting.landing import land as landing
 
 DS = "2020-06-02"
 
@@ -484,7 +485,7 @@ def test_lock_holder_sweeps_only_the_spill_folders_of_dead_landings(env_paths):
     holder of the lock removes it only when its process is gone."""
     import os
 
-    from program_reporting.landing_store import source_lock
+    from program_reporting.landing.store import source_lock
 
     env_paths.tmp.mkdir(parents=True, exist_ok=True)
     dead = env_paths.tmp / "read-credit_events-2147483646-abc"  # above any pid this machine hands out

@@ -10,9 +10,9 @@ import shutil
 
 import duckdb
 import pytest
-
 from deliveries import row, write_delivery
-from program_reporting import landing, landing_index
+from program_reporting.landing import key_index as landing_index
+from program_reporting.landing import land as landing
 
 D1, D2, D3 = "2020-06-02", "2020-06-03", "2020-06-04"
 

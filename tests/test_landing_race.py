@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 import duckdb
-
 import reliability_log
 from deliveries import amount_total, csv_text, row, write_delivery
-from program_reporting import contract, landing, landing_csv
+from program_reporting.core import contract
+from program_reporting.landing import datafile as landing_csv
+from program_reporting.landing import land as landing
 from reliability_log import reliability  # noqa: F401 - fixture
 
 DS = "2020-06-02"

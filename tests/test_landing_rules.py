@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from deliveries import row, write_delivery
-from program_reporting import landing
-from program_reporting.landing_rules import rule_names
+from program_reporting.landing import land as landing
+from program_reporting.landing.rules import rule_names
 
 DS = "2020-06-02"
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 import reliability_log
-from program_reporting import redaction
-from program_reporting.settings import Paths
+from program_reporting.core import redaction
+from program_reporting.core.settings import Paths
 from reliability_log import reliability  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.e2e]
@@ -108,9 +107,13 @@ def pipeline(tmp_path_factory):
     """Two simulated days through every stage, in this process, on real components."""
     import os
 
-    from program_reporting import brief, build, exports, landing, settings
-    from program_reporting.publish import audit_and_publish
-    from program_reporting.simulate import simulate
+    from program_reporting.core import settings
+    from program_reporting.landing import land as landing
+    from program_reporting.publishing import exports
+    from program_reporting.publishing.publish import audit_and_publish
+    from program_reporting.reporting import brief
+    from program_reporting.tools.simulate.simulator import simulate
+    from program_reporting.warehouse import build
 
     root = tmp_path_factory.mktemp("pii")
     saved = {k: os.environ.get(k) for k in ("PROGRAM_REPORTING_DROP", "PROGRAM_REPORTING_HOME")}
@@ -178,7 +181,7 @@ def test_parquet_exports(pipeline, reliability):
 def test_kpi_brief(pipeline, reliability):
     p = pipeline
     scan = Scan(_pii_values(p.drop))
-    from program_reporting import brief
+    from program_reporting.reporting import brief
 
     path = brief.brief_path(p)
     scan.any_file(path, "kpi_brief.html")

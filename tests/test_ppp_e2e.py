@@ -15,7 +15,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import REALDATA
 
 RELEASE = REALDATA / "ppp_2020_07_release"
@@ -78,7 +77,8 @@ ISSUE_FIGURES = {
 @pytest.mark.parametrize("state", ["AS", "VT"])
 def test_state_file_published_figures(env_paths, state):
     mods = _modules()
-    from program_reporting import ppp, ppp_compare
+    from program_reporting.tools.ppp import compare as ppp_compare
+    from program_reporting.tools.ppp import convert as ppp
 
     path = RELEASE / f"foia_up_to_150k_{state}.csv"
     result = ppp.import_files([path])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-
-from program_reporting import settings
-from program_reporting.production import init_warehouse
+from program_reporting.core import settings
+from program_reporting.postgres.production import init_warehouse
 
 pytestmark = pytest.mark.postgres
 

@@ -19,16 +19,16 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
+import corpus_kit
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-import corpus_kit
 import reliability_log
 from deliveries import row
-from program_reporting import contract, landing
-from program_reporting.settings import Paths
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from program_reporting.core import contract
+from program_reporting.core.settings import Paths
+from program_reporting.landing import land as landing
 from reliability_log import reliability  # noqa: F401 - fixture
 
 CAUSES = {"control_file", "data_file", "checksum", "row_count", "amount_total", "missing_column",

@@ -9,10 +9,9 @@ import stat
 
 import duckdb
 import pytest
-
 from marts import mutate, write_audit
-from program_reporting import gate
-from program_reporting.publish import PublishError, audit_and_publish, publish
+from program_reporting.publishing.publish import PublishError, audit_and_publish, publish
+from program_reporting.validation import gate
 from test_gate_landed import land_all
 
 DS = "2020-06-05"
@@ -212,7 +211,7 @@ def test_report_that_cannot_be_written_publishes_nothing(env_paths, monkeypatch,
 
 
 def test_index_failure_after_the_swap_leaves_the_run_published_and_the_next_report_indexes_it(env_paths):
-    from program_reporting.report import write_report
+    from program_reporting.reporting.report import write_report
 
     write_audit(env_paths, "r1", DS)
     assert gate.validate("r1", DS, env_paths).passed
@@ -233,7 +232,7 @@ def test_publish_recovers_the_report_of_a_publication_killed_half_way(env_paths)
     """The states a kill leaves (tests/test_faults.py kills for real): a fixed
     report whose set never moved is removed; one whose set reached
     published/runs/ is put in place before the set becomes current."""
-    from program_reporting.report import write_publication_report
+    from program_reporting.reporting.report import write_publication_report
 
     for run_id in ("r1", "r2"):
         write_audit(env_paths, run_id, DS)

@@ -8,10 +8,9 @@ import multiprocessing as mp
 import time
 
 import duckdb
-
 from marts import write_audit
-from program_reporting import gate
-from program_reporting.publish import publish
+from program_reporting.publishing.publish import publish
+from program_reporting.validation import gate
 
 DS = "2020-06-05"
 RUNS = [f"r{i}" for i in range(6)]

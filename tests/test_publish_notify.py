@@ -7,7 +7,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from program_reporting.notify import notify
+from program_reporting.publishing.notify import notify
 
 
 class _Hook(BaseHTTPRequestHandler):

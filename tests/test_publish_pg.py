@@ -11,11 +11,13 @@ from decimal import Decimal
 import duckdb
 import psycopg2
 import pytest
-
 from marts import mutate, write_audit, write_marts
-from program_reporting import gate, gate_pg, publish_pg, settings
-from program_reporting.production import init_warehouse
-from program_reporting.publish import PublishError
+from program_reporting.core import settings
+from program_reporting.postgres import gate as gate_pg
+from program_reporting.postgres import serving as publish_pg
+from program_reporting.postgres.production import init_warehouse
+from program_reporting.publishing.publish import PublishError
+from program_reporting.validation import gate
 
 pytestmark = pytest.mark.postgres
 

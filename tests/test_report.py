@@ -10,11 +10,10 @@ import stat
 import subprocess
 
 import pytest
-
 from marts import mutate, write_audit
-from program_reporting.publish import audit_and_publish
-from program_reporting.report import ReportExists, write_report
-from program_reporting.settings import paths
+from program_reporting.core.settings import paths
+from program_reporting.publishing.publish import audit_and_publish
+from program_reporting.reporting.report import ReportExists, write_report
 from test_gate_landed import land, land_all
 
 DS = "2020-06-05"

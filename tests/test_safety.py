@@ -10,11 +10,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 import reliability_log
 from deliveries import row, write_delivery
-from program_reporting import landing
-from program_reporting.settings import Paths
+from program_reporting.core.settings import Paths
+from program_reporting.landing import land as landing
 from reliability_log import reliability  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +53,7 @@ def test_hostile_values_are_data(env_paths, monkeypatch, reliability):
     assert _q(con, "SELECT count(*) FROM read_parquet(?) WHERE event_id = ?", [str(ev), HOSTILE[:40]]) == [(1,)]
     con.close()
     # and the landed gate reads them as data too
-    from program_reporting import gate
+    from program_reporting.validation import gate
 
     result = gate.validate_landed("2020-06-02", p)
     assert result.evaluated > 0
@@ -94,7 +93,8 @@ def test_hostile_paths_landing_gate_publish(hostile_home, tmp_path, reliability)
     landing.release_orphans("2020-06-12", p)
 
     from marts import write_audit
-    from program_reporting import gate, publish
+    from program_reporting.publishing import publish
+    from program_reporting.validation import gate
 
     assert gate.validate_landed("2020-06-05", p).passed
     write_audit(p, "r1", "2020-06-05")
@@ -121,7 +121,7 @@ def test_hostile_paths_dbt_build(hostile_home, tmp_path, reliability):
     p = hostile_home
     write_delivery(p.drop, "merchants", "2020-06-05", [row("merchants", 1)])
     landing.land("merchants", "2020-06-05", p)
-    from program_reporting import build
+    from program_reporting.warehouse import build
 
     try:
         build.build("2020-06-05", "r1", paths=p)

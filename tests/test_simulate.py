@@ -19,9 +19,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from program_reporting import cli, contract, reference
-from program_reporting.simulate import INJECT_KINDS, read_delivery, redeliver_ds, simulate
+from program_reporting import cli
+from program_reporting.core import contract, reference
+from program_reporting.tools.simulate.simulator import INJECT_KINDS, read_delivery, redeliver_ds, simulate
 
 SOURCES = ("merchants", "credit_events", "employment_reports")
 SHANGHAI = ZoneInfo("Asia/Shanghai")

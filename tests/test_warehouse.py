@@ -11,9 +11,8 @@ from decimal import Decimal as D
 
 import duckdb
 import pytest
-
-from program_reporting import build as build_mod
-from program_reporting.settings import Paths
+from program_reporting.core.settings import Paths
+from program_reporting.warehouse import build as build_mod
 from test_warehouse_raw import LAST_DS, small_set, write_nights
 
 pytestmark = pytest.mark.timeout(600)

@@ -18,10 +18,9 @@ import sys
 
 import duckdb
 import pytest
-
-from program_reporting import build as build_mod
-from program_reporting import settings
-from program_reporting.settings import REPO_ROOT, Paths
+from program_reporting.core import settings
+from program_reporting.core.settings import REPO_ROOT, Paths
+from program_reporting.warehouse import build as build_mod
 from test_warehouse_raw import _e, _m, small_set, write_nights, write_partition
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from kpi_oracle import compute
-from program_reporting import build as build_mod
-from program_reporting.settings import Paths
+from program_reporting.core.settings import Paths
+from program_reporting.warehouse import build as build_mod
 from raw_factory import make_raw, table_rows
 
 pytestmark = pytest.mark.timeout(900)

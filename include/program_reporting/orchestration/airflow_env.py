@@ -1,0 +1,146 @@
+"""The environment every Airflow process of this project runs with.
+
+One place for Airflow's configuration, so that `program-reporting run`,
+`program-reporting airflow`, the tests and the benchmarks all start Airflow
+the same way, and a fresh clone needs no set-up: AIRFLOW_HOME defaults to
+`<PROGRAM_REPORTING_HOME>/airflow` (SQLite metadata database, LocalExecutor,
+the repository's `dags/` folder, no example DAGs, nothing phoned home), and
+the metadata database is migrated on first use.
+
+Settings of our own (environment variables):
+
+- `AIRFLOW_HOME`: honoured when set; default `<PROGRAM_REPORTING_HOME>/airflow`.
+- `PROGRAM_REPORTING_SENSOR_POKE_SECONDS` (default 300) and
+  `PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS` (default 21600 = 6 h): how often
+  and how long the nightly DAG waits for each source's `_control.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from program_reporting.core.settings import REPO_ROOT, paths
+
+log = logging.getLogger(__name__)
+
+DAGS_FOLDER = REPO_ROOT / "dags"
+NIGHTLY_DAG_ID = "program_reporting_nightly"
+BI_REFRESH_DAG_ID = "program_reporting_bi_refresh"
+
+SENSOR_POKE_ENV = "PROGRAM_REPORTING_SENSOR_POKE_SECONDS"
+SENSOR_TIMEOUT_ENV = "PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS"
+DEFAULT_SENSOR_POKE_SECONDS = 300.0
+DEFAULT_SENSOR_TIMEOUT_SECONDS = 6 * 3600.0
+
+# Telemetry off everywhere: there is no internet, and a pipeline must not call home.
+NO_TELEMETRY = {
+    "SCARF_ANALYTICS": "false",
+    "SCARF_NO_ANALYTICS": "true",  # read by Cosmos' telemetry switch
+    "DO_NOT_TRACK": "1",
+    "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+}
+
+
+def airflow_home() -> Path:
+    explicit = os.environ.get("AIRFLOW_HOME")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    return paths().home / "airflow"
+
+
+def sensor_poke_seconds() -> float:
+    return _seconds(SENSOR_POKE_ENV, DEFAULT_SENSOR_POKE_SECONDS)
+
+
+def sensor_timeout_seconds() -> float:
+    return _seconds(SENSOR_TIMEOUT_ENV, DEFAULT_SENSOR_TIMEOUT_SECONDS)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name}={raw!r} is not a number of seconds") from exc
+    if value < 0:
+        raise ValueError(f"setting {name}={raw!r} must not be negative")
+    return value
+
+
+def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for an Airflow process (CLI, standalone, DagBag in a subprocess).
+
+    Built on `base` (default: this process's environment); the project's
+    paths are made absolute so the child sees the same drop and home folders
+    whatever its working directory."""
+    env = dict(os.environ if base is None else base)
+    p = paths()
+    home = airflow_home()
+    env.update(NO_TELEMETRY)
+    env.update({
+        "PROGRAM_REPORTING_DROP": str(p.drop),
+        "PROGRAM_REPORTING_HOME": str(p.home),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Two cores: a handful of task processes at a time is all a laptop needs.
+        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
+        # New DAGs start paused, as on any Airflow: `make airflow` must not start
+        # waiting for today's deliveries before someone asks it to. `run` does not
+        # need the scheduler, and the BI refresh is unpaused by `run` (see run.py).
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Let the DAG processor see edited DAG files quickly on a laptop.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
+        # Airflow's own children (standalone starts `airflow scheduler` etc.) are
+        # found on PATH: put this interpreter's bin/ (the project venv) first.
+        "PATH": os.pathsep.join(x for x in (str(Path(sys.executable).parent), env.get("PATH", "")) if x),
+        # `program_reporting` is installed into the venv in editable mode; the
+        # repository's include/ on the path keeps a plain checkout working too.
+        "PYTHONPATH": os.pathsep.join(
+            x for x in (str(REPO_ROOT / "include"), env.get("PYTHONPATH", "")) if x
+        ),
+    })
+    return env
+
+
+def airflow_bin() -> str:
+    """The `airflow` console script of the interpreter running us (the project venv)."""
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else "airflow"
+
+
+def ensure_db(env: dict[str, str] | None = None) -> None:
+    """Create or upgrade the metadata database when it is missing or stale.
+
+    `airflow db migrate` is idempotent but takes seconds; a marker holding the
+    Airflow version skips it when nothing changed."""
+    env = airflow_env() if env is None else env
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    from importlib.metadata import version
+
+    marker = home / ".migrated"
+    want = f"apache-airflow {version('apache-airflow')}"
+    if marker.exists() and (home / "airflow.db").exists() and marker.read_text().strip() == want:
+        return
+    t0 = time.monotonic()
+    log.info("migrating the Airflow metadata database in %s", home)
+    proc = subprocess.run([airflow_bin(), "db", "migrate"], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise RuntimeError(f"`airflow db migrate` failed in {home}:\n{tail}")
+    marker.write_text(want + "\n")
+    log.info("Airflow metadata database ready (%.1f s)", time.monotonic() - t0)

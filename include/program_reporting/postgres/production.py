@@ -1,0 +1,95 @@
+"""Production profile helpers run by the compose file's airflow-init service.
+
+  python -m program_reporting.postgres.production check-secrets
+      refuse to start with a missing secret or an .env.example placeholder
+      (allowed only when PROGRAM_REPORTING_PROFILE=local)
+  python -m program_reporting.postgres.production init-warehouse
+      create the warehouse database, the published schema and the read-only
+      bi_reader role (idempotent)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+from program_reporting.core import settings
+
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_ADMIN_PASSWORD",
+    "PROGRAM_REPORTING_BI_READER_PASSWORD",
+)
+PLACEHOLDERS = {"", "change-me", "changeme", "airflow", "postgres", "password", "admin"}
+
+
+def secret_problems(env: Mapping[str, str]) -> list[str]:
+    """What is wrong with the secrets in env; empty when they may be used."""
+    if env.get("PROGRAM_REPORTING_PROFILE", "production") == "local":
+        return []
+    problems = []
+    for name in SECRETS:
+        value = env.get(name)
+        if value is None:
+            problems.append(f"{name} is not set")
+        elif value.strip().lower() in PLACEHOLDERS:
+            problems.append(f"{name} has a default or placeholder value; set a real secret in .env")
+        elif len(value) < 12:
+            problems.append(f"{name} is shorter than 12 characters")
+    return problems
+
+
+def init_warehouse(pg: settings.PostgresSettings | None = None, bi_reader_password: str | None = None) -> None:
+    """Create the warehouse database, the published schema and bi_reader, idempotently."""
+    import psycopg2
+    from psycopg2 import sql
+
+    pg = pg or settings.postgres()
+    admin = psycopg2.connect(**pg.dsn(database="postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(pg.database)))
+    admin.close()
+
+    conn = psycopg2.connect(**pg.dsn())
+    with conn, conn.cursor() as cur:
+        role = sql.Identifier(settings.BI_READER_ROLE)
+        schema = sql.Identifier(settings.PUBLISHED_SCHEMA)
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.BI_READER_ROLE,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+        if bi_reader_password:
+            cur.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(role), (bi_reader_password,))
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        # bi_reader reads the published schema and nothing else.
+        cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(pg.database)))
+        cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(pg.database), role))
+        cur.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
+        cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role))
+        cur.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(schema, role))
+    conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["check-secrets"]:
+        problems = secret_problems(os.environ)
+        for p in problems:
+            print(f"refusing to start: {p}", file=sys.stderr)
+        return 1 if problems else 0
+    if argv == ["init-warehouse"]:
+        init_warehouse(bi_reader_password=os.environ.get("PROGRAM_REPORTING_BI_READER_PASSWORD"))
+        print("warehouse database, published schema and bi_reader role ready")
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The warehouse: the dbt build of a business date and the candidate set it stages."""
