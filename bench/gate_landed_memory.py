@@ -39,7 +39,7 @@ MERCHANTS = 1000
 CHILD = """
 import json, re, resource, sys, time
 from pathlib import Path
-from program_reporting import gate
+from program_reporting.validation import gate
 started = time.monotonic()
 result = gate.validate_landed(sys.argv[1])
 rows = {r.check_id: r for r in result.results}

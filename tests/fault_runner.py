@@ -5,7 +5,7 @@
 stage: land | build | audit | gate (validate_landed + validate + publish + report,
 i.e. publish.audit_and_publish) | brief (Parquet exports and the KPI brief).
 Paths come from PROGRAM_REPORTING_DROP / _HOME. PROGRAM_REPORTING_FAILPOINT names
-where to die (include/program_reporting/failpoints.py); the functions of the
+where to die (include/program_reporting/core/failpoints.py); the functions of the
 modules are instrumented here, in the child only, so that no module owned by
 someone else needs a line for it. Prints one JSON line on success.
 """

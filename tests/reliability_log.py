@@ -155,7 +155,7 @@ def render(entries: dict) -> str:
         "## 1. Faults: the process killed (SIGKILL) at each stage",
         "",
         "Each row: a stage run in its own process, killed at the named point (a failpoint, "
-        "`include/program_reporting/failpoints.py`); then the state is checked, and a plain re-run "
+        "`include/program_reporting/core/failpoints.py`); then the state is checked, and a plain re-run "
         "of the same date is made and checked. *Published after kill* is what `current.duckdb` "
         "held right after the kill; *identity* is `delivered = loaded + quarantined + held` for "
         "every landed delivery, with the Parquet row counts behind each figure.",

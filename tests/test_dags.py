@@ -22,7 +22,7 @@ from airflow.sdk import Asset
 t0 = time.monotonic()
 bag = DagBag(dag_folder=DAGS_FOLDER)
 total = time.monotonic() - t0
-from program_reporting import nightly
+from program_reporting.orchestration import nightly
 out = {
     "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
     "total_seconds": total,
@@ -185,7 +185,7 @@ def test_the_nightly_end_leaves_the_heap_to_the_operating_system():
     a frozen heap must not leak into this test process."""
     code = (
         "import gc\n"
-        "from program_reporting import nightly\n"
+        "from program_reporting.orchestration import nightly\n"
         "heap = [[i] for i in range(100_000)]\n"
         "tracked = len(gc.get_objects())\n"
         "nightly.end()\n"

@@ -75,12 +75,12 @@ def _fingerprint(path: Path) -> tuple:
 # running stages
 
 STAGE_CODE = {
-    "validate": "from program_reporting import gate\n"
+    "validate": "from program_reporting.validation import gate\n"
                 "assert gate.validate_landed(ds).passed\nassert gate.validate(run_id, ds).passed",
-    "validate_marts": "from program_reporting import gate\nassert gate.validate(run_id, ds).passed",
-    "publish": "from program_reporting import publish\npublish.publish(run_id)",
+    "validate_marts": "from program_reporting.validation import gate\nassert gate.validate(run_id, ds).passed",
+    "publish": "from program_reporting.publishing import publish\npublish.publish(run_id)",
     # a published run's report was written by publish; this is the report step of a withheld one
-    "report": "from program_reporting import report\n"
+    "report": "from program_reporting.reporting import report\n"
               "try:\n"
               "    report.write_report(run_id, ds, [], published=False, reason='fault test')\n"
               "except report.ReportExists:\n"
