@@ -96,7 +96,7 @@ def test_placeholder_secrets_refused_outside_the_local_profile():
 
 def test_check_secrets_command_exits_non_zero_on_placeholders():
     env = {**_env_example(), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "program_reporting.postgres.production", "check-secrets"],
+    proc = subprocess.run([sys.executable, "-m", "program_reporting.cli", "check-secrets"],
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "refusing to start: POSTGRES_PASSWORD" in proc.stderr

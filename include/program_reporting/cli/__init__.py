@@ -1,9 +1,11 @@
-"""The `program-reporting` console script.
+"""The `program-reporting` console script: one table of commands.
 
-Each subcommand lives in the module named for what it does; that module
-provides `add_arguments(parser)` and `main(args) -> int`. Modules are imported
-only when their subcommand runs, so `--help` stays fast and one broken
-module cannot break the others."""
+Each stage's commands live beside each other in `cli/<stage>.py`, apart from
+the stage's logic: for a command `name`, the functions `<name>_arguments(parser)`
+and `<name>_command(args) -> int` (dashes become underscores). Its --help
+description is the docstring of the module that does the work. A command's
+module is imported only when that command runs, so `--help` stays fast and one
+broken stage cannot break the others' commands."""
 
 from __future__ import annotations
 
@@ -11,59 +13,85 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NamedTuple
 
-# subcommand -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("tools.simulate.simulator", "write contract-conforming source deliveries into the drop folder"),
-    "land": ("landing.land", "land one source's delivery for a business date into the raw layer"),
-    "build": ("warehouse.build", "build the dbt warehouse for a business date"),
-    "validate": ("validation.gate", "run the Great Expectations gate on a built run"),
-    "publish": ("publishing.publish", "publish a validated run's KPI tables atomically"),
-    "run": ("orchestration.run", "run the nightly pipeline for a business date (or a range) through Airflow"),
-    "demo": ("tools.simulate.demo", "simulate a week and run the nightly pipeline for each day (what `make run` does)"),
-    "import-ppp": ("tools.ppp.convert", "turn SBA Paycheck Protection Program FOIA CSVs into PPP-2020 deliveries"),
-    "airflow": ("orchestration.standalone", "start Airflow standalone with the project's DAGs (UI on localhost:8080)"),
+
+class Command(NamedTuple):
+    cli_module: str  # program_reporting.cli.<cli_module>
+    described_by: str  # the module whose docstring is the command's --help description
+    help: str
+    arguments: str = ""  # the arguments function, when not <name>_arguments
+
+
+COMMANDS: dict[str, Command] = {
+    "simulate": Command("tools", "tools.simulate.simulator",
+                        "write contract-conforming source deliveries into the drop folder"),
+    "land": Command("landing", "landing.land", "land one source's delivery for a business date into the raw layer"),
+    "build": Command("warehouse", "warehouse.build", "build the dbt warehouse for a business date"),
+    "validate": Command("validation", "validation.gate", "run the Great Expectations gate on a built run"),
+    "publish": Command("publishing", "publishing.publish", "publish a validated run's KPI tables atomically"),
+    "run": Command("orchestration", "orchestration.run",
+                   "run the nightly pipeline for a business date (or a range) through Airflow"),
+    "demo": Command("tools", "tools.simulate.demo",
+                    "simulate a week and run the nightly pipeline for each day (what `make run` does)"),
+    "import-ppp": Command("tools", "tools.ppp.convert",
+                          "turn SBA Paycheck Protection Program FOIA CSVs into PPP-2020 deliveries"),
+    "airflow": Command("orchestration", "orchestration.standalone",
+                       "start Airflow standalone with the project's DAGs (UI on localhost:8080)"),
+    "init-warehouse": Command("postgres", "postgres.production",
+                              "production: create the warehouse database, published schema and bi_reader role",
+                              arguments="no_arguments"),
+    "check-secrets": Command("postgres", "postgres.production",
+                             "production: refuse a missing secret or an .env.example placeholder",
+                             arguments="no_arguments"),
+    "load-raw-pg": Command("postgres", "postgres.raw", "production: load the raw layer into PostgreSQL for dbt",
+                           arguments="no_arguments"),
+    "publish-pg": Command("postgres", "postgres.serving",
+                          "production: publish a validated set to the PostgreSQL serving schema"),
 }
+
+DESCRIPTION = (
+    "Nightly warehouse pipeline for small-business support programs. "
+    "Settings: PROGRAM_REPORTING_DROP (default ./data/drop) and "
+    "PROGRAM_REPORTING_HOME (default ./data/warehouse), relative to the repository root."
+)
+
+
+def _parser(command: str | None = None, description: str | None = None):
+    """The top-level parser and, when `command` is given, that command's full subparser."""
+    parser = argparse.ArgumentParser(prog="program-reporting", description=DESCRIPTION)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, spec in COMMANDS.items():
+        if name == command:
+            return parser, sub.add_parser(name, help=spec.help, description=description,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_parser(name, help=spec.help, description=spec.help, add_help=False)
+    return parser, None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="program-reporting",
-        description=(
-            "Nightly warehouse pipeline for small-business support programs. "
-            "Settings: PROGRAM_REPORTING_DROP (default ./data/drop) and "
-            "PROGRAM_REPORTING_HOME (default ./data/warehouse), relative to the repository root."
-        ),
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_module, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, description=help_text, add_help=False)
-    return parser
+    return _parser()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # Parse the command name first, then let its module define the rest.
-    known, _rest = parser.parse_known_args(argv)
-    module_name, help_text = COMMANDS[known.command]
-    module = importlib.import_module(f"program_reporting.{module_name}")
-
-    full = argparse.ArgumentParser(prog="program-reporting", description=parser.description)
-    full.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = full.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cmd = sub.add_parser(known.command, help=help_text, description=(module.__doc__ or help_text).strip(),
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    module.add_arguments(cmd)
-    args = full.parse_args(argv)
+    # The command's name first; then its module defines the rest.
+    known, _rest = build_parser().parse_known_args(argv)
+    spec = COMMANDS[known.command]
+    stage = importlib.import_module(f"program_reporting.cli.{spec.cli_module}")
+    described_by = importlib.import_module(f"program_reporting.{spec.described_by}")
+    function = known.command.replace("-", "_")
+    parser, command_parser = _parser(known.command, (described_by.__doc__ or spec.help).strip())
+    getattr(stage, spec.arguments or f"{function}_arguments")(command_parser)
+    args = parser.parse_args(argv)
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(module.main(args) or 0)
+        return int(getattr(stage, f"{function}_command")(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -29,7 +29,6 @@ Airflow's full output is kept in $AIRFLOW_HOME/logs/program-reporting-run/.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import fcntl
@@ -39,12 +38,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from program_reporting.core.settings import dates_between, parse_ds, paths
+from program_reporting.core.settings import paths
 from program_reporting.orchestration.airflow_env import (
     BI_REFRESH_DAG_ID,
     NIGHTLY_DAG_ID,
@@ -77,47 +75,6 @@ class Outcome:
     seconds: float = 0.0
     log_file: Path | None = None
     warning: str | None = None  # published, but something after the swap did not finish
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    when = parser.add_mutually_exclusive_group(required=True)
-    when.add_argument("--ds", metavar="YYYY-MM-DD", help="the business date to run")
-    when.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first date of a range (with --to)")
-    parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last date of a range (inclusive)")
-    parser.add_argument(
-        "--wait", type=float, default=None, metavar="SECONDS",
-        help=f"how long to wait for a missing delivery (default: ${SENSOR_TIMEOUT_ENV} if set, else "
-             f"{DEFAULT_WAIT_SECONDS:g})",
-    )
-    parser.add_argument("--no-bi-refresh", action="store_true",
-                        help="do not run the Parquet exports and KPI brief after publishing")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        if args.ds:
-            if args.date_to:
-                raise ValueError("--to goes with --from, not with --ds")
-            dates = [parse_ds(args.ds).isoformat()]
-        else:
-            if not args.date_to:
-                raise ValueError("--from needs --to")
-            dates = dates_between(args.date_from, args.date_to)
-    except ValueError as exc:
-        print(f"not run: {exc}")
-        return 2
-    outcomes = run_dates(dates, wait=args.wait, bi_refresh=not args.no_bi_refresh)
-    for o in outcomes:
-        if o.warning:
-            print(f"WARNING ds={o.ds}: {o.warning}")
-    last = outcomes[-1]
-    if all(o.published for o in outcomes) and len(outcomes) == len(dates):
-        print(f"published {len(outcomes)} date(s), {dates[0]} to {dates[-1]}; "
-              f"current set: {paths().current_db}; reports: {paths().reports / 'index.html'}")
-        return 0
-    sys.stderr.flush()
-    print(f"NOT PUBLISHED ds={last.ds}: {last.reason}")
-    return 1
 
 
 def run_dates(dates: list[str], wait: float | None = None, bi_refresh: bool = True) -> list[Outcome]:

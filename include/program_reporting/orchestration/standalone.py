@@ -13,12 +13,10 @@ itself, so it runs in its own process group and the whole group is ended
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,18 +27,12 @@ log = logging.getLogger(__name__)
 PASSWORD_FILES = ("simple_auth_manager_passwords.json.generated", "standalone_admin_password.txt")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW__API__PORT", "8080")),
-                        help="port of the Airflow UI and API (default 8080)")
-    parser.add_argument("--grace", type=float, default=20.0, metavar="SECONDS",
-                        help="how long to wait after SIGTERM before SIGKILL on shutdown (default 20)")
-
-
-def main(args: argparse.Namespace) -> int:
+def serve(port: int = 8080, grace: float = 20.0) -> int:
+    """Run `airflow standalone` in its own process group until Ctrl-C or SIGTERM, then end the group."""
     env = airflow_env()
-    env["AIRFLOW__API__PORT"] = str(args.port)
-    env.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{args.port}")
-    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{args.port}/execution/"
+    env["AIRFLOW__API__PORT"] = str(port)
+    env.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{port}")
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
     home = Path(env["AIRFLOW_HOME"])
     ensure_db(env)
     proc = subprocess.Popen([airflow_bin(), "standalone"], env=env, start_new_session=True)
@@ -54,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(f"Airflow is starting (AIRFLOW_HOME={home}, process group {proc.pid}).", flush=True)
-    print(f"UI: http://localhost:{args.port}   Ctrl-C stops it.", flush=True)
+    print(f"UI: http://localhost:{port}   Ctrl-C stops it.", flush=True)
     try:
         shown = False
         while proc.poll() is None:
@@ -69,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         print("stopping Airflow ...", flush=True)
         return 0
     finally:
-        stop_group(proc, grace=args.grace)
+        stop_group(proc, grace=grace)
 
 
 def read_login(home: Path) -> str | None:
@@ -147,7 +139,3 @@ def group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(argparse.Namespace(port=8080, grace=20.0)))

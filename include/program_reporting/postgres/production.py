@@ -1,17 +1,16 @@
-"""Production profile helpers run by the compose file's airflow-init service.
+"""The production database: its secrets checked and its warehouse initialised (the compose
+file's airflow-init service runs both).
 
-  python -m program_reporting.postgres.production check-secrets
+  program-reporting check-secrets
       refuse to start with a missing secret or an .env.example placeholder
       (allowed only when PROGRAM_REPORTING_PROFILE=local)
-  python -m program_reporting.postgres.production init-warehouse
+  program-reporting init-warehouse
       create the warehouse database, the published schema and the read-only
       bi_reader role (idempotent)
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 
 from program_reporting.core import settings
@@ -74,22 +73,3 @@ def init_warehouse(pg: settings.PostgresSettings | None = None, bi_reader_passwo
         cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role))
         cur.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(schema, role))
     conn.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv == ["check-secrets"]:
-        problems = secret_problems(os.environ)
-        for p in problems:
-            print(f"refusing to start: {p}", file=sys.stderr)
-        return 1 if problems else 0
-    if argv == ["init-warehouse"]:
-        init_warehouse(bi_reader_password=os.environ.get("PROGRAM_REPORTING_BI_READER_PASSWORD"))
-        print("warehouse database, published schema and bi_reader role ready")
-        return 0
-    print(__doc__, file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

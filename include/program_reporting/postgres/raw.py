@@ -7,13 +7,12 @@ list of every raw partition). `load_raw()` replaces them, exactly (decimal
 text through COPY), in one transaction, from home/raw/. The restricted layer
 (personal data) is never loaded.
 
-  python -m program_reporting.postgres.raw load-raw
+  program-reporting load-raw-pg
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 import duckdb
@@ -68,17 +67,3 @@ def load_raw(paths: Paths | None = None, pg_settings: settings.PostgresSettings 
         duck.close()
     log.info("raw layer loaded into PostgreSQL schema %s in %.1fs: %s", RAW_SCHEMA, time.monotonic() - started, counts)
     return counts
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv != ["load-raw"]:
-        print(__doc__, file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(load_raw())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

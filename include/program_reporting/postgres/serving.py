@@ -1,6 +1,6 @@
 """Publish a validated KPI set to the PostgreSQL serving schema BI tools read.
 
-  python -m program_reporting.postgres.serving --run-id RUN [--source FILE]
+  program-reporting publish-pg --run-id RUN [--source FILE]
 
 Write-audit-publish on PostgreSQL, for the production profile
 (PROGRAM_REPORTING_TARGET=postgres; connection from PROGRAM_REPORTING_PG_*):
@@ -28,9 +28,7 @@ Exit status: 0 published (or already current), 1 withheld or failed, 2 usage err
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +96,11 @@ def _run_info(source: Path) -> tuple[str, str]:
 def _require_serving_schema(cur) -> None:
     if not pg.schema_exists(cur, settings.PUBLISHED_SCHEMA):
         raise pg.PgError(f"schema {settings.PUBLISHED_SCHEMA!r} is missing in database "
-                         f"{settings.postgres().database!r}: run `python -m program_reporting.postgres.production init-warehouse`")
+                         f"{settings.postgres().database!r}: run `program-reporting init-warehouse`")
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.BI_READER_ROLE,))
     if cur.fetchone() is None:
         raise pg.PgError(f"role {settings.BI_READER_ROLE!r} is missing: run "
-                         "`python -m program_reporting.postgres.production init-warehouse`")
+                         "`program-reporting init-warehouse`")
 
 
 def current_run(cur) -> str | None:
@@ -233,34 +231,3 @@ def publish(run_id: str, paths: Paths | None = None, source: Path | None = None,
             with lock.cursor() as cur:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
             lock.close()
-
-
-# --------------------------------------------------------------------------- CLI
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-id", required=True, help="the run whose validated set to publish")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="the set's DuckDB file (default: audit/<run_id>/kpi.duckdb with a passing verdict, "
-                             "else published/runs/<run_id>/kpi.duckdb)")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        outcome = publish(args.run_id, source=args.source)
-    except (PublishError, pg.PgError) as exc:
-        print(f"publish-pg: withheld: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"publish-pg: {exc}", file=sys.stderr)
-        return 2
-    print(f"run {outcome.run_id} (ds {outcome.ds}) {outcome.reason} in PostgreSQL schema "
-          f"{settings.PUBLISHED_SCHEMA} ({outcome.seconds:.1f}s)")
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _parser = argparse.ArgumentParser(prog="python -m program_reporting.postgres.serving",
-                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))

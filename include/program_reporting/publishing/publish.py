@@ -23,14 +23,12 @@ Exit status: 0 published, 1 withheld (the last line says why), 2 usage error.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import fcntl
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -346,32 +344,3 @@ def audit_and_publish(run_id: str, ds: str, airflow_run_id: str | None = None, p
     report_path = withhold(run_id, ds, gates, reason, airflow_run_id, p)
     notify("publication_withheld", f"run {run_id} (ds {ds}) was not published: {reason}", report_path, paths=p)
     return Outcome(run_id, ds, False, reason, report_path, None, gates)
-
-
-# --------------------------------------------------------------------------- CLI
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-id", required=True, help="the run whose audit/<run_id>/kpi.duckdb to publish")
-    parser.add_argument("--ds", required=True, help="the run's business date YYYY-MM-DD")
-    parser.add_argument("--airflow-run-id", default=None, help="the Airflow DAG run this belongs to, for the report")
-    parser.add_argument("--skip-landed", action="store_true",
-                        help="do not re-check the landed deliveries (they were gated earlier)")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        outcome = audit_and_publish(args.run_id, args.ds, args.airflow_run_id, landed=not args.skip_landed)
-    except ValueError as exc:
-        print(f"publish: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # not even the withheld run's report could be written
-        print(f"withheld run {args.run_id} (ds {args.ds}), and its report could not be written: {exc}")
-        return 1
-    for g in outcome.gates:
-        print(g.summary())
-    print(f"report: {outcome.report_path}")
-    if outcome.published:
-        print(f"published run {outcome.run_id} (ds {outcome.ds}): {outcome.published_path}")
-        return 0
-    print(f"withheld run {outcome.run_id} (ds {outcome.ds}): {outcome.reason}")
-    return 1

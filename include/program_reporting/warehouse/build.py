@@ -27,7 +27,6 @@ Exit status: 0 built and every error-severity test passed; 1 the build failed
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import json
@@ -35,7 +34,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -554,35 +552,3 @@ def ensure_manifest(force: bool = False) -> Path:
     if not result.success or not manifest.exists():
         raise BuildFailed(f"dbt parse failed: {result.exception!r}")
     return manifest
-
-
-# --------------------------------------------------------------------------
-# command line
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ds", required=True, help="business date YYYY-MM-DD")
-    parser.add_argument("--run-id", default=None, help="run id for the build log (default manual-<ds>-<time>)")
-    parser.add_argument("--full-refresh", action="store_true",
-                        help="rebuild every model from the raw layer (identical results, slower)")
-    parser.add_argument("--audit", metavar="RUN_ID", default=None,
-                        help="after the build, stage the kpi_ marts into audit/RUN_ID/kpi.duckdb")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        parse_ds(args.ds)
-    except ValueError as exc:
-        print(f"error: {exc}")
-        return 2
-    run_id = args.run_id or f"manual-{args.ds}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
-    try:
-        summary = build(args.ds, run_id, full_refresh=args.full_refresh)
-    except BuildFailed as exc:
-        print(f"build failed: {exc}")
-        return 2 if "nothing to build" in str(exc) else 1
-    print(f"built ds={summary['ds']} in {summary['seconds']}s "
-          f"({'full refresh' if summary['full_refresh'] else 'restated from ' + summary['restate_from']}); "
-          f"{len(summary['warnings'])} warnings; warehouse {summary['warehouse']}")
-    if args.audit:
-        print(f"audit set: {stage_audit(args.audit, args.ds)}")
-    return 0

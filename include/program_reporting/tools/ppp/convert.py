@@ -56,7 +56,6 @@ are kept (the SBA counted those loans) and listed in the summary.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import hashlib
@@ -64,10 +63,9 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -587,47 +585,3 @@ def import_files(files: list[str | Path], drop: str | Path | None = None, ds: st
                           expected_quarantine=quarantine, flags=flags, seconds=time.monotonic() - started)
     log.info("imported %d loans from %d file(s) as ds=%s in %.1fs", len(loans), len(files), ds, result.seconds)
     return result
-
-
-# --------------------------------------------------------------------------- CLI
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="*", metavar="FILE", help="PPP FOIA CSV files (either schema), imported as one set")
-    parser.add_argument("--drop", metavar="DIR", help="drop folder (default: PROGRAM_REPORTING_DROP, ./data/drop)")
-    parser.add_argument("--ds", metavar="YYYY-MM-DD",
-                        help="business date of the deliveries (default: the latest approval or forgiveness date)")
-    parser.add_argument("--replace", action="store_true",
-                        help="replace an existing, different delivery for the same ds")
-    parser.add_argument("--compare", action="store_true",
-                        help="write the comparison of the published KPIs with the SBA's state table "
-                             "to $PROGRAM_REPORTING_HOME/reports/ppp_comparison/ (after a published run)")
-    parser.add_argument("--date", metavar="YYYY-MM-DD", default="2020-06-30",
-                        help="--compare: the as-of date to compare (default 2020-06-30, the SBA report's date)")
-    parser.add_argument("--sba-report", metavar="CSV",
-                        help="--compare: the SBA state table (State,LoanCount,NetDollars); default "
-                             "../shared/realdata/ppp/sba_reports/sba_ppp_report_20200630_state.csv")
-    parser.add_argument("--json", action="store_true", help="print the import summary as JSON")
-
-
-def main(args: argparse.Namespace) -> int:
-    if not args.files and not args.compare:
-        print("import-ppp: give FILE(s) to import, or --compare (see --help)", file=sys.stderr, flush=True)
-        return 2
-    try:
-        if args.files:
-            result = import_files(args.files, drop=args.drop, ds=args.ds, replace=args.replace)
-            if args.json:
-                print(json.dumps(result.as_dict(), indent=2))
-            else:
-                print(f"ds={result.ds}: " + ", ".join(f"{s} {n} rows" for s, n in result.rows.items()))
-                for s, rules in result.expected_quarantine.items():
-                    print(f"  {s}: landing will quarantine {rules}")
-                print(f"next: program-reporting run --ds {result.ds}")
-        if args.compare:
-            from program_reporting.tools.ppp import compare as ppp_compare
-            out = ppp_compare.write_comparison(as_of=args.date, sba_report=args.sba_report)
-            print(f"comparison written: {out['csv']}, {out['md']}, {out['html']}")
-    except (PPPImportError, FileNotFoundError, ValueError) as exc:
-        print(f"import-ppp failed: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0

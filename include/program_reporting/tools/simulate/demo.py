@@ -8,7 +8,6 @@ every nightly run replaces exactly its date.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import time
@@ -22,35 +21,27 @@ DEFAULT_DAYS = 7
 DEFAULT_MERCHANTS = 2000
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", default=DEFAULT_START, metavar="YYYY-MM-DD",
-                        help=f"first business date (default {DEFAULT_START})")
-    parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"number of days (default {DEFAULT_DAYS})")
-    parser.add_argument("--merchants", type=int, default=DEFAULT_MERCHANTS,
-                        help=f"merchants to simulate (default {DEFAULT_MERCHANTS})")
-    parser.add_argument("--seed", type=int, default=2020, help="simulation seed (default 2020)")
-
-
-def main(args: argparse.Namespace) -> int:
+def run_demo(start: str = DEFAULT_START, days: int = DEFAULT_DAYS, merchants: int = DEFAULT_MERCHANTS,
+             seed: int = 2020) -> int:
     from program_reporting.orchestration import run
     from program_reporting.tools.simulate import simulator as simulate
 
-    start = parse_ds(args.start)
-    if args.days < 1:
+    start = parse_ds(start)
+    if days < 1:
         print("not run: --days must be at least 1")
         return 2
-    dates = [(start + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
+    dates = [(start + dt.timedelta(days=i)).isoformat() for i in range(days)]
     p = paths()
     t0 = time.monotonic()
-    log.info("simulating %d days from %s for %d merchants into %s", args.days, dates[0], args.merchants, p.drop)
-    simulate.simulate(start=dates[0], days=args.days, merchants=args.merchants, seed=args.seed, drop=p.drop,
+    log.info("simulating %d days from %s for %d merchants into %s", days, dates[0], merchants, p.drop)
+    simulate.simulate(start=dates[0], days=days, merchants=merchants, seed=seed, drop=p.drop,
                       progress=False)
     t_sim = time.monotonic() - t0
     outcomes = run.run_dates(dates)
     total = time.monotonic() - t0
     published = [o for o in outcomes if o.published]
     print()
-    print(f"simulated {args.days} days in {t_sim:.0f} s; nightly runs: "
+    print(f"simulated {days} days in {t_sim:.0f} s; nightly runs: "
           + ", ".join(f"{o.ds} {'published' if o.published else 'WITHHELD'} ({o.seconds:.0f} s)" for o in outcomes))
     if published:
         print()
