@@ -46,7 +46,7 @@ def test_bench_smoke(tmp_path):
     assert (results / json_file.name.replace(".json", ".md")).read_text().startswith("Benchmark")
     assert set(result["targets"]) and set(result["ratios"]) == {
         "landing_vs_floor", "full_build_vs_floor", "full_build_vs_floor_compute", "night_vs_full_build"}
-    # the growth table (README) reads the same result
+    # the growth table (docs/performance.md) reads the same result
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "growth.py"), str(json_file)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "| 10,000 x 14 |" in proc.stdout, proc.stdout + proc.stderr

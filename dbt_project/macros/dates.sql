@@ -12,13 +12,13 @@
 {%- endmacro %}
 
 {% macro end_of_time() -%}cast('9999-12-31' as date){%- endmacro %}
-{#- The first business date of all (program_reporting.build.FULL_HISTORY): the plan's
+{#- The first business date of all (program_reporting.warehouse.build.FULL_HISTORY): the plan's
     value for "every partition", and the date before which nothing is dated. -#}
 {% macro start_of_time_ds() -%}{{ return('1900-01-01') }}{%- endmacro %}
 {% macro start_of_time() -%}cast('{{ start_of_time_ds() }}' as date){%- endmacro %}
 
 {#- The earliest business date this build restates (build_plan restate_from,
-    set by program_reporting.build from the landing reconciliation records). Incremental
+    set by program_reporting.warehouse.build from the landing reconciliation records). Incremental
     models delete and recompute everything dated on or after it. -#}
 {% macro restate_from() -%}
   {{ date_var('restate_from') }}

@@ -1,5 +1,5 @@
 {#- The plan of one nightly build (restate_from, reload_from, new_rows_since,
-    loaded_through_before; program_reporting.build.plan_build). The build
+    loaded_through_before; program_reporting.warehouse.build.plan_build). The build
     writes it into the table _build_plan for the length of its `dbt build`
     and removes it afterwards; models read it when they run. Passed as --vars
     instead, a new plan every night would make dbt parse the whole project

@@ -5,7 +5,7 @@
 --     seen), from its event date;
 --   - a drawdown turning 30 or 90 days overdue on a date after the last
 --     build's latest loaded ds (var loaded_through_before), from that date.
--- Every other line keeps its rows. program_reporting.build sets the vars only
+-- Every other line keeps its rows. program_reporting.warehouse.build sets the vars only
 -- when this is exact: no delivery seen before was replaced (its rows could be
 -- gone) and no benchmark rate changes in the new dates (every line changes);
 -- otherwise, and in a full refresh, this model is empty and the states

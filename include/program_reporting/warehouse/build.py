@@ -413,7 +413,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
             # A night's models are small: two at a time, the merchant side runs beside
             # the credit side (and tests beside models) on the second core. A full
             # build keeps one at a time, within one memory limit. (One at a time did
-            # not save the 5M x 180 night either: README, Performance.)
+            # not save the 5M x 180 night either: docs/performance.md.)
             args += ["--threads", "2"]
     if plan["line_passes"] and plan["line_passes"] > 1:
         log.info("int_credit_line_states: %d passes over the lines (at most %d stored credit events each)",
