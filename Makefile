@@ -26,8 +26,15 @@ venv: $(STAMP) ## create .venv/ with the pinned stack
 run: $(STAMP) ## simulate a week and run the nightly pipeline for each day
 	$(BIN)/program-reporting demo
 
-test: $(STAMP) ## run the whole test suite
+test: lint ## lint, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+PY_SOURCES := include dags tests bench
+lint: $(STAMP) ## ruff (lint and format check), sqlfluff on the dbt project, the import contracts
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/sqlfluff lint dbt_project
+	$(BIN)/lint-imports
 
 airflow: $(STAMP) ## start Airflow (standalone, SQLite, LocalExecutor) with the UI on localhost:8080
 	$(BIN)/program-reporting airflow
