@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
