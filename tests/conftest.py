@@ -13,6 +13,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("SCARF_ANALYTICS", "false")
 
 from program_reporting.core.settings import Paths, paths  # noqa: E402
+from reliability_log import reliability  # noqa: E402, F401 - the fixture of the reliability tests
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "ppp"
 

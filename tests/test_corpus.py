@@ -23,7 +23,6 @@ import corpus_kit
 import pytest
 import reliability_log
 from program_reporting.core.settings import Paths
-from reliability_log import reliability  # noqa: F401 - fixture
 
 CASES = corpus_kit.load_cases()
 reliability_log.expect("corpus", [c["id"] for c in CASES])

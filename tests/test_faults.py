@@ -33,7 +33,6 @@ import duckdb
 import pytest
 import reliability_log
 from program_reporting.core.settings import Paths
-from reliability_log import reliability  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

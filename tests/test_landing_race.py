@@ -25,7 +25,6 @@ from deliveries import amount_total, csv_text, row, write_delivery
 from program_reporting.core import contract
 from program_reporting.landing import datafile as landing_csv
 from program_reporting.landing import land as landing
-from reliability_log import reliability  # noqa: F401 - fixture
 
 DS = "2020-06-02"
 TRIES = 60

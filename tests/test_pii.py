@@ -22,7 +22,6 @@ import pytest
 import reliability_log
 from program_reporting.core import redaction
 from program_reporting.core.settings import Paths
-from reliability_log import reliability  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.e2e]
 

@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 from program_reporting.core import contract
 from program_reporting.core.settings import Paths
 from program_reporting.landing import land as landing
-from reliability_log import reliability  # noqa: F401 - fixture
 
 CAUSES = {"control_file", "data_file", "checksum", "row_count", "amount_total", "missing_column",
           "duplicate_column", "invalid_utf8", "unparseable_csv", "unreadable", "unreadable_gzip", "line_too_long",

@@ -14,7 +14,6 @@ import reliability_log
 from deliveries import row, write_delivery
 from program_reporting.core.settings import Paths
 from program_reporting.landing import land as landing
-from reliability_log import reliability  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[1]
 reliability_log.expect("safety", ["hostile values", "hostile paths: landing, gate, publish", "hostile paths: dbt build",
