@@ -1,7 +1,8 @@
 """The one-page KPI brief for a program director: `home/exports/kpi_brief.html`.
 
 Self-contained HTML (inline CSS and SVG, no script, no network), written
-from the published set only: per program, the latest figures and their
+from the published set only, from templates/brief.html.j2 with charts drawn
+by matplotlib's SVG backend: per program, the latest figures and their
 trend - enrolment, credit drawn and outstanding, PAR30, jobs retained
 against the program's target (5,000,000 for SPARK-2020). Rates are stored
 as fractions (kpis.md) and shown as percentages here.
@@ -174,7 +175,7 @@ def _svg(chart_id: str, title: str, dates: Sequence, series: list[tuple[str, lis
     if hi <= lo:  # a flat series: a small span, so that 0% reads as 0% and not as a 100% scale
         hi = lo + (0.05 if fmt is _pct else 1)
 
-    # Imported here: the nightly run imports this module's package but draws no chart.
+    # Imported here, not with the module: matplotlib takes seconds to import, and only a drawn chart needs it.
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -202,7 +203,7 @@ def _svg(chart_id: str, title: str, dates: Sequence, series: list[tuple[str, lis
         for i, (_, vs) in enumerate(series):
             color = COLORS[i % len(COLORS)]
             for segment in _segments(vs):
-                xs, ys = zip(*segment)
+                xs, ys = zip(*segment, strict=True)
                 if len(segment) == 1:
                     ax.plot(xs, ys, linestyle="none", marker="o", markersize=5, markeredgewidth=0, color=color,
                             clip_on=False, zorder=2)

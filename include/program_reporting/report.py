@@ -7,7 +7,8 @@ For every run, published or withheld, reports/<run_id>/ holds:
                reasons), landing failures, every expectation with severity,
                observed value, result and sample failing rows (no personal data)
 - report.html  the same for people: one self-contained file (inline CSS, no
-               scripts, no external assets); blocking failures first
+               scripts, no external assets; templates/report.html.j2);
+               blocking failures first
 - data_docs/   the GX Data Docs of the same results, built offline
 
 A report is written once: the folder is built under a temporary name and
