@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import tenacity
 
 from program_reporting.core.settings import Paths
 from program_reporting.landing.rules import sql_str
@@ -69,25 +70,30 @@ def attach(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = 
     The caller holds the source's lock."""
     path = index_path(paths, source)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in (1, 2):
+
+    def rebuild(state: tenacity.RetryCallState) -> None:
+        log.warning("landing index %s unusable (%s): rebuilding it from the raw layer", path, state.outcome.exception())
         try:
+            con.execute(f"DETACH {db}")
+        except duckdb.Error:
+            pass
+        for f in (path, path.with_name(path.name + ".wal")):
+            f.unlink(missing_ok=True)
+
+    # Derived data is rebuilt once when unusable; a file another process holds is never rebuilt.
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, duckdb.Error) and not _locked(exc)),
+        stop=tenacity.stop_after_attempt(2),
+        before_sleep=rebuild,
+        reraise=True,
+    ):
+        with attempt:
             con.execute(f"ATTACH {sql_str(str(path))} AS {db}")
             fresh = not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ?", [db]).fetchone()[0]
             if fresh:
                 _create(con, source, db)
             elif con.execute(f"SELECT version FROM {db}.meta").fetchone()[0] != SCHEMA_VERSION:
                 raise duckdb.Error(f"index version differs from {SCHEMA_VERSION}")
-            break
-        except duckdb.Error as exc:
-            if attempt == 2 or _locked(exc):
-                raise
-            log.warning("landing index %s unusable (%s): rebuilding it from the raw layer", path, exc)
-            try:
-                con.execute(f"DETACH {db}")
-            except duckdb.Error:
-                pass
-            for f in (path, path.with_name(path.name + ".wal")):
-                f.unlink(missing_ok=True)
     sync(con, paths, source, db)
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import tenacity
 
 from program_reporting.core import settings
 from program_reporting.core.settings import Paths
@@ -145,41 +146,51 @@ def _stage(conn, source: Path, tmp_dir: Path) -> dict:
 
 
 def _swap(conn) -> None:
-    """All four tables of the published schema get the staged rows in ONE transaction."""
+    """All four tables of the published schema get the staged rows in ONE transaction.
+
+    A transaction that waited too long for readers (a contract change re-creates
+    tables) or lost a deadlock is rolled back and tried again, SWAP_ATTEMPTS in all."""
     import psycopg2
+
+    waited_for_readers = (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(waited_for_readers),
+        stop=tenacity.stop_after_attempt(SWAP_ATTEMPTS),
+        wait=tenacity.wait_incrementing(start=1, increment=1),  # 1 s, 2 s, 3 s, ...
+        before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    try:
+        retrying(_swap_once, conn)
+    except waited_for_readers as exc:
+        raise pg.PgError(f"could not switch the published tables after {SWAP_ATTEMPTS} attempts: {exc}") from exc
+
+
+def _swap_once(conn) -> None:
     from psycopg2 import sql
 
     pub, role = settings.PUBLISHED_SCHEMA, sql.Identifier(settings.BI_READER_ROLE)
-    for attempt in range(1, SWAP_ATTEMPTS + 1):
-        try:
-            with conn.cursor() as cur:
-                # Only a contract change (re-created table) can wait on readers: bounded.
-                cur.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
-                cur.execute(sql.SQL("UPDATE {} SET published_at = now()").format(
-                    sql.Identifier(STAGING_SCHEMA, "run_info")))
-                for t in TABLES:
-                    target, staged = sql.Identifier(pub, t), sql.Identifier(STAGING_SCHEMA, t)
-                    if pg.pg_columns(cur, pub, t) != pg.pg_columns(cur, STAGING_SCHEMA, t):
-                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
-                        cur.execute(sql.SQL("CREATE TABLE {} (LIKE {})").format(target, staged))
-                    cur.execute(sql.SQL("DELETE FROM {}").format(target))
-                    cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, staged))
-                    cur.execute("SELECT has_table_privilege(%s, %s, 'SELECT')",
-                                (settings.BI_READER_ROLE, sql.Identifier(pub, t).as_string(cur)))
-                    if not cur.fetchone()[0]:
-                        cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(target, role))
-            conn.commit()
-            return
-        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected) as exc:
-            conn.rollback()
-            if attempt == SWAP_ATTEMPTS:
-                raise pg.PgError(f"could not switch the published tables after {attempt} attempts: {exc}") from exc
-            log.warning("switching the published tables waited too long for readers (attempt %d): %s; retrying",
-                        attempt, str(exc).strip())
-            time.sleep(attempt)
-        except BaseException:
-            conn.rollback()
-            raise
+    try:
+        with conn.cursor() as cur:
+            # Only a contract change (re-created table) can wait on readers: bounded.
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+            cur.execute(sql.SQL("UPDATE {} SET published_at = now()").format(
+                sql.Identifier(STAGING_SCHEMA, "run_info")))
+            for t in TABLES:
+                target, staged = sql.Identifier(pub, t), sql.Identifier(STAGING_SCHEMA, t)
+                if pg.pg_columns(cur, pub, t) != pg.pg_columns(cur, STAGING_SCHEMA, t):
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
+                    cur.execute(sql.SQL("CREATE TABLE {} (LIKE {})").format(target, staged))
+                cur.execute(sql.SQL("DELETE FROM {}").format(target))
+                cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, staged))
+                cur.execute("SELECT has_table_privilege(%s, %s, 'SELECT')",
+                            (settings.BI_READER_ROLE, sql.Identifier(pub, t).as_string(cur)))
+                if not cur.fetchone()[0]:
+                    cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(target, role))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 def publish(run_id: str, paths: Paths | None = None, source: Path | None = None,

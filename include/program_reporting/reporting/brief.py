@@ -1,7 +1,8 @@
 """The one-page KPI brief for a program director: `home/exports/kpi_brief.html`.
 
 Self-contained HTML (inline CSS and SVG, no script, no network), written
-from the published set only: per program, the latest figures and their
+from the published set only, from templates/brief.html.j2 with charts drawn
+by matplotlib's SVG backend: per program, the latest figures and their
 trend - enrolment, credit drawn and outstanding, PAR30, jobs retained
 against the program's target (5,000,000 for SPARK-2020). Rates are stored
 as fractions (kpis.md) and shown as percentages here.
@@ -10,18 +11,21 @@ as fractions (kpis.md) and shown as percentages here.
 from __future__ import annotations
 
 import datetime as dt
-import html
+import io
 import logging
 import os
+import re
 import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import duckdb
+from markupsafe import Markup, escape
 
 from program_reporting.core.settings import Paths
 from program_reporting.core.settings import paths as default_paths
+from program_reporting.reporting.templating import render as render_template
 
 log = logging.getLogger(__name__)
 
@@ -75,38 +79,14 @@ def render(daily: list[dict], targets: list[dict], run: dict | None = None) -> s
     for row in daily:
         programs.setdefault(row["program_code"], []).append(row)
     currency = _currencies()
-    sections = [
-        _program_section(code, rows, [t for t in targets if t["program_code"] == code], currency.get(code, ""))
-        for code, rows in programs.items()
-    ]
     run = run or {}
-    run_line = ", ".join(f"{k}: {_text(v)}" for k, v in run.items() if v is not None)
-    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = "\n".join(sections) or "<p>The published set holds no program rows yet.</p>"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Program KPI brief</title>
-<style>
-body {{ font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2430; margin: 24px auto; max-width: 1080px; padding: 0 16px; }}
-h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 18px; margin: 28px 0 8px; border-bottom: 2px solid #e3e7ee; padding-bottom: 4px; }}
-.meta {{ color: #5b6576; font-size: 12px; }}
-.cards {{ display: grid; grid-template-columns: repeat(5, 1fr); gap: 10px; margin: 10px 0; }}
-.card {{ background: #f5f7fa; border-radius: 6px; padding: 8px 10px; }}
-.card .v {{ font-size: 19px; font-weight: 600; }} .card .l {{ color: #5b6576; font-size: 12px; }}
-.charts {{ display: grid; grid-template-columns: repeat(2, 1fr); gap: 12px; }}
-.chart h3 {{ font-size: 13px; margin: 6px 0 2px; color: #38414f; }}
-.progress {{ background: #e3e7ee; border-radius: 4px; height: 14px; overflow: hidden; }}
-.progress span {{ display: block; height: 100%; background: #2a9d8f; }}
-.legend span {{ margin-right: 12px; font-size: 12px; }} .legend i {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
-@media print {{ body {{ margin: 0; }} .charts {{ grid-template-columns: repeat(2, 1fr); }} }}
-</style></head><body>
-<h1>Program KPI brief</h1>
-<div class="meta">From the published, validated KPI set. {html.escape(run_line)} &middot; generated {generated}.
-Rates are shown as percentages; money in the program's currency.</div>
-{body}
-</body></html>
-"""
+    return render_template(
+        "brief.html.j2",
+        programs=[_program(code, rows, [t for t in targets if t["program_code"] == code], currency.get(code, ""))
+                  for code, rows in programs.items()],
+        run_line=", ".join(f"{k}: {_text(v)}" for k, v in run.items() if v is not None),
+        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
 
 
 def _currencies() -> dict[str, str]:
@@ -118,24 +98,14 @@ def _currencies() -> dict[str, str]:
         return {}
 
 
-def _program_section(code: str, rows: list[dict], targets: list[dict], currency: str) -> str:
+def _program(code: str, rows: list[dict], targets: list[dict], currency: str) -> dict:
+    """What the brief shows of one program: its latest figures and their charts."""
     last = rows[-1]
     dates = [r["as_of_date"] for r in rows]
     jobs_target = next(
         (t["target_value"] for t in reversed(targets) if t["metric"] == "jobs_retained" and t["target_value"]), None
     )
     money = lambda v: _money(v, currency)  # noqa: E731
-    cards = [
-        ("Enrolled merchants", _int(last.get("enrolled_merchants"))),
-        ("Credit drawn to date", money(last.get("drawn_to_date"))),
-        ("Outstanding balance", money(last.get("outstanding_balance"))),
-        ("PAR30", _pct(last.get("par30_rate"))),
-        ("Jobs retained", _int(last.get("jobs_retained"))),
-    ]
-    cards_html = "".join(
-        f'<div class="card"><div class="v">{html.escape(v)}</div><div class="l">{html.escape(label)}</div></div>'
-        for label, v in cards
-    )
     charts = [
         ("Enrolled merchants", [("enrolled", _series(rows, "enrolled_merchants"))], _int),
         (f"Credit drawn and outstanding ({currency})" if currency else "Credit drawn and outstanding",
@@ -143,75 +113,117 @@ def _program_section(code: str, rows: list[dict], targets: list[dict], currency:
          _compact),
         ("PAR30 (share of outstanding 30+ days past due)", [("PAR30", _series(rows, "par30_rate"))], _pct),
     ]
-    jobs = _series(rows, "jobs_retained")
-    charts_html = "".join(_chart(title, dates, series, fmt) for title, series, fmt in charts)
-    charts_html += _jobs_block(dates, jobs, jobs_target)
-    return f"""<section>
-<h2>{html.escape(code)} <span class="meta">as of {html.escape(str(last["as_of_date"]))}</span></h2>
-<div class="cards">{cards_html}</div>
-<div class="charts">{charts_html}</div>
-</section>"""
+    chart_id = lambda n: f"chart-{_id_part(code)}-{n}"  # noqa: E731 - unique in the page: charts share one document
+    return {
+        "code": code,
+        "as_of": str(last["as_of_date"]),
+        "cards": [
+            ("Enrolled merchants", _int(last.get("enrolled_merchants"))),
+            ("Credit drawn to date", money(last.get("drawn_to_date"))),
+            ("Outstanding balance", money(last.get("outstanding_balance"))),
+            ("PAR30", _pct(last.get("par30_rate"))),
+            ("Jobs retained", _int(last.get("jobs_retained"))),
+        ],
+        "charts": [
+            {"title": title, "series": [(name, COLORS[i % len(COLORS)]) for i, (name, _) in enumerate(series)],
+             "svg": _svg(chart_id(n), title, dates, series, fmt)}
+            for n, (title, series, fmt) in enumerate(charts)
+        ],
+        "jobs": _jobs(chart_id(len(charts)), dates, _series(rows, "jobs_retained"), jobs_target),
+    }
 
 
-def _jobs_block(dates: Sequence, jobs: list[float | None], target: Decimal | None) -> str:
+def _jobs(chart_id: str, dates: Sequence, jobs: list[float | None], target: Decimal | None) -> dict:
     latest = next((v for v in reversed(jobs) if v is not None), None)
-    if target:
-        share = (latest or 0) / float(target)
-        bar = (f'<div class="progress" title="{share:.1%}"><span style="width:{min(share, 1) * 100:.2f}%"></span></div>'
-               f'<div class="meta">{_int(latest)} of {_int(target)} jobs retained: {share:.1%} of the target</div>')
-    else:
-        bar = '<div class="meta">No jobs target for this program.</div>'
-    chart = _svg(dates, [("jobs retained", jobs)], _int, reference=float(target) if target else None)
-    return f'<div class="chart"><h3>Jobs retained against the target</h3>{bar}{chart}</div>'
+    share = (latest or 0) / float(target) if target else 0.0
+    return {
+        "target": _int(target) if target else None,
+        "latest": _int(latest),
+        "share": f"{share:.1%}",
+        "bar_width": f"{min(share, 1) * 100:.2f}%",
+        "svg": _svg(chart_id, "Jobs retained against the target", dates, [("jobs retained", jobs)], _int,
+                    reference=float(target) if target else None),
+    }
 
 
-def _chart(title: str, dates: Sequence, series: list[tuple[str, list]], fmt) -> str:
-    legend = ""
-    if len(series) > 1:
-        legend = '<div class="legend">' + "".join(
-            f'<span><i style="background:{COLORS[i % len(COLORS)]}"></i>{html.escape(name)}</span>'
-            for i, (name, _) in enumerate(series)
-        ) + "</div>"
-    return f'<div class="chart"><h3>{html.escape(title)}</h3>{legend}{_svg(dates, series, fmt)}</div>'
+def _id_part(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in text)
 
 
-def _svg(dates: Sequence, series: list[tuple[str, list]], fmt, reference: float | None = None,
-         width: int = 500, height: int = 150) -> str:
-    left, right, top, bottom = 62, 10, 8, 22
+# The brief's look, kept from the hand-drawn charts it replaced: 500 x 150 units (1 unit = 1 pt), 10-unit labels.
+WIDTH, HEIGHT = 500, 150
+LEFT, RIGHT, TOP, BOTTOM = 62, 10, 8, 22
+GRID, LABEL, REFERENCE = "#e3e7ee", "#5b6576", "#c0392b"
+CHART_STYLE = {
+    "svg.hashsalt": "program-reporting-kpi-brief",  # element ids from content, not from a random salt
+    "svg.fonttype": "none",  # text stays text: small, selectable, read by screen readers
+    # DejaVu Sans ships with matplotlib: layout never depends on the machine's fonts
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],
+    "font.size": 10,
+}
+NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # no timestamp, no version, no RDF
+
+
+def _svg(chart_id: str, title: str, dates: Sequence, series: list[tuple[str, list]], fmt,
+         reference: float | None = None) -> Markup | None:
+    """A line chart as inline SVG, identical bytes for identical data; None when there is nothing to draw."""
     values = [v for _, vs in series for v in vs if v is not None]
     if not values:
-        return '<div class="meta">no data yet</div>'
+        return None
     lo = min(0.0, min(values))
     hi = max(values + ([reference] if reference is not None and reference <= 1.5 * max(values) else []))
     if hi <= lo:  # a flat series: a small span, so that 0% reads as 0% and not as a 100% scale
         hi = lo + (0.05 if fmt is _pct else 1)
-    n = len(dates)
-    x = lambda i: left + (width - left - right) * (i / (n - 1) if n > 1 else 0.5)  # noqa: E731
-    y = lambda v: top + (height - top - bottom) * (1 - (v - lo) / (hi - lo))  # noqa: E731
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg">']
-    for frac in (0, 0.5, 1):
-        v = lo + (hi - lo) * frac
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e3e7ee"/>')
-        parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6576">'
-                     f'{html.escape(fmt(v))}</text>')
-    parts.append(f'<text x="{left}" y="{height - 6}" font-size="10" fill="#5b6576">{html.escape(str(dates[0]))}</text>')
-    parts.append(f'<text x="{width - right}" y="{height - 6}" font-size="10" text-anchor="end" fill="#5b6576">'
-                 f'{html.escape(str(dates[-1]))}</text>')
-    if reference is not None and reference <= hi:
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(reference):.1f}" y2="{y(reference):.1f}" '
-                     f'stroke="#c0392b" stroke-dasharray="4 3"/>')
-    for i, (name, vs) in enumerate(series):
-        color = COLORS[i % len(COLORS)]
-        for segment in _segments(vs):
-            pts = " ".join(f"{x(j):.1f},{y(v):.1f}" for j, v in segment)
-            if len(segment) == 1:
-                j, v = segment[0]
-                parts.append(f'<circle cx="{x(j):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"/>')
-            else:
-                parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}">'
-                             f'<title>{html.escape(name)}</title></polyline>')
-    parts.append("</svg>")
-    return "".join(parts)
+
+    # Imported here, not with the module: matplotlib takes seconds to import, and only a drawn chart needs it.
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(CHART_STYLE):
+        fig = Figure(figsize=(WIDTH / 72, HEIGHT / 72))
+        fig.patch.set_visible(False)
+        ax = fig.add_axes((LEFT / WIDTH, BOTTOM / HEIGHT,
+                           (WIDTH - LEFT - RIGHT) / WIDTH, (HEIGHT - TOP - BOTTOM) / HEIGHT))
+        ax.patch.set_visible(False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        n = len(dates)
+        ax.set_xlim(*((0, n - 1) if n > 1 else (-1, 1)))  # a single date sits in the middle
+        ax.set_xticks([])
+        ticks = [lo, (lo + hi) / 2, hi]
+        ax.set_ylim(lo, hi)
+        ax.set_yticks(ticks, [fmt(v) for v in ticks])
+        ax.tick_params(axis="y", length=0, pad=4, labelcolor=LABEL)
+        for v in ticks:
+            ax.axhline(v, color=GRID, linewidth=1, clip_on=False, zorder=0)
+        fig.text(LEFT / WIDTH, 6 / HEIGHT, str(dates[0]), color=LABEL, ha="left", va="baseline")
+        fig.text((WIDTH - RIGHT) / WIDTH, 6 / HEIGHT, str(dates[-1]), color=LABEL, ha="right", va="baseline")
+        if reference is not None and reference <= hi:
+            ax.axhline(reference, color=REFERENCE, linewidth=1, linestyle=(0, (4, 3)), clip_on=False, zorder=1)
+        for i, (_, vs) in enumerate(series):
+            color = COLORS[i % len(COLORS)]
+            for segment in _segments(vs):
+                xs, ys = zip(*segment, strict=True)
+                if len(segment) == 1:
+                    ax.plot(xs, ys, linestyle="none", marker="o", markersize=5, markeredgewidth=0, color=color,
+                            clip_on=False, zorder=2)
+                else:
+                    ax.plot(xs, ys, color=color, linewidth=2, clip_on=False, zorder=2)
+        out = io.StringIO()
+        fig.savefig(out, format="svg", metadata=NO_METADATA)
+    return _inline(out.getvalue(), chart_id, title)
+
+
+def _inline(svg: str, chart_id: str, title: str) -> Markup:
+    """matplotlib's standalone SVG file as an element of the HTML page."""
+    svg = svg[svg.index("<svg"):]  # the XML declaration and DOCTYPE belong to files, not to an HTML body
+    # HTML's parser puts xlink:href in its namespace itself; the declaration would be the page's only URL.
+    svg = svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "", 1)
+    # Every chart numbers its groups, markers and clip paths alike: prefix them so ids stay unique in the page.
+    svg = re.sub(r'(\bid="|href="#|url\(#)', rf"\1{chart_id}-", svg)
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{escape(title)}" ', 1)
+    return Markup(svg)
 
 
 def _segments(values: Iterable) -> list[list[tuple[int, float]]]:

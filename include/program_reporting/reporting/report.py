@@ -7,7 +7,8 @@ For every run, published or withheld, reports/<run_id>/ holds:
                reasons), landing failures, every expectation with severity,
                observed value, result and sample failing rows (no personal data)
 - report.html  the same for people: one self-contained file (inline CSS, no
-               scripts, no external assets); blocking failures first
+               scripts, no external assets; templates/report.html.j2);
+               blocking failures first
 - data_docs/   the GX Data Docs of the same results, built offline
 
 A report is written once: the folder is built under a temporary name and
@@ -30,19 +31,19 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
-import html
 import json
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from program_reporting.core.checksums import sha256_file
 from program_reporting.core.durable import fsync_dir
 from program_reporting.core.redaction import scrub
 from program_reporting.core.settings import Paths, parse_ds
 from program_reporting.core.settings import paths as default_paths
+from program_reporting.reporting.templating import render
 
 log = logging.getLogger(__name__)
 
@@ -173,143 +174,26 @@ def build_report(run_id: str, ds: str, gates: list, published: bool, reason: str
     })
 
 
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em;color:#1b1b1b;max-width:1400px}
-h1{margin:0 0 .2em} h2{margin-top:1.8em;border-bottom:1px solid #ccc}
-.decision{padding:1em 1.2em;border-radius:6px;font-size:1.15em;margin:1em 0}
-.published{background:#e3f5e1;border:2px solid #2e7d32}
-.withheld{background:#fde7e7;border:3px solid #c62828}
-table{border-collapse:collapse;width:100%;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.failed td,tr.not-evaluated td{background:#fff0f0} tr.warning.failed td{background:#fff8e1}
-tr.skipped td{color:#777}
-.check{border-left:6px solid #c62828;background:#fff5f5;padding:.6em 1em;margin:.8em 0}
-.check.warning{border-color:#f9a825;background:#fffbea}
-code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-pre{white-space:pre-wrap;word-break:break-word;margin:.2em 0}
-.badge{display:inline-block;padding:0 .5em;border-radius:3px;font-size:12px;font-weight:600}
-.b-critical{background:#c62828;color:#fff}.b-warning{background:#f9a825;color:#000}
-.b-passed{background:#2e7d32;color:#fff}.b-failed{background:#c62828;color:#fff}
-.b-not-evaluated{background:#6a1b9a;color:#fff}.b-skipped{background:#999;color:#fff}
-.muted{color:#666}
-"""
+def _check_id(*parts: str) -> str:
+    """A check's HTML id: its suite and id, with anything but letters, digits, _ and - replaced."""
+    return "-".join("".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in str(x)) for x in parts)
 
 
-def _e(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        return html.escape(json.dumps(value, ensure_ascii=False, default=str))
-    return html.escape(str(value))
-
-
-def _slug(*parts: str) -> str:
-    return "check-" + "-".join("".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in str(x)) for x in parts)
-
-
-def _rows_table(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_e(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f'<table class="sample"><tr>{head}</tr>{body}</table>'
-
-
-def _check_block(c: dict) -> str:
-    sev = c["severity"]
-    status = c["status"].replace(" ", "-")
-    return (
-        f'<div class="check {sev}" id="{_slug(c["suite"], c["id"])}" data-status="{_e(c["status"])}">'
-        f'<strong>{_e(c["suite"])} / {_e(c["id"])}</strong> '
-        f'<span class="badge b-{sev}">{_e(sev)}</span> <span class="badge b-{status}">{_e(c["status"])}</span>'
-        f'<div>{_e(c["description"])}</div>'
-        f'<div class="muted"><code>{_e(c["expectation_type"])}</code>'
-        f'{" on <code>" + _e(c["column"]) + "</code>" if c.get("column") else ""} '
-        f'(frame <code>{_e(c["frame"])}</code>)</div>'
-        f'<div>Observed: <pre>{_e(c["observed_value"])}</pre></div>'
-        f'{"<div>Note: " + _e(c["note"]) + "</div>" if c.get("note") else ""}'
-        f'{"<div>Sample failing rows (personal data removed):</div>" + _rows_table(c["failing_rows"]) if c.get("failing_rows") else ""}'
-        "</div>"
-    )
+def _columns(rows: list[dict]) -> list:
+    """Every key of the rows, in the order first seen: sample rows need not share their keys."""
+    return list(dict.fromkeys(k for r in rows for k in r))
 
 
 def render_html(doc: dict) -> str:
     checks = [c for g in doc["gates"] for c in g["results"]]
-    blocking = [c for c in checks if c["blocking"]]
-    warnings = [c for c in checks if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")]
-    decision = doc["decision"]
-    s = doc["summary"]
-    out = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>Validation report {_e(doc['run_id'])} ({_e(doc['ds'])}): {_e(decision)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Validation report: run {_e(doc['run_id'])}</h1>",
-        '<table class="meta">',
-        f"<tr><th>Business date</th><td id=\"ds\">{_e(doc['ds'])}</td></tr>",
-        f"<tr><th>Run id</th><td id=\"run-id\">{_e(doc['run_id'])}</td></tr>",
-        f"<tr><th>Airflow run</th><td id=\"airflow-run-id\">{_e(doc['airflow_run_id']) or '<span class=muted>none (not run by Airflow)</span>'}</td></tr>",
-        f"<tr><th>Written at</th><td>{_e(doc['written_at'])}</td></tr>",
-        f"<tr><th>Published set</th><td>{_e(doc['published_path']) or '<span class=muted>none</span>'}"
-        + (f" <span class=muted>SHA-256</span> <code id=\"published-sha256\">{_e(doc['published_sha256'])}</code>"
-           if doc.get("published_sha256") else "") + "</td></tr>",
-        "</table>",
-        f'<div id="decision" class="decision {decision}"><strong>Decision: {decision.upper()}</strong>'
-        f' &mdash; <span id="reason">{_e(doc["reason"])}</span><br>'
-        f'{s["checks"]} checks, {s["evaluated"]} evaluated, {s["passed"]} passed, '
-        f'{s["critical_failures"]} blocking, {s["warnings"]} warnings, {s["skipped"]} skipped.</div>',
-        '<p><a href="data_docs/index.html" id="data-docs-link">GX Data Docs of these results</a>'
-        + (f' <span class="muted">({_e(doc.get("data_docs_error"))})</span>' if doc.get("data_docs_error") else "")
-        + "</p>",
-        '<section id="blocking-failures"><h2>Blocking failures (critical)</h2>',
-        "".join(_check_block(c) for c in blocking) or "<p>None.</p>",
-        "</section>",
-        '<section id="warnings"><h2>Warnings</h2>',
-        "".join(_check_block(c) for c in warnings) or "<p>None.</p>",
-        "</section>",
-        '<section id="reconciliation"><h2>Deliveries used and their reconciliation</h2>',
-        "<p>delivered = loaded + quarantined + held, per delivery (from landing's reconciliation records).</p>",
-        "<table><tr><th>source</th><th>ds</th><th>file</th><th>SHA-256</th><th>control rows</th><th>delivered</th>"
-        "<th>loaded</th><th>quarantined</th><th>held</th><th>balanced</th><th>quarantine reasons</th></tr>",
-    ]
-    for r in doc["deliveries"]:
-        bal = {True: "yes", False: "<strong>NO</strong>", None: "?"}[r["balanced"]]
-        out.append(
-            f"<tr><td>{_e(r['source'])}</td><td>{_e(r['ds'])}</td><td><code>{_e(r['file'])}</code></td>"
-            f"<td><code>{_e(r['sha256'])}</code></td><td class=num>{_e(r['control_row_count'])}</td>"
-            f"<td class=num>{_e(r['delivered'])}</td><td class=num>{_e(r['loaded'])}</td>"
-            f"<td class=num>{_e(r['quarantined'])}</td><td class=num>{_e(r['held'])}</td><td>{bal}</td>"
-            f"<td>{_e(', '.join(f'{k}: {v}' for k, v in (r['quarantine_by_rule'] or {}).items()))}</td></tr>")
-    if not doc["deliveries"]:
-        out.append('<tr><td colspan="11">No reconciliation records found.</td></tr>')
-    out.append("</table><h3>Quarantine reasons, all deliveries</h3><table><tr><th>rule</th><th>rows</th></tr>")
-    out += [f"<tr><td>{_e(k)}</td><td class=num>{_e(v)}</td></tr>" for k, v in doc["quarantine_reasons"].items()]
-    if not doc["quarantine_reasons"]:
-        out.append('<tr><td colspan="2">No quarantined rows.</td></tr>')
-    out.append("</table></section>")
-    out.append('<section id="landing-failures"><h2>Failed deliveries</h2>')
-    out.append(_rows_table(doc["landing_failures"]) or "<p>None.</p>")
-    out.append("</section>")
-    out.append('<section id="all-checks"><h2>Every expectation</h2>')
-    for g in doc["gates"]:
-        out.append(f"<h3>{_e(g['stage'])} gate: {'passed' if g['passed'] else 'BLOCKED'}"
-                   f" <span class=muted>({_e(g['counts'])}, {g['seconds']}s)</span></h3>")
-        if g.get("error"):
-            out.append(f"<p class=\"check\">The gate could not run: {_e(g['error'])}</p>")
-        out.append("<table><tr><th>suite</th><th>id</th><th>expectation</th><th>column</th><th>severity</th>"
-                   "<th>result</th><th>observed</th><th>what it checks</th></tr>")
-        for c in g["results"]:
-            status = c["status"].replace(" ", "-")
-            out.append(
-                f'<tr class="{c["severity"]} {status}" id="row-{_slug(c["suite"], c["id"])[6:]}">'
-                f"<td>{_e(c['suite'])}</td><td>{_e(c['id'])}</td><td><code>{_e(c['expectation_type'])}</code></td>"
-                f"<td>{_e(c['column'])}</td><td><span class=\"badge b-{c['severity']}\">{_e(c['severity'])}</span></td>"
-                f"<td><span class=\"badge b-{status}\">{_e(c['status'])}</span></td>"
-                f"<td><pre>{_e(c['observed_value'])}</pre>{_e(c['note'])}</td><td>{_e(c['description'])}</td></tr>")
-        out.append("</table>")
-    out.append("</section></body></html>")
-    return "\n".join(out)
+    return render(
+        "report.html.j2",
+        doc=doc,
+        blocking=[c for c in checks if c["blocking"]],
+        warnings=[c for c in checks if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")],
+        check_id=_check_id,
+        columns=_columns,
+    )
 
 
 # --------------------------------------------------------------------------- writing
@@ -329,26 +213,7 @@ def _index_lines(index: Path) -> list[dict]:
 
 def render_index(entries: list[dict]) -> str:
     ordered = sorted(enumerate(entries), key=lambda ie: (ie[1].get("written_at", ""), ie[0]), reverse=True)
-    rows = []
-    for _, e in ordered:
-        rid = e["run_id"]
-        rows.append(
-            f'<tr class="{_e(e["decision"])}" id="run-{_e(rid)}"><td>{_e(e["written_at"])}</td>'
-            f'<td><a href="{_e(rid)}/report.html">{_e(rid)}</a></td><td>{_e(e["ds"])}</td>'
-            f'<td>{_e(e.get("airflow_run_id"))}</td><td><strong>{_e(e["decision"])}</strong></td>'
-            f'<td>{_e(e["reason"])}</td><td class=num>{_e(e.get("critical_failures"))}</td>'
-            f'<td class=num>{_e(e.get("warnings"))}</td>'
-            f'<td><code>report.json {_e(e["report_json_sha256"])}</code><br>'
-            f'<code>report.html {_e(e["report_html_sha256"])}</code></td></tr>')
-    return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Validation reports</title>"
-        f"<style>{_CSS} tr.withheld td{{background:#fff0f0}}</style></head><body>"
-        "<h1>Validation reports</h1><p>Every run, newest first. Reports are written once; the SHA-256 of each "
-        "file lets a reviewer confirm it is unchanged (<code>sha256sum &lt;run_id&gt;/report.json</code>). "
-        "Source of this page: <a href=\"index.jsonl\">index.jsonl</a> (append-only).</p>"
-        "<table><tr><th>written at</th><th>run</th><th>business date</th><th>Airflow run</th><th>decision</th>"
-        "<th>why</th><th>blocking</th><th>warnings</th><th>SHA-256</th></tr>"
-        + "".join(rows) + "</table></body></html>")
+    return render("report_index.html.j2", entries=[e for _, e in ordered])
 
 
 def _remove_dead_staging(folder: Path) -> None:
