@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import html
 import logging
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +24,7 @@ import duckdb
 
 from program_reporting.core.settings import REPO_ROOT, Paths, parse_ds
 from program_reporting.core.settings import paths as default_paths
+from program_reporting.reporting.templating import render
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,8 @@ def write_comparison(as_of: str = "2020-06-30", sba_report: str | Path | None = 
     md += ["", f"Written {written}."]
     Path(f"{stem}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
-    trs = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r)) + "</tr>" for r in rows)
     Path(f"{stem}.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}"
-        "td:first-child{text-align:left}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(note)}</p><table><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>\n{trs}</table>"
-        f"<p>Written {html.escape(written)}.</p></body></html>\n", encoding="utf-8")
+        render("ppp_comparison.html.j2", title=title, note=note, head=head, rows=[cells(r) for r in rows],
+               written=written), encoding="utf-8")
     log.info("PPP comparison for %s: %d state(s) -> %s.{csv,md,html}", as_of, len(rows) - (1 if rows else 0), stem)
     return {"csv": Path(f"{stem}.csv"), "md": Path(f"{stem}.md"), "html": Path(f"{stem}.html"), "rows": rows}
