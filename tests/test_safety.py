@@ -116,7 +116,7 @@ def test_hostile_paths_landing_gate_publish(hostile_home, tmp_path, reliability)
 @pytest.mark.e2e
 def test_hostile_paths_dbt_build(hostile_home, tmp_path, reliability):
     """dbt reads the raw layer through `read_parquet('${home}/raw/...')` in
-    models/staging/__sources.yml: the home path is pasted into SQL text."""
+    models/staging/raw/_raw__sources.yml: the home path is pasted into SQL text."""
     p = hostile_home
     write_delivery(p.drop, "merchants", "2020-06-05", [row("merchants", 1)])
     landing.land("merchants", "2020-06-05", p)
@@ -128,7 +128,7 @@ def test_hostile_paths_dbt_build(hostile_home, tmp_path, reliability):
     except build.BuildFailed as exc:
         assert "syntax error" in str(exc).lower() or "parser error" in str(exc).lower() or "error" in str(exc).lower()
         outcome = ("OPEN, reported: the build FAILS (a SQL parser error, nothing published): dbt_project/models/"
-                   "staging/__sources.yml pastes PROGRAM_REPORTING_HOME into SQL text; a home path with a quote "
+                   "staging/raw/_raw__sources.yml pastes PROGRAM_REPORTING_HOME into SQL text; a home path with a quote "
                    "breaks the SQL (no injection ran: checked)")
     _no_side_effects(tmp_path)
     assert (p.raw / "merchants" / "ds=2020-06-05" / "rows.parquet").exists()  # nothing was dropped or deleted

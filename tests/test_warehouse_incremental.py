@@ -196,10 +196,10 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     target = paths.home / "warehouse" / "dbt_target" / "compiled" / "program_reporting" / "models"
     last = log[-1]
     assert last["reload_from"] != last["restate_from"]
-    assert f"_ds >= cast('{last['reload_from']}' as date)" in (target / "staging" / "stg_credit_events.sql").read_text()
+    assert f"_ds >= cast('{last['reload_from']}' as date)" in (target / "staging" / "raw" / "stg_credit_events.sql").read_text()
 
     def tests_of(model: str) -> str:
-        return "".join(f.read_text() for f in target.glob(f"*/{model}.yml/**/*.sql"))
+        return "".join(f.read_text() for f in target.glob(f"**/{model}.yml/**/*.sql"))
 
     assert f"_ds >= cast('{last['reload_from']}' as date)) dbt_subquery" in tests_of("stg_credit_events")
     assert f"state_date >= cast('{last['restate_from']}' as date)) dbt_subquery" in tests_of("int_credit_line_states")

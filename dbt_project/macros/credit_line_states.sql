@@ -412,7 +412,8 @@ where not measures.is_base
     passes, appended to the table that pass 0 created. -#}
 {% macro credit_line_states_other_passes() -%}
   {%- set passes = line_passes() -%}
-  {%- if passes > 1 %}{{ log("int_credit_line_states: a full build in " ~ passes ~ " passes over the lines", info=True) }}{% endif %}
+  {%- if passes > 1 %}{{ log("int_credit_line_states: a full build in " ~ passes ~ " passes over the lines",
+                              info=True) }}{% endif %}
   {%- for k in range(1, passes) %}
     insert into {{ this }}
     {{ credit_line_states(k, passes) }};

@@ -19,5 +19,5 @@ with ordered as (
 select *
 from ordered
 where drawn_to_date < prev_drawn
-   or repaid_to_date < prev_repaid
-   or written_off_to_date < prev_written_off
+    or repaid_to_date < prev_repaid
+    or written_off_to_date < prev_written_off

@@ -7,4 +7,4 @@ select event_id, event_date, _ds
 from {{ ref('int_credit_events') }}
 -- the partitions staging re-read this build (the others were checked when read)
 where _ds >= {{ reload_from() }}
-  and event_date > _ds
+    and event_date > _ds

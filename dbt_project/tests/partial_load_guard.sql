@@ -6,10 +6,11 @@
 -- slipped through upstream for the operator to look at.
 {{ config(severity = 'warn') }}
 with deliveries as (
-    select ds, coalesce(events.n, 0) as n
+    select deliveries.ds, coalesce(events.n, 0) as n
     from {{ ref('stg_deliveries') }} as deliveries
     left join (
-        select _ds, count(*) as n from {{ ref('stg_credit_events') }} group by _ds
+        select _ds, count(*) as n from {{ ref('stg_credit_events') }}
+        group by _ds
     ) as events
         on deliveries.ds = events._ds
     where deliveries.source = 'credit_events'
@@ -42,13 +43,13 @@ segment_trend as (
 
 select 'credit_events delivery ' || cast(ds as varchar) as what, n, avg_before as expected
 from trailing_deliveries
-where ds = (select max(ds) from trailing_deliveries)
-  and deliveries_before >= 7
-  and n < 0.5 * avg_before
+where ds = (select max(latest.ds) from trailing_deliveries as latest)
+    and deliveries_before >= 7
+    and n < 0.5 * avg_before
 
 union all
 
-select 'segment rows of ' || program_code || ' on ' || cast(as_of_date as varchar), n, n_before
+select 'segment rows of ' || program_code || ' on ' || cast(as_of_date as varchar) as what, n, n_before
 from segment_trend
 where as_of_date = latest
-  and n < 0.5 * n_before
+    and n < 0.5 * n_before

@@ -7,12 +7,12 @@
 select program_code, as_of_date
 from {{ ref('kpi_program_daily') }}
 where par30_rate not between 0 and 1
-   or par90_rate not between 0 and 1
-   or par90_rate > par30_rate
-   or reporting_coverage not between 0 and 1
-   or jobs_retention_rate not between 0 and 1
-   or survival_rate_90d not between 0 and 1
-   or utilization_rate < 0
-   or active_merchants + exited_merchants > enrolled_merchants
-   or merchants_with_credit > open_credit_lines
-   or par30_balance > outstanding_balance
+    or par90_rate not between 0 and 1
+    or par90_rate > par30_rate
+    or reporting_coverage not between 0 and 1
+    or jobs_retention_rate not between 0 and 1
+    or survival_rate_90d not between 0 and 1
+    or utilization_rate < 0
+    or active_merchants + exited_merchants > enrolled_merchants
+    or merchants_with_credit > open_credit_lines
+    or par30_balance > outstanding_balance

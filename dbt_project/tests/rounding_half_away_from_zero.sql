@@ -17,10 +17,10 @@ with cases as (
 select *
 from cases
 where pos_money <> 2.35
-   or neg_money <> -2.35
-   or pos_div <> 0.13       -- 0.125
-   or neg_div <> -0.13      -- -0.125
-   or zero_den is not null
-   or two_thirds <> 0.666667
-   or tiny <> 0.00
-   or half_cent <> 0.01     -- 1.825 / 365 = 0.005
+    or neg_money <> -2.35
+    or pos_div <> 0.13       -- 0.125
+    or neg_div <> -0.13      -- -0.125
+    or zero_den is not null
+    or two_thirds <> 0.666667
+    or tiny <> 0.00
+    or half_cent <> 0.01     -- 1.825 / 365 = 0.005

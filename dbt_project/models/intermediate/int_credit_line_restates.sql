@@ -34,7 +34,7 @@ new_stored as (
     from {{ ref('stg_credit_events') }}
     -- only re-read partitions can hold rows landed since the last build
     where _ds >= {{ reload_from() }}
-      and _landed_at >= cast('{{ since }}' as timestamptz)
+        and _landed_at >= cast('{{ since }}' as timestamptz)
 ),
 
 new_events as (
@@ -49,12 +49,16 @@ threshold_stored as (
     select *
     from {{ ref('stg_credit_events') }}
     where event_type = 'drawdown'
-      -- a bound on the column, so old row groups are skipped
-      and due_on > {{ add_days(-90, before_date) }}
-      and (due_on <= {{ add_days(-90, '(select loaded_through from periods)') }}
-           or (due_on > {{ add_days(-30, before_date) }}
-               and due_on <= {{ add_days(-30, '(select loaded_through from periods)') }})
-           or {{ utc_date('event_at') }} >= {{ before_date }})
+        -- a bound on the column, so old row groups are skipped
+        and due_on > {{ add_days(-90, before_date) }}
+        and (
+            due_on <= {{ add_days(-90, '(select loaded_through from periods)') }}
+            or (
+                due_on > {{ add_days(-30, before_date) }}
+                and due_on <= {{ add_days(-30, '(select loaded_through from periods)') }}
+            )
+            or {{ utc_date('event_at') }} >= {{ before_date }}
+        )
 ),
 
 -- the entries int_credit_line_states counts, new when dated after the last
@@ -69,7 +73,7 @@ from (
     union all
     select credit_line_id, entry_date from new_thresholds
     where entry_date > {{ before_date }}
-      and entry_date <= (select loaded_through from periods)
+        and entry_date <= (select periods.loaded_through from periods)
 ) as candidates
 group by credit_line_id
 {% else %}

@@ -19,7 +19,7 @@ select merchant_id from reread
 union
 select effective.merchant_id
 from {{ effective }} as effective
-where effective.report_id in (select report_id from reread)
+where effective.report_id in (select reread.report_id from reread)
 {% endif %}
 {% else %}
 -- the plan is read when the model runs, not when dbt parses it: both branches' refs

@@ -30,12 +30,13 @@ with ranked as (
         ) as correction_rank
     from {{ ref('stg_employment_reports') }}
     {% if is_incremental() and restate_reports_by_merchant() %}
-    where merchant_id in (select merchant_id from {{ ref('int_employment_report_restates') }})
+    where merchant_id in (select restates.merchant_id from {{ ref('int_employment_report_restates') }} as restates)
     {% endif %}
 ),
 
 winners as (
-    select * from ranked where correction_rank = 1
+    select * from ranked
+    where correction_rank = 1
 )
 
 select

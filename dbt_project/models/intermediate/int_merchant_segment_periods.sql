@@ -14,12 +14,15 @@ with versions as (
         region,
         business_type,
         size_class,
-        case when
-            lag(program_code) over by_date = program_code
-            and lag(region) over by_date = region
-            and lag(business_type) over by_date = business_type
-            and lag(size_class) over by_date = size_class
-        then 0 else 1 end as starts_period
+        case
+            when
+                lag(program_code) over by_date = program_code
+                and lag(region) over by_date = region
+                and lag(business_type) over by_date = business_type
+                and lag(size_class) over by_date = size_class
+                then 0
+            else 1
+        end as starts_period
     from {{ ref('int_merchant_versions') }}
     window by_date as (partition by merchant_id order by attributed_from)
 ),

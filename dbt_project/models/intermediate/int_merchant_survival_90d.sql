@@ -16,4 +16,4 @@ select
 from enrolments
 inner join {{ ref('int_merchant_versions') }} as at_day_90
     on enrolments.merchant_id = at_day_90.merchant_id
-   and {{ add_days(90, 'enrolments.enrolled_on') }} between at_day_90.attributed_from and at_day_90.valid_to
+        and {{ add_days(90, 'enrolments.enrolled_on') }} between at_day_90.attributed_from and at_day_90.valid_to

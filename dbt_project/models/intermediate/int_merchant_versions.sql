@@ -62,7 +62,7 @@ prehistory as (
         true as is_prehistory
     from ordered as earliest
     where earliest.version_seq = 1
-      and earliest.enrolled_on < earliest.updated_on
+        and earliest.enrolled_on < earliest.updated_on
 ),
 
 all_rows as (

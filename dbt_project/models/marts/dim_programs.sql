@@ -10,7 +10,7 @@ select
     programs.launched_on,
     periods.first_enrolled_on,
     periods.loaded_through,
-    exists (
+    exists(
         select 1 from {{ ref('benchmark_rates') }} as rates
         where rates.currency = programs.currency
     ) as has_benchmark_rate

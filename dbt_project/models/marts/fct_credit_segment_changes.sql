@@ -44,7 +44,7 @@ line_changes as (
     from {{ ref('int_credit_line_states') }} as states
     inner join segments
         on states.merchant_id = segments.merchant_id
-       and states.state_date between segments.valid_from and segments.valid_to
+            and states.state_date between segments.valid_from and segments.valid_to
     {% if is_incremental() %}
     where states.state_date >= {{ restate }}
     {% endif %}
@@ -65,7 +65,7 @@ moves as (
     from segments as moved
     inner join segments as previous
         on moved.merchant_id = previous.merchant_id
-       and moved.period_seq = previous.period_seq + 1
+            and moved.period_seq = previous.period_seq + 1
     {% if is_incremental() %}
     where moved.valid_from >= {{ restate }}
     {% endif %}
@@ -91,7 +91,7 @@ states_before_move as (
     from moves
     inner join {{ ref('int_credit_line_states') }} as states
         on moves.merchant_id = states.merchant_id
-       and states.state_date < moves.move_date
+            and moves.move_date > states.state_date
     group by
         moves.merchant_id, moves.move_date,
         moves.from_program_code, moves.from_region, moves.from_business_type, moves.from_size_class,
@@ -100,24 +100,36 @@ states_before_move as (
 
 transfers as (
     select
-        case when direction.sign = 1 then program_code else from_program_code end as program_code,
-        case when direction.sign = 1 then region else from_region end as region,
-        case when direction.sign = 1 then business_type else from_business_type end as business_type,
-        case when direction.sign = 1 then size_class else from_size_class end as size_class,
-        move_date as change_date,
-        direction.sign * open_lines as delta_open_lines,
-        direction.sign * credit_limit as delta_credit_limit,
-        direction.sign * drawn as delta_drawn,
-        direction.sign * repaid as delta_repaid,
-        direction.sign * written_off as delta_written_off,
-        direction.sign * outstanding as delta_outstanding,
-        direction.sign * par30 as delta_par30,
-        direction.sign * par90 as delta_par90,
-        direction.sign * subsidy_level_x365 as delta_subsidy_level_x365,
-        direction.sign * subsidy_slope_x365 as delta_subsidy_slope_x365,
+        case
+            when direction.sign = 1 then before_move.program_code else before_move.from_program_code
+        end as program_code,
+        case
+            when direction.sign = 1 then before_move.region else before_move.from_region
+        end as region,
+        case
+            when direction.sign = 1 then before_move.business_type else before_move.from_business_type
+        end as business_type,
+        case
+            when direction.sign = 1 then before_move.size_class else before_move.from_size_class
+        end as size_class,
+        before_move.move_date as change_date,
+        direction.sign * before_move.open_lines as delta_open_lines,
+        direction.sign * before_move.credit_limit as delta_credit_limit,
+        direction.sign * before_move.drawn as delta_drawn,
+        direction.sign * before_move.repaid as delta_repaid,
+        direction.sign * before_move.written_off as delta_written_off,
+        direction.sign * before_move.outstanding as delta_outstanding,
+        direction.sign * before_move.par30 as delta_par30,
+        direction.sign * before_move.par90 as delta_par90,
+        direction.sign * before_move.subsidy_level_x365 as delta_subsidy_level_x365,
+        direction.sign * before_move.subsidy_slope_x365 as delta_subsidy_slope_x365,
         0 as goods_purchased_on_day
-    from states_before_move
-    cross join (select 1 as sign union all select -1 as sign) as direction
+    from states_before_move as before_move
+    cross join (
+        select 1 as sign
+        union all
+        select -1 as sign
+    ) as direction
 ),
 
 all_changes as (

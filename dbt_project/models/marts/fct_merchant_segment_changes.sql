@@ -11,9 +11,11 @@ with versions as (
 enrolled as (
     select
         versions.*,
-        case when enrolled_on > valid_from then enrolled_on else valid_from end as enrolled_from
+        case
+            when versions.enrolled_on > versions.valid_from then versions.enrolled_on else versions.valid_from
+        end as enrolled_from
     from versions
-    where enrolled_on <= valid_to
+    where versions.enrolled_on <= versions.valid_to
 ),
 
 -- survival_cohort_90d: enrolled at d with enrolled_on <= d - 90; a survivor
@@ -27,7 +29,7 @@ cohort as (
     from enrolled
     inner join {{ ref('int_merchant_survival_90d') }} as survival
         on enrolled.merchant_id = survival.merchant_id
-       and enrolled.enrolled_on = survival.enrolled_on
+            and enrolled.enrolled_on = survival.enrolled_on
 ),
 
 periods as (
@@ -46,10 +48,10 @@ periods as (
     select
         program_code, region, business_type, size_class,
         case when day_90 > enrolled_from then day_90 else enrolled_from end as valid_from, valid_to,
-        0, 0, 0,
-        1, is_survivor,
-        0, 0, 0, 0, 0,
-        0
+        0 as enrolled_merchants, 0 as active_merchants, 0 as exited_merchants,
+        1 as survival_cohort_90d, is_survivor as survivors_90d,
+        0 as reporting_merchants, 0 as jobs_baseline, 0 as jobs_current, 0 as jobs_retained, 0 as jobs_added,
+        0 as merchants_with_credit
     from cohort
     where day_90 <= valid_to
 
@@ -58,34 +60,39 @@ periods as (
     -- reporting: an enrolled merchant with an effective report
     select
         enrolled.program_code, enrolled.region, enrolled.business_type, enrolled.size_class,
-        case when reports.valid_from > enrolled.enrolled_from then reports.valid_from else enrolled.enrolled_from end,
-        case when reports.valid_to < enrolled.valid_to then reports.valid_to else enrolled.valid_to end,
-        0, 0, 0,
-        0, 0,
-        1, reports.baseline_employees, reports.employees, reports.jobs_retained, reports.jobs_added,
-        0
+        case
+            when reports.valid_from > enrolled.enrolled_from then reports.valid_from else enrolled.enrolled_from
+        end as valid_from,
+        case when reports.valid_to < enrolled.valid_to then reports.valid_to else enrolled.valid_to end as valid_to,
+        0 as enrolled_merchants, 0 as active_merchants, 0 as exited_merchants,
+        0 as survival_cohort_90d, 0 as survivors_90d,
+        1 as reporting_merchants, reports.baseline_employees as jobs_baseline, reports.employees as jobs_current,
+        reports.jobs_retained, reports.jobs_added,
+        0 as merchants_with_credit
     from enrolled
     inner join {{ ref('int_employment_reports_effective') }} as reports
         on enrolled.merchant_id = reports.merchant_id
-       and reports.valid_from <= enrolled.valid_to
-       and reports.valid_to >= enrolled.enrolled_from
+            and enrolled.valid_to >= reports.valid_from
+            and enrolled.enrolled_from <= reports.valid_to
 
     union all
 
     -- merchants_with_credit: in the segment its lines count in
     select
         segments.program_code, segments.region, segments.business_type, segments.size_class,
-        case when credit.valid_from > segments.valid_from then credit.valid_from else segments.valid_from end,
-        case when credit.valid_to < segments.valid_to then credit.valid_to else segments.valid_to end,
-        0, 0, 0,
-        0, 0,
-        0, 0, 0, 0, 0,
-        1
+        case
+            when credit.valid_from > segments.valid_from then credit.valid_from else segments.valid_from
+        end as valid_from,
+        case when credit.valid_to < segments.valid_to then credit.valid_to else segments.valid_to end as valid_to,
+        0 as enrolled_merchants, 0 as active_merchants, 0 as exited_merchants,
+        0 as survival_cohort_90d, 0 as survivors_90d,
+        0 as reporting_merchants, 0 as jobs_baseline, 0 as jobs_current, 0 as jobs_retained, 0 as jobs_added,
+        1 as merchants_with_credit
     from {{ ref('int_merchant_credit_periods') }} as credit
     inner join {{ ref('int_merchant_segment_periods') }} as segments
         on credit.merchant_id = segments.merchant_id
-       and credit.valid_from <= segments.valid_to
-       and credit.valid_to >= segments.valid_from
+            and credit.valid_from <= segments.valid_to
+            and credit.valid_to >= segments.valid_from
 ),
 
 edges as (
@@ -99,8 +106,11 @@ edges as (
 
     select
         program_code, region, business_type, size_class, {{ add_days(1, 'valid_to') }} as change_date,
-        -enrolled_merchants, -active_merchants, -exited_merchants, -survival_cohort_90d, -survivors_90d,
-        -reporting_merchants, -jobs_baseline, -jobs_current, -jobs_retained, -jobs_added, -merchants_with_credit
+        -enrolled_merchants as enrolled_merchants, -active_merchants as active_merchants,
+        -exited_merchants as exited_merchants, -survival_cohort_90d as survival_cohort_90d,
+        -survivors_90d as survivors_90d, -reporting_merchants as reporting_merchants,
+        -jobs_baseline as jobs_baseline, -jobs_current as jobs_current, -jobs_retained as jobs_retained,
+        -jobs_added as jobs_added, -merchants_with_credit as merchants_with_credit
     from periods
     where valid_to < {{ end_of_time() }}
 )

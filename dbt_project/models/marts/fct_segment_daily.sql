@@ -29,9 +29,10 @@ changes as (
 
     select
         program_code, region, business_type, size_class, change_date,
-        0, 0, 0, 0,
-        0, 0, 0, 0,
-        0, 0, 0,
+        0 as delta_open_credit_lines, 0 as delta_credit_limit_total, 0 as delta_drawn_to_date,
+        0 as delta_repaid_to_date, 0 as delta_written_off_to_date, 0 as delta_outstanding_balance,
+        0 as delta_par30_balance, 0 as delta_par90_balance, 0 as delta_subsidy_level_x365,
+        0 as delta_subsidy_slope_x365, 0 as goods_purchased_on_day,
         delta_enrolled_merchants, delta_active_merchants, delta_exited_merchants,
         delta_survival_cohort_90d, delta_survivors_90d, delta_reporting_merchants,
         delta_jobs_baseline, delta_jobs_current, delta_jobs_retained, delta_jobs_added,
@@ -44,17 +45,21 @@ changes as (
 on_spine as (
     select
         changes.program_code, changes.region, changes.business_type, changes.size_class,
-        case when changes.change_date < periods.first_enrolled_on
-            then periods.first_enrolled_on else changes.change_date end as as_of_date,
-        delta_open_credit_lines, delta_credit_limit_total, delta_drawn_to_date, delta_repaid_to_date,
-        delta_written_off_to_date, delta_outstanding_balance, delta_par30_balance, delta_par90_balance,
-        delta_subsidy_level_x365, delta_subsidy_slope_x365,
-        case when changes.change_date < periods.first_enrolled_on then 0 else goods_purchased_on_day end
-            as goods_purchased_on_day,
-        delta_enrolled_merchants, delta_active_merchants, delta_exited_merchants,
-        delta_survival_cohort_90d, delta_survivors_90d, delta_reporting_merchants,
-        delta_jobs_baseline, delta_jobs_current, delta_jobs_retained, delta_jobs_added,
-        delta_merchants_with_credit
+        case
+            when changes.change_date < periods.first_enrolled_on then periods.first_enrolled_on
+            else changes.change_date
+        end as as_of_date,
+        changes.delta_open_credit_lines, changes.delta_credit_limit_total, changes.delta_drawn_to_date,
+        changes.delta_repaid_to_date, changes.delta_written_off_to_date, changes.delta_outstanding_balance,
+        changes.delta_par30_balance, changes.delta_par90_balance, changes.delta_subsidy_level_x365,
+        changes.delta_subsidy_slope_x365,
+        case
+            when changes.change_date < periods.first_enrolled_on then 0 else changes.goods_purchased_on_day
+        end as goods_purchased_on_day,
+        changes.delta_enrolled_merchants, changes.delta_active_merchants, changes.delta_exited_merchants,
+        changes.delta_survival_cohort_90d, changes.delta_survivors_90d, changes.delta_reporting_merchants,
+        changes.delta_jobs_baseline, changes.delta_jobs_current, changes.delta_jobs_retained,
+        changes.delta_jobs_added, changes.delta_merchants_with_credit
     from changes
     inner join periods
         on changes.program_code = periods.program_code
@@ -123,10 +128,10 @@ running as (
     from grid
     left join daily_changes
         on grid.program_code = daily_changes.program_code
-       and grid.region = daily_changes.region
-       and grid.business_type = daily_changes.business_type
-       and grid.size_class = daily_changes.size_class
-       and grid.as_of_date = daily_changes.as_of_date
+            and grid.region = daily_changes.region
+            and grid.business_type = daily_changes.business_type
+            and grid.size_class = daily_changes.size_class
+            and grid.as_of_date = daily_changes.as_of_date
     window segment_to_date as (
         partition by grid.program_code, grid.region, grid.business_type, grid.size_class
         order by grid.as_of_date
@@ -134,38 +139,41 @@ running as (
     )
 )
 
+{%- set subsidy_to_date_x365 = 'running.subsidy_level_x365 + running.subsidy_slope_x365 * '
+                               ~ day_number('running.as_of_date') %}
+
 select
     running.program_code,
     running.as_of_date,
     running.region,
     running.business_type,
     running.size_class,
-    cast(enrolled_merchants as bigint) as enrolled_merchants,
-    cast(active_merchants as bigint) as active_merchants,
-    cast(exited_merchants as bigint) as exited_merchants,
-    cast(open_credit_lines as bigint) as open_credit_lines,
-    cast(merchants_with_credit as bigint) as merchants_with_credit,
-    cast(credit_limit_total as decimal(38, 2)) as credit_limit_total,
-    cast(drawn_to_date as decimal(38, 2)) as drawn_to_date,
-    cast(goods_purchased_on_day as decimal(38, 2)) as goods_purchased_on_day,
-    cast(repaid_to_date as decimal(38, 2)) as repaid_to_date,
-    cast(written_off_to_date as decimal(38, 2)) as written_off_to_date,
-    cast(outstanding_balance as decimal(38, 2)) as outstanding_balance,
-    cast(par30_balance as decimal(38, 2)) as par30_balance,
-    cast(par90_balance as decimal(38, 2)) as par90_balance,
-    case when programs.has_benchmark_rate then
-        cast(subsidy_level_x365 + subsidy_slope_x365 * {{ day_number('running.as_of_date') }} as decimal(38, 8))
+    cast(running.enrolled_merchants as bigint) as enrolled_merchants,
+    cast(running.active_merchants as bigint) as active_merchants,
+    cast(running.exited_merchants as bigint) as exited_merchants,
+    cast(running.open_credit_lines as bigint) as open_credit_lines,
+    cast(running.merchants_with_credit as bigint) as merchants_with_credit,
+    cast(running.credit_limit_total as decimal(38, 2)) as credit_limit_total,
+    cast(running.drawn_to_date as decimal(38, 2)) as drawn_to_date,
+    cast(running.goods_purchased_on_day as decimal(38, 2)) as goods_purchased_on_day,
+    cast(running.repaid_to_date as decimal(38, 2)) as repaid_to_date,
+    cast(running.written_off_to_date as decimal(38, 2)) as written_off_to_date,
+    cast(running.outstanding_balance as decimal(38, 2)) as outstanding_balance,
+    cast(running.par30_balance as decimal(38, 2)) as par30_balance,
+    cast(running.par90_balance as decimal(38, 2)) as par90_balance,
+    case
+        when programs.has_benchmark_rate then cast({{ subsidy_to_date_x365 }} as decimal(38, 8))
     end as interest_subsidy_cost_to_date_x365,
-    case when programs.has_benchmark_rate then
-        {{ div_round('subsidy_level_x365 + subsidy_slope_x365 * ' ~ day_number('running.as_of_date'), '365', 2, num_scale=8, den_scale=0) }}
+    case
+        when programs.has_benchmark_rate then {{ div_round(subsidy_to_date_x365, '365', 2, num_scale=8, den_scale=0) }}
     end as interest_subsidy_cost_to_date,
-    cast(reporting_merchants as bigint) as reporting_merchants,
-    cast(jobs_baseline as bigint) as jobs_baseline,
-    cast(jobs_current as bigint) as jobs_current,
-    cast(jobs_retained as bigint) as jobs_retained,
-    cast(jobs_added as bigint) as jobs_added,
-    cast(survival_cohort_90d as bigint) as survival_cohort_90d,
-    cast(survivors_90d as bigint) as survivors_90d
+    cast(running.reporting_merchants as bigint) as reporting_merchants,
+    cast(running.jobs_baseline as bigint) as jobs_baseline,
+    cast(running.jobs_current as bigint) as jobs_current,
+    cast(running.jobs_retained as bigint) as jobs_retained,
+    cast(running.jobs_added as bigint) as jobs_added,
+    cast(running.survival_cohort_90d as bigint) as survival_cohort_90d,
+    cast(running.survivors_90d as bigint) as survivors_90d
 from running
 inner join {{ ref('dim_programs') }} as programs
     on running.program_code = programs.program_code

@@ -64,7 +64,7 @@ daily as (
         on calendar.program_code = programs.program_code
     left join totals
         on calendar.program_code = totals.program_code
-       and calendar.as_of_date = totals.as_of_date
+            and calendar.as_of_date = totals.as_of_date
 )
 
 select
@@ -76,7 +76,9 @@ select
     cast(open_credit_lines as bigint) as open_credit_lines,
     cast(merchants_with_credit as bigint) as merchants_with_credit,
     {{ round_money('credit_limit_total') }} as credit_limit_total,
-    cast({{ div_round('credit_limit_total', 'merchants_with_credit', 2, num_scale=2, den_scale=0) }} as decimal(18, 2)) as avg_limit_per_merchant,
+    cast(
+        {{ div_round('credit_limit_total', 'merchants_with_credit', 2, num_scale=2, den_scale=0) }} as decimal(18, 2)
+    ) as avg_limit_per_merchant,
     {{ round_money('drawn_to_date') }} as drawn_to_date,
     {{ round_money('goods_purchased_on_day') }} as goods_purchased_on_day,
     {{ round_money('repaid_to_date') }} as repaid_to_date,
@@ -89,12 +91,18 @@ select
     cast({{ div_round('written_off_to_date', 'drawn_to_date', 6) }} as decimal(12, 6)) as default_rate,
     {{ round_money('interest_subsidy_cost_to_date') }} as interest_subsidy_cost_to_date,
     cast(reporting_merchants as bigint) as reporting_merchants,
-    cast({{ div_round('reporting_merchants', 'enrolled_merchants', 6, num_scale=0, den_scale=0) }} as decimal(12, 6)) as reporting_coverage,
+    cast(
+        {{ div_round('reporting_merchants', 'enrolled_merchants', 6, num_scale=0, den_scale=0) }} as decimal(12, 6)
+    ) as reporting_coverage,
     cast(jobs_baseline as bigint) as jobs_baseline,
     cast(jobs_current as bigint) as jobs_current,
     cast(jobs_retained as bigint) as jobs_retained,
     cast(jobs_added as bigint) as jobs_added,
-    cast({{ div_round('jobs_retained', 'jobs_baseline', 6, num_scale=0, den_scale=0) }} as decimal(12, 6)) as jobs_retention_rate,
+    cast(
+        {{ div_round('jobs_retained', 'jobs_baseline', 6, num_scale=0, den_scale=0) }} as decimal(12, 6)
+    ) as jobs_retention_rate,
     cast(survival_cohort_90d as bigint) as survival_cohort_90d,
-    cast({{ div_round('survivors_90d', 'survival_cohort_90d', 6, num_scale=0, den_scale=0) }} as decimal(12, 6)) as survival_rate_90d
+    cast(
+        {{ div_round('survivors_90d', 'survival_cohort_90d', 6, num_scale=0, den_scale=0) }} as decimal(12, 6)
+    ) as survival_rate_90d
 from daily

@@ -28,20 +28,20 @@ select
     cast(jobs_added as bigint) as jobs_added
 from {{ ref('fct_segment_daily') }}
 where enrolled_merchants <> 0
-   or active_merchants <> 0
-   or exited_merchants <> 0
-   or open_credit_lines <> 0
-   or merchants_with_credit <> 0
-   or credit_limit_total <> 0
-   or drawn_to_date <> 0
-   or goods_purchased_on_day <> 0
-   or repaid_to_date <> 0
-   or written_off_to_date <> 0
-   or outstanding_balance <> 0
-   or par30_balance <> 0
-   or coalesce(interest_subsidy_cost_to_date, 0) <> 0
-   or reporting_merchants <> 0
-   or jobs_baseline <> 0
-   or jobs_current <> 0
-   or jobs_retained <> 0
-   or jobs_added <> 0
+    or active_merchants <> 0
+    or exited_merchants <> 0
+    or open_credit_lines <> 0
+    or merchants_with_credit <> 0
+    or credit_limit_total <> 0
+    or drawn_to_date <> 0
+    or goods_purchased_on_day <> 0
+    or repaid_to_date <> 0
+    or written_off_to_date <> 0
+    or outstanding_balance <> 0
+    or par30_balance <> 0
+    or coalesce(interest_subsidy_cost_to_date, 0) <> 0
+    or reporting_merchants <> 0
+    or jobs_baseline <> 0
+    or jobs_current <> 0
+    or jobs_retained <> 0
+    or jobs_added <> 0

@@ -56,12 +56,12 @@ repeated_hashes as (
 repeated as (
     select distinct event_id
     from typed
-    where {{ text_hash('event_id') }} in (select event_hash from repeated_hashes)
+    where {{ text_hash('event_id') }} in (select repeated_hashes.event_hash from repeated_hashes)
 ),
 
 first_copies as (
     select * from typed
-    where event_id not in (select event_id from repeated)
+    where event_id not in (select repeated.event_id from repeated)
 
     union all
 
@@ -73,7 +73,7 @@ first_copies as (
             *,
             row_number() over (partition by event_id order by _ds, _line) as copy_rank
         from typed
-        where event_id in (select event_id from repeated)
+        where event_id in (select repeated.event_id from repeated)
     ) as ranked
     where copy_rank = 1
 )
@@ -108,9 +108,10 @@ from first_copies
 {%- set id_range = ["'" ~ bounds[0] | replace("'", "''") ~ "'", "'" ~ bounds[1] | replace("'", "''") ~ "'"] %}
 {%- endif %}
 {%- endif %}
-where not exists (
-    select 1 from {{ this }} as kept
-    where kept.event_id = first_copies.event_id
-      and kept.event_id between {{ id_range[0] }} and {{ id_range[1] }}
-)
+where
+    not exists (
+        select 1 from {{ this }} as kept
+        where kept.event_id = first_copies.event_id
+            and kept.event_id between {{ id_range[0] }} and {{ id_range[1] }}
+    )
 {% endif %}
