@@ -33,7 +33,7 @@ PY_SOURCES := include dags tests bench
 lint: $(STAMP) ## ruff (lint and format check), sqlfluff on the dbt project, the import contracts
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
-	$(BIN)/sqlfluff lint dbt_project
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
 	$(BIN)/lint-imports
 
 airflow: $(STAMP) ## start Airflow (standalone, SQLite, LocalExecutor) with the UI on localhost:8080
