@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "land": ("landing.land", "land one source's delivery for a business date into the raw layer"),
     "build": ("warehouse.build", "build the dbt warehouse for a business date"),
     "validate": ("validation.gate", "run the Great Expectations gate on a built run"),
-    "publish": ("publishing.publish", "publish a validated run's KPI tables atomically"),
+    "publish": ("publishing.wap", "publish a validated run's KPI tables atomically"),
     "run": ("orchestration.run", "run the nightly pipeline for a business date (or a range) through Airflow"),
     "demo": ("tools.simulate.demo", "simulate a week and run the nightly pipeline for each day (what `make run` does)"),
     "import-ppp": ("tools.ppp.convert", "turn SBA Paycheck Protection Program FOIA CSVs into PPP-2020 deliveries"),

@@ -102,7 +102,10 @@ def landing_failures(ds: str, p: Paths) -> list[dict]:
 
 def build_data_docs(run_id: str, gates: Iterable, target: Path) -> str | None:
     """GX Data Docs of the (already scrubbed) results into `target`; None or an error."""
-    results = [(name, r) for g in gates for name, r in getattr(g, "gx_results", [])]
+    # The marts gate runs on DuckDB and again on PostgreSQL with the same suites: the
+    # engine keeps their results apart (Data Docs would file both under one name).
+    results = [(name if getattr(g, "engine", "duckdb") == "duckdb" else f"{g.engine}.{name}", r)
+               for g in gates for name, r in getattr(g, "gx_results", [])]
     if not results:
         return "no GX results to render"
     try:
@@ -217,12 +220,22 @@ def _rows_table(rows: list[dict]) -> str:
     return f'<table class="sample"><tr>{head}</tr>{body}</table>'
 
 
-def _check_block(c: dict) -> str:
+def _engine_of(gate: dict) -> str:
+    return gate.get("engine") or "duckdb"
+
+
+def _check_slug(c: dict, engine: str) -> str:
+    # the same suite runs on DuckDB and on PostgreSQL: each check keeps its own anchor
+    return _slug(c["suite"], c["id"]) if engine == "duckdb" else _slug(engine, c["suite"], c["id"])
+
+
+def _check_block(c: dict, engine: str) -> str:
     sev = c["severity"]
     status = c["status"].replace(" ", "-")
     return (
-        f'<div class="check {sev}" id="{_slug(c["suite"], c["id"])}" data-status="{_e(c["status"])}">'
-        f'<strong>{_e(c["suite"])} / {_e(c["id"])}</strong> '
+        f'<div class="check {sev}" id="{_check_slug(c, engine)}" data-status="{_e(c["status"])}">'
+        f'<strong>{_e(c["suite"])} / {_e(c["id"])}</strong>'
+        f'{"" if engine == "duckdb" else " <span class=muted>on " + _e(engine) + "</span>"} '
         f'<span class="badge b-{sev}">{_e(sev)}</span> <span class="badge b-{status}">{_e(c["status"])}</span>'
         f'<div>{_e(c["description"])}</div>'
         f'<div class="muted"><code>{_e(c["expectation_type"])}</code>'
@@ -236,9 +249,10 @@ def _check_block(c: dict) -> str:
 
 
 def render_html(doc: dict) -> str:
-    checks = [c for g in doc["gates"] for c in g["results"]]
-    blocking = [c for c in checks if c["blocking"]]
-    warnings = [c for c in checks if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")]
+    checks = [(c, _engine_of(g)) for g in doc["gates"] for c in g["results"]]
+    blocking = [(c, engine) for c, engine in checks if c["blocking"]]
+    warnings = [(c, engine) for c, engine in checks
+                if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")]
     decision = doc["decision"]
     s = doc["summary"]
     out = [
@@ -263,10 +277,10 @@ def render_html(doc: dict) -> str:
         + (f' <span class="muted">({_e(doc.get("data_docs_error"))})</span>' if doc.get("data_docs_error") else "")
         + "</p>",
         '<section id="blocking-failures"><h2>Blocking failures (critical)</h2>',
-        "".join(_check_block(c) for c in blocking) or "<p>None.</p>",
+        "".join(_check_block(c, engine) for c, engine in blocking) or "<p>None.</p>",
         "</section>",
         '<section id="warnings"><h2>Warnings</h2>',
-        "".join(_check_block(c) for c in warnings) or "<p>None.</p>",
+        "".join(_check_block(c, engine) for c, engine in warnings) or "<p>None.</p>",
         "</section>",
         '<section id="reconciliation"><h2>Deliveries used and their reconciliation</h2>',
         "<p>delivered = loaded + quarantined + held, per delivery (from landing's reconciliation records).</p>",
@@ -293,7 +307,9 @@ def render_html(doc: dict) -> str:
     out.append("</section>")
     out.append('<section id="all-checks"><h2>Every expectation</h2>')
     for g in doc["gates"]:
-        out.append(f"<h3>{_e(g['stage'])} gate: {'passed' if g['passed'] else 'BLOCKED'}"
+        engine = _engine_of(g)
+        out.append(f"<h3 id=\"gate-{_e(g['stage'])}-{_e(engine)}\">{_e(g['stage'])} gate"
+                   f"{'' if engine == 'duckdb' else ' on ' + _e(engine)}: {'passed' if g['passed'] else 'BLOCKED'}"
                    f" <span class=muted>({_e(g['counts'])}, {g['seconds']}s)</span></h3>")
         if g.get("error"):
             out.append(f"<p class=\"check\">The gate could not run: {_e(g['error'])}</p>")
@@ -302,7 +318,7 @@ def render_html(doc: dict) -> str:
         for c in g["results"]:
             status = c["status"].replace(" ", "-")
             out.append(
-                f'<tr class="{c["severity"]} {status}" id="row-{_slug(c["suite"], c["id"])[6:]}">'
+                f'<tr class="{c["severity"]} {status}" id="row-{_check_slug(c, engine)[6:]}">'
                 f"<td>{_e(c['suite'])}</td><td>{_e(c['id'])}</td><td><code>{_e(c['expectation_type'])}</code></td>"
                 f"<td>{_e(c['column'])}</td><td><span class=\"badge b-{c['severity']}\">{_e(c['severity'])}</span></td>"
                 f"<td><span class=\"badge b-{status}\">{_e(c['status'])}</span></td>"
