@@ -34,7 +34,6 @@ from program_reporting.validation import gate
 from program_reporting.validation.suites import (
     CheckResult,
     Frame,
-    Suite,
     check_result,
     empty_frame_checks,
     frame_sql,
