@@ -36,12 +36,15 @@ ds = D - 1.
 3. `gate_landed`: Great Expectations on the landed extracts.
 4. `dbt_build`: `dbt build` (models and their tests) into the DuckDB warehouse.
 5. `stage_audit` -> `validate` (the GX gate; a failure is final, no retries)
-   -> `publish` (atomic; emits the three `kpi_*` Assets). The report of a
-   published run is part of publishing: in place before `current.duckdb` is
-   swapped; if it cannot be written, nothing is published.
+   -> `publish` (in the production profile the PostgreSQL serving schema
+   first, gated again there; then the files, atomically; emits the three
+   `kpi_*` Assets). The report of a published run is part of publishing: in
+   place before `current.duckdb` is swapped; if it cannot be written, nothing
+   is published. These are the steps of `program_reporting.publishing.wap`,
+   the path `program-reporting publish` runs in one process.
 6. `report`: always runs; writes the validation report of a run that published
-   nothing (with the failing step's message), and checks that the index lists
-   a published run's report.
+   nothing (with the failing step's message and every gate that ran), and
+   checks that the index lists a published run's report.
 7. `end`: fails the run when nothing was published, so the failure callback
    notifies the operators.
 

@@ -3,7 +3,7 @@
     python tests/fault_runner.py <stage> <ds> <run_id>
 
 stage: land | build | audit | gate (validate_landed + validate + publish + report,
-i.e. publish.audit_and_publish) | brief (Parquet exports and the KPI brief).
+i.e. wap.audit_and_publish) | brief (Parquet exports and the KPI brief).
 Paths come from PROGRAM_REPORTING_DROP / _HOME. PROGRAM_REPORTING_FAILPOINT names
 where to die (include/program_reporting/core/failpoints.py); the functions of the
 modules are instrumented here, in the child only, so that no module owned by
@@ -62,7 +62,7 @@ def main(stage: str, ds: str, run_id: str) -> dict:
 
         return {"stage": stage, "audit": str(build.stage_audit(run_id, ds))}
     if stage == "gate":
-        from program_reporting.publishing.publish import audit_and_publish
+        from program_reporting.publishing.wap import audit_and_publish
 
         outcome = audit_and_publish(run_id, ds)
         return {"stage": stage, "published": outcome.published, "reason": outcome.reason}

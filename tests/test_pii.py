@@ -109,7 +109,7 @@ def pipeline(tmp_path_factory):
     from program_reporting.core import settings
     from program_reporting.landing import land as landing
     from program_reporting.publishing import exports
-    from program_reporting.publishing.publish import audit_and_publish
+    from program_reporting.publishing.wap import audit_and_publish
     from program_reporting.reporting import brief
     from program_reporting.tools.simulate.simulator import simulate
     from program_reporting.warehouse import build

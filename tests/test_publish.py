@@ -10,8 +10,10 @@ import stat
 import duckdb
 import pytest
 from marts import mutate, write_audit
-from program_reporting.publishing.publish import PublishError, audit_and_publish, publish
+from program_reporting.publishing.publish import publish
+from program_reporting.publishing.wap import audit_and_publish
 from program_reporting.validation import gate
+from program_reporting.validation.candidate import PublishError
 from test_gate_landed import land_all
 
 DS = "2020-06-05"

@@ -16,8 +16,8 @@ from program_reporting.core import settings
 from program_reporting.postgres import gate as gate_pg
 from program_reporting.postgres import serving as publish_pg
 from program_reporting.postgres.production import init_warehouse
-from program_reporting.publishing.publish import PublishError
 from program_reporting.validation import gate
+from program_reporting.validation.candidate import PublishError
 
 pytestmark = pytest.mark.postgres
 
@@ -273,3 +273,142 @@ def test_concurrent_readers_see_the_old_or_the_new_complete_set(warehouse, env_p
     assert observed <= known, f"a reader saw a mixed or partial set: {observed - known}"
     assert _fingerprint_of(sets["r1"]) in observed and _fingerprint_of(sets["r3"]) in observed
     assert slowest[0] < 2.0, f"a reader waited {slowest[0]:.2f}s"
+
+
+# --------------------------------------------------------------------------- the one write-audit-publish path
+
+def _gates_of(report_dir) -> list[tuple]:
+    import json
+
+    doc = json.loads((report_dir / "report.json").read_text())
+    return [(g["stage"], g["engine"], g["passed"]) for g in doc["gates"]]
+
+
+def _published_run(cur) -> list:
+    cur.execute(f"SELECT run_id FROM {PUB}.run_info")
+    return cur.fetchall()
+
+
+def test_cli_publish_in_the_production_profile_publishes_to_postgres_too(warehouse, env_paths, monkeypatch,
+                                                                          capsys):
+    from program_reporting.cli import main
+    from test_gate_landed import land_all
+
+    monkeypatch.setenv("PROGRAM_REPORTING_TARGET", "postgres")
+    land_all(env_paths.home, DS)
+    db = write_audit(env_paths, "r1", DS)
+    expected = _fingerprint_of(db)
+    assert main(["publish", "--run-id", "r1", "--ds", DS]) == 0
+    out = capsys.readouterr().out
+    assert "marts gate on postgresql for ds 2020-06-05, run r1: PASSED" in out
+    assert "published run r1" in out.splitlines()[-1]
+    with _admin() as conn, conn.cursor() as cur:
+        assert _published_run(cur) == [("r1",)]
+        cur.execute(FINGERPRINT.format(s=f"{PUB}."))
+        assert _normalise(cur.fetchone()) == expected
+    assert _fingerprint_of(env_paths.current_db) == expected
+    # the report, in place before the swap, lists the gate PostgreSQL ran
+    assert _gates_of(env_paths.reports / "r1") == [("landed", "duckdb", True), ("marts", "duckdb", True),
+                                                   ("marts", "postgresql", True)]
+    html = (env_paths.reports / "r1" / "report.html").read_text()
+    assert 'id="gate-marts-postgresql"' in html and "marts gate on postgresql: passed" in html
+    # its GX results are in the Data Docs too, apart from the DuckDB gate's
+    docs = [f.relative_to(env_paths.reports / "r1").as_posix() for f in (env_paths.reports / "r1").rglob("*.html")]
+    assert any(f.startswith("data_docs/validations/postgresql/kpi_program_daily/") for f in docs), docs
+    assert not (env_paths.tmp / "gates" / "r1").exists()
+
+
+class _TaskInstance:
+    """What the nightly steps use of Airflow's task instance: XCom and the run's task states."""
+
+    dag_id = "program_reporting_nightly"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.task_id = None
+        self.xcoms: dict = {}
+        self.states: dict = {}
+
+    def xcom_push(self, key, value):
+        self.xcoms[(self.task_id, key)] = value
+
+    def xcom_pull(self, task_ids, key="return_value"):
+        return self.xcoms.get((task_ids, key))
+
+    def get_task_states(self, dag_id, run_ids):
+        return {self.run_id: dict(self.states)}
+
+    def run(self, task_id: str, step, *args):
+        """One task of the run; a failed one records its state, as Airflow does."""
+        import collections
+        from types import SimpleNamespace
+
+        self.task_id = task_id
+        context = {"ti": self, "outlet_events": collections.defaultdict(SimpleNamespace)}
+        try:
+            result = step(*args, context)
+        except Exception:
+            self.states[task_id] = "failed"
+            raise
+        self.states[task_id] = "success"
+        self.xcoms[(task_id, "return_value")] = result
+        return result
+
+
+def test_report_of_a_production_night_lists_the_postgres_gate_published_or_withheld(warehouse, env_paths,
+                                                                                     monkeypatch):
+    """The nightly DAG's steps in the production profile: the PostgreSQL gate is
+    in the run's report; when it blocks, nothing is published anywhere, the
+    step does not retry, and the withheld report shows that gate blocking."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from program_reporting.orchestration import nightly
+    from test_gate_landed import land_all
+
+    monkeypatch.setenv("PROGRAM_REPORTING_TARGET", "postgres")
+    steps = ["gate_landed", "validate", "publish"]
+
+    def night(run_id: str, ds: str) -> _TaskInstance:
+        ti = _TaskInstance(f"scheduled__{ds}")
+        ti.run("gate_landed", nightly.gate_landed, ds, run_id)
+        ti.run("validate", nightly.validate, run_id, ds)
+        try:
+            ti.run("publish", nightly.publish, run_id, ds)
+        except AirflowFailException:  # final: Airflow does not retry it
+            pass
+        ti.run("report", nightly.report, {"ds": ds, "run_id": run_id}, steps)
+        return ti
+
+    land_all(env_paths.home, DS)
+    write_audit(env_paths, "r1", DS)
+    ti = night("r1", DS)
+    assert ti.states["publish"] == "success"
+    assert _gates_of(env_paths.reports / "r1") == [("landed", "duckdb", True), ("marts", "duckdb", True),
+                                                   ("marts", "postgresql", True)]
+    with _admin() as conn, conn.cursor() as cur:
+        assert _published_run(cur) == [("r1",)]
+    assert not (env_paths.tmp / "gates" / "r1").exists()
+
+    # The serving schema holds a program the next candidate lacks (say it was
+    # published there by hand): only the gate on PostgreSQL can see it.
+    diverged = write_marts(env_paths.home / "elsewhere" / "kpi.duckdb", "rx", DS,
+                           programs=("SPARK-2020", "PPP-2020", "SPRING-THUNDER-2020"))
+    publish_pg.publish("rx", env_paths, source=diverged, validate=False)
+    ds2 = "2020-06-06"
+    land_all(env_paths.home, ds2)
+    write_audit(env_paths, "r2", ds2, bump=1)
+    before = _fingerprint_of(env_paths.current_db)
+    ti = night("r2", ds2)
+    assert ti.states["publish"] == "failed"
+    assert "pd_programs_kept" in ti.xcoms[("publish", nightly.FAILURE_KEY)]
+    assert _gates_of(env_paths.reports / "r2") == [("landed", "duckdb", True), ("marts", "duckdb", True),
+                                                   ("marts", "postgresql", False)]
+    import json
+
+    doc = json.loads((env_paths.reports / "r2" / "report.json").read_text())
+    assert doc["decision"] == "withheld" and "not published to PostgreSQL" in doc["reason"]
+    assert 'id="check-postgresql-kpi_program_daily-pd_programs_kept"' in (
+        env_paths.reports / "r2" / "report.html").read_text()
+    with _admin() as conn, conn.cursor() as cur:
+        assert _published_run(cur) == [("rx",)]
+    assert _fingerprint_of(env_paths.current_db) == before and not (env_paths.runs / "r2").exists()
+    assert not (env_paths.tmp / "gates" / "r2").exists()

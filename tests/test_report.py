@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from marts import mutate, write_audit
 from program_reporting.core.settings import paths
-from program_reporting.publishing.publish import audit_and_publish
+from program_reporting.publishing.wap import audit_and_publish
 from program_reporting.reporting.report import ReportExists, write_report
 from test_gate_landed import land, land_all
 

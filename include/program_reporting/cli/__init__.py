@@ -29,7 +29,7 @@ COMMANDS: dict[str, Command] = {
     "land": Command("landing", "landing.land", "land one source's delivery for a business date into the raw layer"),
     "build": Command("warehouse", "warehouse.build", "build the dbt warehouse for a business date"),
     "validate": Command("validation", "validation.gate", "run the Great Expectations gate on a built run"),
-    "publish": Command("publishing", "publishing.publish", "publish a validated run's KPI tables atomically"),
+    "publish": Command("publishing", "publishing.wap", "publish a validated run's KPI tables atomically"),
     "run": Command("orchestration", "orchestration.run",
                    "run the nightly pipeline for a business date (or a range) through Airflow"),
     "demo": Command("tools", "tools.simulate.demo",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from program_reporting.publishing.publish import audit_and_publish
+from program_reporting.publishing.wap import audit_and_publish
 
 
-# publish: publishing/publish.py
+# publish: publishing/wap.py
 
 def publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="the run whose audit/<run_id>/kpi.duckdb to publish")

@@ -1,7 +1,9 @@
 """The nightly run as Airflow sees it: delivery sensor, steps, assets.
 
 `dags/program_reporting_nightly.py` wires these together; the pipeline's
-own modules (landing, build, gate, publish, report, notify) do the work.
+own modules do the work: landing, the dbt build, and the steps of the
+write-audit-publish path (publishing/wap.py: gates, staging, publishing,
+the report), each step a task here, in the path's order.
 Everything heavy is imported inside the functions, so that parsing the DAG
 file stays fast (bench/bench_dag_parse.py). The schedule and the business
 date of a run are in business_date.py.
@@ -146,13 +148,12 @@ def _summary(result: Any) -> dict:
 
 
 def gate_landed(ds: str, run_id: str, context: Any) -> dict:
-    from program_reporting.validation import gate
+    from program_reporting.publishing import wap
 
     try:
-        result = gate.validate_landed(ds)
+        result = wap.gate_landed(run_id, ds)
     except Exception as exc:  # a gate that cannot run blocks, and rerunning will not help
         fail_validation(context, f"the landed gate for ds={ds} could not run: {exc}")
-    keep_gate(run_id, "landed", result)
     summary = _summary(result)
     if not result.passed:
         fail_validation(context, f"landed extracts of ds={ds} failed validation: {_why(result, summary)}")
@@ -177,60 +178,26 @@ def dbt_build(ds: str, run_id: str, context: Any) -> dict:
 
 
 def stage_audit(run_id: str, ds: str, context: Any) -> str:
-    from program_reporting.warehouse import build
+    from program_reporting.publishing import wap
 
     try:
-        return str(build.stage_audit(run_id, ds))
+        return str(wap.stage(run_id, ds))
     except Exception as exc:
         record_failure(context, f"staging the audit set of run {run_id} failed: {exc}")
         raise
 
 
 def validate(run_id: str, ds: str, context: Any) -> dict:
-    from program_reporting.validation import gate
+    from program_reporting.publishing import wap
 
     try:
-        result = gate.validate(run_id, ds)
+        result = wap.gate_marts(run_id, ds)
     except Exception as exc:
         fail_validation(context, f"the validation gate of run {run_id} could not run: {exc}")
-    keep_gate(run_id, "marts", result)
     summary = _summary(result)
     if not result.passed:
         fail_validation(context, f"validation of run {run_id} (ds={ds}) failed: {_why(result, summary)}")
     return summary
-
-
-def _gates_dir(run_id: str):
-    return paths().tmp / "gates" / run_id
-
-
-def keep_gate(run_id: str, stage: str, result: Any) -> None:
-    """Hand a gate's full result (GX results included) to the report task.
-
-    Tasks run in separate processes and XCom holds JSON, so the result is
-    pickled into home/tmp/gates/<run_id>/ (our own file, read back only by the
-    report task of the same run, which removes it)."""
-    import pickle
-
-    folder = _gates_dir(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        data = pickle.dumps(result)
-    except Exception:  # GX objects that do not pickle: keep the checks, lose only the Data Docs
-        log.warning("GX results of the %s gate do not pickle; the report will have no Data Docs", stage)
-        result.gx_results = []
-        data = pickle.dumps(result)
-    tmp = folder / f".{stage}.tmp"
-    tmp.write_bytes(data)
-    tmp.replace(folder / f"{stage}.pickle")
-
-
-def kept_gates(run_id: str) -> list:
-    import pickle
-
-    folder = _gates_dir(run_id)
-    return [pickle.loads((folder / f"{stage}.pickle").read_bytes())
-            for stage in ("landed", "marts") if (folder / f"{stage}.pickle").exists()]
 
 
 def _why(result: Any, summary: dict) -> str:
@@ -240,19 +207,16 @@ def _why(result: Any, summary: dict) -> str:
 
 
 def publish(run_id: str, ds: str, context: Any) -> str:
-    """Publish the validated set with its report (publish.publish: the report is
-    in place before current.duckdb is swapped; if it cannot be written,
-    nothing is published)."""
-    from program_reporting.postgres import serving as publish_pg
-    from program_reporting.publishing import publish as publishing
+    """Publish the validated set: PostgreSQL in the production profile, then the
+    files with the report (wap.publish: the report is in place before
+    current.duckdb is swapped; if it cannot be written, nothing is published)."""
+    from program_reporting.publishing import wap
+    from program_reporting.validation.candidate import GateBlocked
 
     try:
-        if publish_pg.enabled():
-            # Production profile: the PostgreSQL serving schema first, from the
-            # audit set; if it fails nothing is published anywhere, and a retry
-            # finds the run already current there and only publishes the files.
-            publish_pg.publish(run_id)
-        published = publishing.publish(run_id, gates=kept_gates(run_id), airflow_run_id=context["ti"].run_id)
+        published = wap.publish(run_id, airflow_run_id=context["ti"].run_id)
+    except GateBlocked as exc:  # the gate on PostgreSQL: a failed check, which a retry would only repeat
+        fail_validation(context, f"publishing run {run_id} failed: {exc}")
     except Exception as exc:
         record_failure(context, f"publishing run {run_id} failed: {exc}")
         raise
@@ -269,10 +233,9 @@ def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
 
     A published run's report was written by the publish task, before the
     swap: here it only makes sure the index lists it. A run that published
-    nothing gets its withheld report, with the failing step's message."""
-    import shutil
-
-    from program_reporting.publishing import publish as publishing
+    nothing gets its withheld report, with the failing step's message and
+    every gate that ran."""
+    from program_reporting.publishing import wap
     from program_reporting.reporting import report as reporting
 
     ti = context["ti"]
@@ -298,9 +261,9 @@ def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
         reason = "; ".join(failures.values()) or (
             "steps did not succeed: " + ", ".join(f"{t} ({states.get(t)})" for t in not_ok)
             if not_ok else "publishing did not happen")
-        path = publishing.withhold(run_id, ds, kept_gates(run_id), reason, airflow_run_id=ti.run_id)
+        path = wap.withhold(run_id, ds, wap.kept_gates(run_id), reason, airflow_run_id=ti.run_id)
         log.warning("nothing published for ds=%s: %s", ds, reason)
-    shutil.rmtree(_gates_dir(run_id), ignore_errors=True)
+    wap.forget_gates(run_id)
     log.info("report of run %s (%s): %s", run_id, "published" if published else "withheld", path)
     return str(path)
 

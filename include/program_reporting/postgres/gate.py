@@ -34,7 +34,7 @@ from program_reporting.validation import gate
 from program_reporting.validation.suites import (
     CheckResult,
     Frame,
-    _check,
+    check_result,
     empty_frame_checks,
     frame_sql,
     interpret,
@@ -86,7 +86,7 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     suites = load_suites(STAGE)
-    params = gate._parameters()
+    params = gate.expectation_parameters()
     conn = pg.connect(pg_settings)
     frame_tables: list[str] = []
     results: list[CheckResult] = []
@@ -104,7 +104,7 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                     previous = work / "previous.duckdb"
             conn.commit()
             # The DuckDB gate's own views over the rows read back from PostgreSQL.
-            con = gate._marts_connection(run_id, ds, work / "candidate.duckdb", previous)
+            con = gate.marts_connection(run_id, ds, work / "candidate.duckdb", previous)
             context = new_context()
             source = context.data_sources.add_postgres("warehouse", connection_string=pg.sqlalchemy_url(pg_settings))
             try:
@@ -133,7 +133,7 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                             conn.rollback()
                             msg = f"frame {frame.name!r} could not be computed: {exc}"
                             log.error("%s: %s", suite.name, msg)
-                            results.extend(_check(suite, frame, e, success=False, evaluated=False, note=msg)
+                            results.extend(check_result(suite, frame, e, success=False, evaluated=False, note=msg)
                                            for e in configs)
                             continue
                         if rows == 0:
@@ -165,6 +165,6 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                 conn.close()
     result = gate.GateResult(STAGE, ds, run_id, results, started_at, time.monotonic() - started,
                              {"postgres_schema": schema, "previous_schema": previous_schema, "engine": "postgresql"},
-                             gx_results=gx_results)
-    (log.info if result.passed else log.error)("postgres %s", result.summary())
+                             gx_results=gx_results, engine="postgresql")
+    (log.info if result.passed else log.error)("%s", result.summary())
     return result

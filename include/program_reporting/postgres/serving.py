@@ -11,7 +11,7 @@ Write-audit-publish on PostgreSQL, for the production profile
    kpi_ marts with the types of kpis.md (NUMERIC(18,2), NUMERIC(12,6), BIGINT,
    DATE) and run_info;
 2. audit: the same GX suites run on the staging tables in PostgreSQL
-   (gate_pg); a failure leaves the published schema untouched;
+   (postgres/gate.py); a failure leaves the published schema untouched;
 3. publish: ONE transaction replaces the rows of all four tables of schema
    `published` (DELETE + INSERT; a table is re-created first only when its
    columns changed). PostgreSQL's MVCC gives every reader the old complete
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,8 @@ from program_reporting.core import settings
 from program_reporting.core.settings import Paths
 from program_reporting.core.settings import paths as default_paths
 from program_reporting.postgres import connection as pg
-from program_reporting.publishing.publish import PublishError, _checked_candidate
 from program_reporting.validation import gate
+from program_reporting.validation.candidate import GateBlocked, PublishError, check_run_id, checked_candidate
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,9 @@ class PgPublication:
 
 def source_of(run_id: str, p: Paths) -> Path:
     """The validated set of a run: its audit set with a passing verdict, or its published copy."""
-    if not run_id or "/" in run_id or run_id.startswith("."):
-        raise PublishError(f"run id {run_id!r} is not usable as a folder name")
+    check_run_id(run_id)
     if (p.audit / run_id / "kpi.duckdb").exists():
-        candidate, _verdict = _checked_candidate(run_id, p)  # requires a passing, unchanged verdict
+        candidate, _verdict = checked_candidate(run_id, p)  # requires a passing, unchanged verdict
         return candidate
     published = p.runs / run_id / "kpi.duckdb"
     if published.exists():
@@ -194,10 +194,16 @@ def _swap_once(conn) -> None:
 
 
 def publish(run_id: str, paths: Paths | None = None, source: Path | None = None,
-            pg_settings: settings.PostgresSettings | None = None, validate: bool = True) -> PgPublication:
+            pg_settings: settings.PostgresSettings | None = None, validate: bool = True,
+            on_gate: Callable[[gate.GateResult], None] | None = None) -> PgPublication:
     """Copy run `run_id`'s validated set into PostgreSQL, validate it there, and
     make it the published set in one transaction. Raises PublishError (the
-    published schema unchanged) when the set is not validated or fails the gate."""
+    published schema unchanged) when the set is not validated, GateBlocked when
+    it fails the gate.
+
+    `on_gate` gets the gate's result, passed or not, before anything is
+    published: the run's report must list it even if this process dies right
+    after the switch (a retry finds the run current and runs no gate)."""
     from psycopg2 import sql
 
     p = paths or default_paths()
@@ -225,8 +231,10 @@ def publish(run_id: str, paths: Paths | None = None, source: Path | None = None,
             from program_reporting.postgres import gate as gate_pg
 
             result = gate_pg.validate_schema(run_id, ds, STAGING_SCHEMA, pg_settings=pg_settings, tmp_dir=p.tmp)
+            if on_gate is not None:
+                on_gate(result)
             if not result.passed:
-                raise PublishError(f"run {run_id} was not published to PostgreSQL: {result.reason()}")
+                raise GateBlocked(f"run {run_id} was not published to PostgreSQL: {result.reason()}")
         _swap(conn)
         seconds = time.monotonic() - started
         log.info("run %s (ds %s) published to PostgreSQL schema %s in %.2fs", run_id, ds,

@@ -1,15 +1,10 @@
-"""Validate a run's candidate KPI set and publish it atomically, or withhold it.
+"""Publish a validated candidate set to the files, with its report, atomically.
 
-Write-audit-publish: the build writes the candidate set to
-audit/<run_id>/kpi.duckdb; this command runs the GX gate on the landed
-deliveries of --ds and on the candidate set; when no critical check failed it
-moves the set to published/runs/<run_id>/kpi.duckdb (kept forever, read-only)
-and makes it published/current.duckdb by renaming a hard link over it, so
-readers holding current.duckdb open keep their complete set and new readers
-get the new complete set; nobody waits. When a critical check failed, nothing
-is published, the previous set stays current, and the alert hook fires.
-Either way the validation report is written to reports/<run_id>/ and listed
-in reports/index.html.
+The set audit/<run_id>/kpi.duckdb, which has a passing gate verdict for its
+exact bytes (validation/candidate.py), moves to published/runs/<run_id>/kpi.duckdb
+(kept forever, read-only) and becomes published/current.duckdb by renaming a
+hard link over it, so readers holding current.duckdb open keep their complete
+set and new readers get the new complete set; nobody waits.
 
 The report of a published run is part of its publication: its content is
 fixed (rendered, on disk, checksums in the set's manifest) before the set
@@ -18,7 +13,8 @@ cannot be written, nothing is published. Only the index entry follows the
 swap; if that fails, the set stays published and the next report written
 adds the entry.
 
-Exit status: 0 published, 1 withheld (the last line says why), 2 usage error.
+The gates, the PostgreSQL serving schema and the report of a withheld run are
+the steps around this one: publishing/wap.py.
 """
 
 from __future__ import annotations
@@ -31,7 +27,6 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from program_reporting.core import failpoints
@@ -39,16 +34,13 @@ from program_reporting.core import failpoints
 # names of this module, so that tests/fault_runner.py can kill at this module's fsyncs alone
 from program_reporting.core.durable import fsync_dir as _fsync_dir
 from program_reporting.core.durable import fsync_file as _fsync_file
-from program_reporting.core.settings import Paths, parse_ds
+from program_reporting.core.settings import Paths
 from program_reporting.core.settings import paths as default_paths
+from program_reporting.validation.candidate import PublishError, checked_candidate
 
 log = logging.getLogger(__name__)
 
 READ_ONLY = 0o444
-
-
-class PublishError(RuntimeError):
-    """The set cannot be published; nothing was changed."""
 
 
 @contextmanager
@@ -151,30 +143,6 @@ def _finish_interrupted_swap(run_id: str, p: Paths) -> Path | None:
     return published_db
 
 
-def _checked_candidate(run_id: str, p: Paths) -> tuple[Path, dict]:
-    from program_reporting.core.checksums import sha256_file
-    from program_reporting.validation.gate import GATE_FILE
-
-    if not run_id or "/" in run_id or run_id.startswith("."):
-        raise PublishError(f"run id {run_id!r} is not usable as a folder name")
-    audit_dir = p.audit / run_id
-    candidate = audit_dir / "kpi.duckdb"
-    if not candidate.exists():
-        raise PublishError(f"{candidate}: no candidate set for run {run_id}")
-    if Path(str(candidate) + ".wal").exists():
-        raise PublishError(f"{candidate}.wal exists: the set changed after validation; validate it again")
-    verdict_file = audit_dir / GATE_FILE
-    try:
-        verdict = json.loads(verdict_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PublishError(f"{verdict_file}: no gate verdict for run {run_id}; run the gate first ({exc})") from exc
-    if not verdict.get("passed"):
-        raise PublishError(f"run {run_id} did not pass the gate: {verdict.get('reason')}")
-    if sha256_file(candidate) != verdict.get("candidate_sha256"):
-        raise PublishError(f"{candidate} changed since it was validated; validate it again")
-    return candidate, verdict
-
-
 def published_reason(gates: list) -> str:
     """The reason a published run's report gives."""
     warnings = sum(len(g.warnings) for g in gates)
@@ -209,7 +177,7 @@ def publish(run_id: str, paths: Paths | None = None, gates: list | tuple = (),
 def _publish_new(run_id: str, gates: list, airflow_run_id: str | None, p: Paths) -> Path:
     from program_reporting.reporting import report as reporting
 
-    candidate, verdict = _checked_candidate(run_id, p)
+    candidate, verdict = checked_candidate(run_id, p)
     dest = p.runs / run_id
     if dest.exists():
         raise PublishError(f"{dest} exists: run {run_id} was published before; published sets are never replaced")
@@ -272,75 +240,3 @@ def _index_publication(run_id: str, p: Paths) -> None:
     except Exception as exc:  # noqa: BLE001 - published is published; the index catches up later
         log.warning("run %s is published and its report is in %s, but the report index could not be "
                     "updated (the next report written adds it): %s", run_id, p.reports / run_id, exc)
-
-
-# --------------------------------------------------------------------------- WAP
-
-@dataclass
-class Outcome:
-    run_id: str
-    ds: str
-    published: bool
-    reason: str
-    report_path: Path | None = None
-    published_path: Path | None = None
-    gates: list = field(default_factory=list)
-
-
-def withhold(run_id: str, ds: str, gates: list, reason: str, airflow_run_id: str | None = None,
-             paths: Paths | None = None) -> Path:
-    """Write the report of a run that was not published. Returns its report.html.
-
-    A publish of this run that was interrupted is settled first, so its report
-    is in place (when its set did reach published/runs/) or gone. A report the
-    run already has is kept, never rewritten (a retry of the report step, or
-    that publication's report)."""
-    from program_reporting.reporting import report as reporting
-
-    p = paths or default_paths()
-    recover(p)
-    try:
-        return reporting.write_report(run_id, ds, gates, published=False, reason=reason,
-                                      airflow_run_id=airflow_run_id, paths=p)
-    except reporting.ReportExists:
-        final = p.reports / run_id / "report.html"
-        if not final.exists():
-            raise
-        log.warning("run %s has its report already; kept: %s", run_id, final)
-        return final
-
-
-def audit_and_publish(run_id: str, ds: str, airflow_run_id: str | None = None, paths: Paths | None = None,
-                      landed: bool = True) -> Outcome:
-    """The gate, then publish (with the report) or withhold (report, then the alert).
-
-    `landed=False` skips re-checking the landed deliveries (when an earlier
-    task already gated them and the report need not show them)."""
-    from program_reporting.publishing.notify import notify
-    from program_reporting.validation.gate import GateError, validate, validate_landed
-
-    parse_ds(ds)
-    p = paths or default_paths()
-    gates = []
-    reason = ""
-    try:
-        if landed:
-            gates.append(validate_landed(ds, p))
-        gates.append(validate(run_id, ds, p))
-    except (GateError, ValueError, OSError) as exc:
-        reason = f"the gate could not run: {exc}"
-        log.error("run %s: %s", run_id, reason)
-    if not reason:
-        blocked = [g for g in gates if not g.passed]
-        if blocked:
-            reason = "; ".join(g.reason() for g in blocked)
-        else:
-            try:
-                published_path = publish(run_id, p, gates, airflow_run_id)
-                return Outcome(run_id, ds, True, published_reason(gates), p.reports / run_id / "report.html",
-                               published_path, gates)
-            except (PublishError, OSError) as exc:
-                reason = f"publishing failed: {exc}"
-    report_path = withhold(run_id, ds, gates, reason, airflow_run_id, p)
-    notify("publication_withheld", f"run {run_id} (ds {ds}) was not published: {reason}", report_path, paths=p)
-    return Outcome(run_id, ds, False, reason, report_path, None, gates)

@@ -103,7 +103,10 @@ def landing_failures(ds: str, p: Paths) -> list[dict]:
 
 def build_data_docs(run_id: str, gates: Iterable, target: Path) -> str | None:
     """GX Data Docs of the (already scrubbed) results into `target`; None or an error."""
-    results = [(name, r) for g in gates for name, r in getattr(g, "gx_results", [])]
+    # The marts gate runs on DuckDB and again on PostgreSQL with the same suites: the
+    # engine keeps their results apart (Data Docs would file both under one name).
+    results = [(name if getattr(g, "engine", "duckdb") == "duckdb" else f"{g.engine}.{name}", r)
+               for g in gates for name, r in getattr(g, "gx_results", [])]
     if not results:
         return "no GX results to render"
     try:
@@ -184,14 +187,25 @@ def _columns(rows: list[dict]) -> list:
     return list(dict.fromkeys(k for r in rows for k in r))
 
 
+def _engine_of(gate: dict) -> str:
+    return gate.get("engine") or "duckdb"
+
+
+def _engine_check_id(c: dict, engine: str) -> str:
+    """The same suite runs on DuckDB and on PostgreSQL: each check keeps its own anchor."""
+    return _check_id(c["suite"], c["id"]) if engine == "duckdb" else _check_id(engine, c["suite"], c["id"])
+
+
 def render_html(doc: dict) -> str:
-    checks = [c for g in doc["gates"] for c in g["results"]]
+    checks = [(c, _engine_of(g)) for g in doc["gates"] for c in g["results"]]
     return render(
         "report.html.j2",
         doc=doc,
-        blocking=[c for c in checks if c["blocking"]],
-        warnings=[c for c in checks if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")],
-        check_id=_check_id,
+        blocking=[(c, engine) for c, engine in checks if c["blocking"]],
+        warnings=[(c, engine) for c, engine in checks
+                  if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")],
+        check_id=_engine_check_id,
+        engine_of=_engine_of,
         columns=_columns,
     )
 

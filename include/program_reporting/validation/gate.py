@@ -56,12 +56,12 @@ from program_reporting.core.settings import (
 from program_reporting.core.settings import (
     paths as default_paths,
 )
+from program_reporting.validation.candidate import GATE_FILE
 from program_reporting.validation.suites import CheckResult, FrameRun, Suite, load_suites, new_context, run_suite
 
 log = logging.getLogger(__name__)
 
 MART_TABLES = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress", "run_info")
-GATE_FILE = "gate.json"  # audit/<run_id>/gate.json: the verdict publish() requires
 
 
 class GateError(RuntimeError):
@@ -90,6 +90,12 @@ class GateResult:
     inputs: dict = field(default_factory=dict)  # what was validated (paths, checksums)
     error: str | None = None  # the gate could not run at all
     gx_results: list = field(default_factory=list, repr=False)  # (gx suite name, scrubbed GX result)
+    engine: str = "duckdb"  # where the checked tables were: the marts gate also runs on PostgreSQL
+
+    @property
+    def title(self) -> str:
+        """The gate's name in summaries and reports: "landed gate", "marts gate on postgresql"."""
+        return f"{self.stage} gate" + ("" if self.engine == "duckdb" else f" on {self.engine}")
 
     @property
     def blocking(self) -> list[CheckResult]:
@@ -109,7 +115,7 @@ class GateResult:
         return self.error is None and self.evaluated > 0 and not self.blocking
 
     def summary(self) -> str:
-        head = (f"{self.stage} gate for ds {self.ds}" + (f", run {self.run_id}" if self.run_id else "")
+        head = (f"{self.title} for ds {self.ds}" + (f", run {self.run_id}" if self.run_id else "")
                 + f": {'PASSED' if self.passed else 'BLOCKED'}; {len(self.results)} checks, "
                 f"{self.evaluated} evaluated, {len(self.blocking)} critical failures, "
                 f"{len(self.warnings)} warnings ({self.seconds:.1f}s)")
@@ -139,7 +145,7 @@ class GateResult:
 
     def to_dict(self) -> dict:
         return {
-            "stage": self.stage, "ds": self.ds, "run_id": self.run_id, "passed": self.passed,
+            "stage": self.stage, "engine": self.engine, "ds": self.ds, "run_id": self.run_id, "passed": self.passed,
             "started_at": self.started_at, "seconds": round(self.seconds, 3), "error": self.error,
             "reason": self.reason(), "inputs": self.inputs,
             "counts": {"checks": len(self.results), "evaluated": self.evaluated,
@@ -148,7 +154,8 @@ class GateResult:
         }
 
 
-def _parameters() -> dict:
+def expectation_parameters() -> dict:
+    """The values of the suites' `$PARAMETER`s (settings and reference data), the same on every engine."""
     programs = reference.programs()
     params = suite_parameters()
     params.update({
@@ -164,7 +171,7 @@ def _run(stage: str, ds: str, run_id: str | None, con, suites: list[Suite], inpu
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     context = new_context()
-    params = _parameters()
+    params = expectation_parameters()
     results: list[CheckResult] = []
     gx_results = []
     for suite in suites:
@@ -266,7 +273,10 @@ def settle(db: Path) -> None:
             raise GateError(f"{wal} remains after a checkpoint; refusing to validate a half-written set")
 
 
-def _marts_connection(run_id: str, ds: str, candidate: Path, previous: Path | None):
+def marts_connection(run_id: str, ds: str, candidate: Path, previous: Path | None):
+    """A DuckDB connection with the views the marts suites' frames read: the
+    candidate's tables, the previous published program rows, the targets.
+    The PostgreSQL gate computes its derived frames on this too."""
     con = duckdb.connect(config=duckdb_config())
     con.execute("SET VARIABLE ds = ?", [ds])
     con.execute("SET VARIABLE run_id = ?", [run_id])
@@ -306,7 +316,7 @@ def validate(run_id: str, ds: str, paths: Paths | None = None) -> GateResult:
     inputs = {"candidate": str(candidate.relative_to(p.home)), "candidate_sha256": checksum,
               "previous_published": str(previous.resolve().relative_to(p.home.resolve())) if previous else None}
     suites = load_suites("marts")
-    con = _marts_connection(run_id, ds, candidate, previous)
+    con = marts_connection(run_id, ds, candidate, previous)
     try:
         gate = _run("marts", ds, run_id, con, suites, inputs)
     finally:

@@ -289,7 +289,8 @@ class FrameRun:
     batches: int = 0
 
 
-def _check(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
+def check_result(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
+    """The check result of expectation `e` of a frame, with the outcome given in `kw` (for every engine's gate)."""
     kwargs = e.get("kwargs", {})
     return CheckResult(
         suite=suite.name, frame=frame.name, check_id=e["meta"]["id"], expectation_type=e["type"],
@@ -458,7 +459,7 @@ def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict, batch_
     except Exception as exc:  # noqa: BLE001 - any failure to build or validate the frame is reported per check
         msg = f"frame {frame.name!r} could not be computed: {exc}"
         log.error("%s: %s", suite.name, msg)
-        return FrameRun([_check(suite, frame, e, success=False, evaluated=False, note=scrub(msg))
+        return FrameRun([check_result(suite, frame, e, success=False, evaluated=False, note=scrub(msg))
                          for e in configs], seconds=time.monotonic() - started, batches=len(results))
 
     if rows == 0:
@@ -481,8 +482,9 @@ def empty_frame_checks(con, suite: Suite, frame: Frame, configs: list[dict]) -> 
             why = f"the frame has no rows and its emptiness condition failed: {exc}"
     if legit:
         note = f"skipped: no rows to check, as expected ({frame.may_be_empty_when})"
-        return [_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note) for e in configs]
-    return [_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
+        return [check_result(suite, frame, e, success=True, evaluated=False, skipped=True, note=note)
+                for e in configs]
+    return [check_result(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
 
 
 def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
@@ -495,7 +497,7 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
     for e in configs:
         r = by_id.get(e["meta"]["id"])
         if r is None:
-            checks.append(_check(suite, frame, e, success=False, evaluated=False,
+            checks.append(check_result(suite, frame, e, success=False, evaluated=False,
                                  note="GX returned no result for this expectation"))
             continue
         res = dict(r.result or {})
@@ -509,7 +511,7 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
             evaluated, note = False, "GX returned no metric"
         elif res.get("element_count") and res.get("missing_count") == res.get("element_count"):
             note = "every value is null (nothing to compare; nulls are allowed here)"
-        checks.append(_check(
+        checks.append(check_result(
             suite, frame, e, success=bool(r.success) and evaluated, evaluated=evaluated,
             observed_value=_observed(res), note=scrub(note),
             failing_rows=[] if r.success else (failing_rows or {}).get(e["meta"]["id"], []),
