@@ -2,7 +2,7 @@
 -- DuckDB script from the raw layer as bench/floor_load.sql loaded it, no dbt,
 -- no incremental state. The benchmark times it beside the dbt full build and
 -- checks that both give the same table, cell by cell; tests compare it with an
--- independent Python reading of kpis.md (tests/kpi_oracle.py).
+-- independent Python reading of kpis.md (tests/helpers/kpi_oracle.py).
 --
 -- Method: every figure is a sum of per-line or per-merchant values that
 -- change on a few dates. Each change is a delta on its date; running sums of

@@ -4,7 +4,7 @@
       [--batch-rows N] [--duckdb-memory-limit 4GB] [--work DIR] [--keep]
 
 For each size: writes a delivery of that many credit events (and small
-merchant and employment deliveries) with DuckDB (tests/deliveries.py), lands
+merchant and employment deliveries) with DuckDB (tests/helpers/deliveries.py), lands
 the three with the real landing code, then runs gate.validate_landed in a
 child process and reports the child's wall time, CPU time and peak RSS
 (its own VmHWM: nothing else runs in that process). --batch-rows and
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' helpers package
 
-from deliveries import write_generated_delivery  # noqa: E402
+from helpers.deliveries import write_generated_delivery  # noqa: E402
 
 DS = "2020-06-03"
 MERCHANTS = 1000

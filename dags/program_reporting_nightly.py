@@ -15,7 +15,7 @@ from program_reporting.core.settings import SOURCES
 from program_reporting.orchestration import nightly
 from program_reporting.orchestration.airflow_env import sensor_poke_seconds, sensor_timeout_seconds
 
-# Retries are deliberate and per kind of step (tests/test_dags.py pins them):
+# Retries are deliberate and per kind of step (tests/unit/orchestration/test_dags.py pins them):
 # I/O and dbt may fail transiently and are retried; a failed check never is
 # (the gate raises AirflowFailException, which skips the remaining retries).
 RETRIES_IO = 2

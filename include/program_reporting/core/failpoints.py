@@ -22,7 +22,7 @@ exactly what a power cut or the OOM killer does. When the variable is unset
 Modules owned by others can also be instrumented from the outside, without
 editing them: `instrument(module, "swap", "landing.swap")` wraps the function
 so that `landing.swap.before` and `landing.swap.after` are hit around every
-call (tests/fault_runner.py does this in the killed subprocess only).
+call (tests/helpers/fault_runner.py does this in the killed subprocess only).
 
 The idea is the one of TiKV's `fail` crate and FoundationDB's buggify, kept
 to the two actions this project needs: die, or fail.

@@ -4,8 +4,8 @@ execution API that Airflow 3 workers report to.
 
 docker-compose.yml sets exactly these settings for its containers (with the
 service names as hosts and secrets from .env); the native Celery integration
-test (tests/test_celery_integration.py) starts Airflow with `celery_env()`,
-and tests/test_celery_integration.py checks that every Airflow and
+test (tests/integration/test_celery_integration.py) starts Airflow with `celery_env()`,
+and tests/integration/test_celery_integration.py checks that every Airflow and
 program-reporting setting of the compose file is set here too, so what the
 compose file relies on is what the test exercises.
 

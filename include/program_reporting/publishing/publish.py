@@ -31,7 +31,7 @@ from pathlib import Path
 
 from program_reporting.core import failpoints
 
-# names of this module, so that tests/fault_runner.py can kill at this module's fsyncs alone
+# names of this module, so that tests/helpers/fault_runner.py can kill at this module's fsyncs alone
 from program_reporting.core.durable import fsync_dir as _fsync_dir
 from program_reporting.core.durable import fsync_file as _fsync_file
 from program_reporting.core.settings import Paths
