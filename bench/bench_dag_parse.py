@@ -38,8 +38,12 @@ print(json.dumps({"errors": {str(k): str(v) for k, v in bag.import_errors.items(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--limit-ms", type=float, default=1000.0,
-                        help="maximum median parse time per file (default 1000 ms: the issue's target)")
+    parser.add_argument(
+        "--limit-ms",
+        type=float,
+        default=1000.0,
+        help="maximum median parse time per file (default 1000 ms: the issue's target)",
+    )
     args = parser.parse_args()
     import os
 
@@ -50,8 +54,9 @@ def main() -> int:
         env = airflow_env()
         times: dict[str, list[float]] = {}
         for _ in range(args.repeat):
-            proc = subprocess.run([sys.executable, "-c", PROBE, str(DAGS_FOLDER)], env=env,
-                                  capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                [sys.executable, "-c", PROBE, str(DAGS_FOLDER)], env=env, capture_output=True, text=True, timeout=600
+            )
             if proc.returncode != 0:
                 print(proc.stderr[-3000:])
                 return 2

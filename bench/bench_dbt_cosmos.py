@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-PROBE_DAG = '''
+PROBE_DAG = """
 # airflow: the dbt project rendered by Cosmos from its manifest (bench only)
 import pendulum
 from airflow.sdk import dag
@@ -54,7 +54,7 @@ def cosmos_probe():
     )
 
 cosmos_probe()
-'''
+"""
 
 
 def main() -> int:
@@ -89,29 +89,43 @@ def main() -> int:
 
         dags = tmp / "dags"
         dags.mkdir()
-        (dags / "cosmos_probe.py").write_text(textwrap.dedent(PROBE_DAG.format(
-            project=str(ROOT / "dbt_project"), manifest=str(manifest),
-            profiles=str(ROOT / "dbt_project" / "profiles.yml"), ds=ds)))
+        (dags / "cosmos_probe.py").write_text(
+            textwrap.dedent(
+                PROBE_DAG.format(
+                    project=str(ROOT / "dbt_project"),
+                    manifest=str(manifest),
+                    profiles=str(ROOT / "dbt_project" / "profiles.yml"),
+                    ds=ds,
+                )
+            )
+        )
         env = airflow_env()
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
         ensure_db(env)
-        probe = ("from airflow.dag_processing.dagbag import DagBag; b = DagBag(); "
-                 "s = b.dagbag_stats[0]; print(len(b.dags['cosmos_probe'].tasks), s.duration.total_seconds())")
+        probe = (
+            "from airflow.dag_processing.dagbag import DagBag; b = DagBag(); "
+            "s = b.dagbag_stats[0]; print(len(b.dags['cosmos_probe'].tasks), s.duration.total_seconds())"
+        )
         out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
         n_tasks, parse_s = out.stdout.strip().splitlines()[-1].split()
         t0 = time.monotonic()
-        proc = subprocess.run([airflow_bin(), "dags", "test", "cosmos_probe"], env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run([airflow_bin(), "dags", "test", "cosmos_probe"], env=env, capture_output=True, text=True)
         cosmos = time.monotonic() - t0
         t0 = time.monotonic()
-        subprocess.run([airflow_bin(), "dags", "test", "cosmos_probe", "--mark-success-pattern", ".*"], env=env,
-                       capture_output=True, text=True)
+        subprocess.run(
+            [airflow_bin(), "dags", "test", "cosmos_probe", "--mark-success-pattern", ".*"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         overhead = time.monotonic() - t0
     print(f"data: {args.merchants} merchants, {args.days} days; dbt nodes built: {summary.get('nodes', '?')}")
     print(f"A. one dbt build (build.build, full refresh):        {one_build:6.1f} s, 1 task")
-    print(f"B. Cosmos DbtTaskGroup via airflow dags test:         {cosmos:6.1f} s, {n_tasks} tasks "
-          f"(exit {proc.returncode}); the same DAG with every task marked success: {overhead:.1f} s, "
-          f"so dbt through Cosmos took ~{cosmos - overhead:.1f} s")
+    print(
+        f"B. Cosmos DbtTaskGroup via airflow dags test:         {cosmos:6.1f} s, {n_tasks} tasks "
+        f"(exit {proc.returncode}); the same DAG with every task marked success: {overhead:.1f} s, "
+        f"so dbt through Cosmos took ~{cosmos - overhead:.1f} s"
+    )
     print(f"   Cosmos DAG parse time (manifest load): {float(parse_s) * 1000:.0f} ms")
     return 0
 

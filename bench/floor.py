@@ -44,9 +44,14 @@ def _execute(con: duckdb.DuckDBPyConnection, sql: str, progress: bool) -> float:
     return time.perf_counter() - start
 
 
-def run_floor(raw: Path, database: str = ":memory:", memory_limit: str | None = None,
-              temp_dir: Path | None = None, progress: bool = False,
-              compute_sql: Path = COMPUTE_SQL) -> tuple[duckdb.DuckDBPyConnection, dict[str, float]]:
+def run_floor(
+    raw: Path,
+    database: str = ":memory:",
+    memory_limit: str | None = None,
+    temp_dir: Path | None = None,
+    progress: bool = False,
+    compute_sql: Path = COMPUTE_SQL,
+) -> tuple[duckdb.DuckDBPyConnection, dict[str, float]]:
     """Load the raw layer, then compute (progress: print each statement's
     time); returns the connection holding floor_kpi_program_daily and the
     seconds of each part: {"load": ..., "compute": ...}."""
@@ -68,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compute-sql", type=Path, default=COMPUTE_SQL, help="the computing script")
     parser.add_argument("--progress", action="store_true", help="print each statement's time")
     args = parser.parse_args(argv)
-    con, seconds = run_floor(args.raw or settings.paths().raw, args.database, args.memory_limit, args.temp_dir,
-                             args.progress, args.compute_sql)
+    con, seconds = run_floor(
+        args.raw or settings.paths().raw,
+        args.database,
+        args.memory_limit,
+        args.temp_dir,
+        args.progress,
+        args.compute_sql,
+    )
     print(con.sql("SELECT * FROM floor_kpi_program_daily ORDER BY ALL DESC LIMIT 5"))
     print(f"floor: load {seconds['load']:.1f} s, compute {seconds['compute']:.1f} s")
     return 0

@@ -71,21 +71,21 @@ def land(drop: Path, home: Path, events: int) -> float:
     return time.monotonic() - started
 
 
-def measure_gate(drop: Path, home: Path, batch_rows: int | None = None, duckdb_memory_limit: str | None = None,
-                 timeout: float = 3600) -> dict:
+def measure_gate(
+    drop: Path, home: Path, batch_rows: int | None = None, duckdb_memory_limit: str | None = None, timeout: float = 3600
+) -> dict:
     """validate_landed(DS) in a child process: its seconds, peak RSS and verdict."""
     env = dict(os.environ, PROGRAM_REPORTING_DROP=str(drop), PROGRAM_REPORTING_HOME=str(home))
     if batch_rows:
         env["PROGRAM_REPORTING_GATE_BATCH_ROWS"] = str(batch_rows)
     if duckdb_memory_limit:
         env["PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT"] = duckdb_memory_limit
-    proc = subprocess.run([sys.executable, "-c", CHILD, DS], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([sys.executable, "-c", CHILD, DS], env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"the gate failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     # the verdict is the JSON object on the last line (DuckDB may have drawn progress bars before it)
     last = proc.stdout.replace("\r", "\n").strip().splitlines()[-1]
-    return json.loads(last[last.index("{"):])
+    return json.loads(last[last.index("{") :])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,15 +106,23 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
-        result.update(events=events, landing_seconds=round(landing_seconds, 1), batch_rows=args.batch_rows,
-                      duckdb_memory_limit=args.duckdb_memory_limit)
+        result.update(
+            events=events,
+            landing_seconds=round(landing_seconds, 1),
+            batch_rows=args.batch_rows,
+            duckdb_memory_limit=args.duckdb_memory_limit,
+        )
         print(json.dumps(result), flush=True)
         rows.append(result)
-    print("| credit events | gate seconds | gate CPU seconds | gate peak RSS | passed |\n"
-          "| ---: | ---: | ---: | ---: | --- |")
+    print(
+        "| credit events | gate seconds | gate CPU seconds | gate peak RSS | passed |\n"
+        "| ---: | ---: | ---: | ---: | --- |"
+    )
     for r in rows:
-        print(f"| {r['events']:,} | {r['seconds']} | {r['cpu_seconds']} | {r['peak_rss_bytes'] / 2**30:.2f} GiB "
-              f"| {r['passed']} |")
+        print(
+            f"| {r['events']:,} | {r['seconds']} | {r['cpu_seconds']} | {r['peak_rss_bytes'] / 2**30:.2f} GiB "
+            f"| {r['passed']} |"
+        )
     return 0 if all(r["passed"] for r in rows) else 1
 
 

@@ -23,7 +23,8 @@ COLUMNS = [
     (("land (history)",), "land"),
     ((LAND_FLOOR,), "read_csv day by day (floor)"),
     ((LAND_AT_ONCE, LEGACY_LAND_FLOOR), "read_csv all days at once"),
-    (("build (dbt, full)",), "dbt full build"), ((BUILD_FLOOR,), "SQL floor"),
+    (("build (dbt, full)",), "dbt full build"),
+    ((BUILD_FLOOR,), "SQL floor"),
     ((NIGHT,), "night"),
 ]
 
@@ -37,28 +38,47 @@ def _seconds(s: float | None) -> str:
 def table(files: list[Path]) -> str:
     runs = [json.loads(f.read_text()) for f in files]
     runs.sort(key=lambda r: (r["days"], r["merchants"], r["date"]))
-    head = ["merchants x days", "date", "rows landed"] + [c for _k, c in COLUMNS] + [
-        "published", "landing / floor (day by day)", "night / full build", "peak RSS", "warehouse"]
+    head = (
+        ["merchants x days", "date", "rows landed"]
+        + [c for _k, c in COLUMNS]
+        + ["published", "landing / floor (day by day)", "night / full build", "peak RSS", "warehouse"]
+    )
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for r in runs:
         by = {s["name"]: s for s in r["stages"]}
         land = by.get("land (history)", {})
         # the pipeline's peak: not the simulator's, nor the floors' (references, run beside it)
-        peak = max((s.get("peak_rss_bytes") or 0) for s in r["stages"]
-                   if s["name"] not in (*PREPARATION, LEGACY_LAND_FLOOR, *REFERENCES))
+        peak = max(
+            (s.get("peak_rss_bytes") or 0)
+            for s in r["stages"]
+            if s["name"] not in (*PREPARATION, LEGACY_LAND_FLOOR, *REFERENCES)
+        )
         history = " (one file)" if r.get("history") == "one-file" else ""
         cells = [f"{r['merchants']:,} x {r['days']}{history}", r["date"], f"{land.get('rows') or 0:,}"]
         for names, _c in COLUMNS:
             stage = next((by[k] for k in names if k in by), {})
             error = stage.get("error", "")
-            cells.append("not run" if not stage else "skipped" if error.startswith("skipped") else "failed (out of memory)"
-                         if "OutOfMemory" in error else "failed" if error else _seconds(stage.get("seconds")))
+            cells.append(
+                "not run"
+                if not stage
+                else "skipped"
+                if error.startswith("skipped")
+                else "failed (out of memory)"
+                if "OutOfMemory" in error
+                else "failed"
+                if error
+                else _seconds(stage.get("seconds"))
+            )
         floor = by.get(LAND_FLOOR)
         ratio = f"{land['rows_per_second'] / floor['rows_per_second']:.2f}" if floor and land else ""
         full, night = by.get("build (dbt, full)", {}).get("seconds"), by.get(NIGHT, {}).get("seconds")
-        cells += ["yes" if r["targets"].get("night published") else "NO",
-                  ratio, f"{night / full:.2f}" if full and night else "", f"{peak / 2**30:.1f} GiB",
-                  f"{r.get('warehouse_bytes', 0) / 2**30:.2f} GiB"]
+        cells += [
+            "yes" if r["targets"].get("night published") else "NO",
+            ratio,
+            f"{night / full:.2f}" if full and night else "",
+            f"{peak / 2**30:.1f} GiB",
+            f"{r.get('warehouse_bytes', 0) / 2**30:.2f} GiB",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

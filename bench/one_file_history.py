@@ -30,6 +30,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+
 from program_reporting.core import contract
 from program_reporting.core.checksums import sha256_file
 from program_reporting.core.settings import SOURCES
@@ -37,8 +38,10 @@ from program_reporting.core.settings import SOURCES
 # the delivery's rows in the order delivered: the files in date order, each
 # file's rows in its order (DuckDB keeps a scan's order while
 # preserve_insertion_order is on, its default)
-_READ = ("read_csv(?, header = true, all_varchar = true, union_by_name = true, filename = '_file', "
-         "hive_partitioning = false)")
+_READ = (
+    "read_csv(?, header = true, all_varchar = true, union_by_name = true, filename = '_file', "
+    "hive_partitioning = false)"
+)
 
 _SELECT = {
     "merchants": f"""
@@ -54,18 +57,27 @@ _SELECT = {
 }
 
 
-def deliver_as_one_file(drop: Path, dates: list[dt.date], time_zone: str = "Asia/Shanghai",
-                        memory_limit: str = "4GB", temp_dir: Path | None = None) -> dict[str, int]:
+def deliver_as_one_file(
+    drop: Path,
+    dates: list[dt.date],
+    time_zone: str = "Asia/Shanghai",
+    memory_limit: str = "4GB",
+    temp_dir: Path | None = None,
+) -> dict[str, int]:
     """Replace the daily deliveries of `dates` in `drop` by one delivery per
     source dated max(dates); returns each source's row count."""
     ds = max(dates)
     rows = {}
-    con = duckdb.connect(config={"memory_limit": memory_limit,
-                                 **({"temp_directory": str(temp_dir)} if temp_dir else {})})
+    con = duckdb.connect(
+        config={"memory_limit": memory_limit, **({"temp_directory": str(temp_dir)} if temp_dir else {})}
+    )
     try:
         for source in SOURCES:
-            files = [str(f) for d in sorted(dates)
-                     for f in sorted((drop / source / f"ds={d.isoformat()}").glob(f"{source}.csv*"))]
+            files = [
+                str(f)
+                for d in sorted(dates)
+                for f in sorted((drop / source / f"ds={d.isoformat()}").glob(f"{source}.csv*"))
+            ]
             staging = drop / source / f".one-file-{ds.isoformat()}"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
@@ -74,15 +86,24 @@ def deliver_as_one_file(drop: Path, dates: list[dt.date], time_zone: str = "Asia
             # counted on the file as written: what landing will count
             count, total = con.execute(
                 "SELECT count(*), sum(try_cast(amount AS DECIMAL(38, 10))) FROM read_csv(?, header = true, "
-                "all_varchar = true)" if source == "credit_events" else
-                "SELECT count(*), NULL FROM read_csv(?, header = true, all_varchar = true)", [str(data)]).fetchone()
-            control = {"source": source, "ds": ds.isoformat(), "schema_version": contract.SCHEMA_VERSION,
-                       "row_count": count, "sha256": sha256_file(data)}
+                "all_varchar = true)"
+                if source == "credit_events"
+                else "SELECT count(*), NULL FROM read_csv(?, header = true, all_varchar = true)",
+                [str(data)],
+            ).fetchone()
+            control = {
+                "source": source,
+                "ds": ds.isoformat(),
+                "schema_version": contract.SCHEMA_VERSION,
+                "row_count": count,
+                "sha256": sha256_file(data),
+            }
             if source == "credit_events":
                 amount = Decimal(total or 0).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
                 control["amount_total"] = format(amount, "f")
-            control["produced_at"] = dt.datetime.combine(ds + dt.timedelta(days=1), dt.time(1, 10),
-                                                         tzinfo=ZoneInfo(time_zone)).isoformat()
+            control["produced_at"] = dt.datetime.combine(
+                ds + dt.timedelta(days=1), dt.time(1, 10), tzinfo=ZoneInfo(time_zone)
+            ).isoformat()
             (staging / contract.CONTROL_FILE).write_text(json.dumps(control, indent=2) + "\n")
             for d in dates:
                 shutil.rmtree(drop / source / f"ds={d.isoformat()}", ignore_errors=True)

@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from measure import dir_size, measured, run  # noqa: E402
+from measure import dir_size, measured  # noqa: E402
 
 NIGHT = "night (Airflow, end to end)"
 LAND_FLOOR = "land floor (duckdb read_csv, day by day)"
@@ -58,35 +58,65 @@ def _gib(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--merchants", type=int, default=1_000_000,
-                        help="merchants enrolled by the last day (default 1,000,000; make bench SCALE=...)")
-    parser.add_argument("--days", type=int, default=180,
-                        help="days of history before the measured night (default 180; make bench DAYS=...)")
+    parser.add_argument(
+        "--merchants",
+        type=int,
+        default=1_000_000,
+        help="merchants enrolled by the last day (default 1,000,000; make bench SCALE=...)",
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=180,
+        help="days of history before the measured night (default 180; make bench DAYS=...)",
+    )
     parser.add_argument("--start", default="2020-06-02", help="first business date of the history")
     parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default bench/work/<scale>)")
-    parser.add_argument("--results", type=Path, default=HERE / "results",
-                        help="where the JSON and Markdown results go (default bench/results)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=HERE / "results",
+        help="where the JSON and Markdown results go (default bench/results)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    parser.add_argument("--skip-build-floor", action="store_true",
-                        help="do not run the SQL floor (at 5,000,000 merchants x 180 days its spill alone would "
-                             "outgrow the disk); the build's target is then reported as not measured")
-    parser.add_argument("--free-drop", action="store_true",
-                        help="delete the history's deliveries once landed and read by the floors (the build "
-                             "reads the raw layer; at 5,000,000 merchants x 180 days they are 21 GB of disk)")
-    parser.add_argument("--history", choices=("daily", "one-file"), default="daily",
-                        help="how the history is delivered: daily (one delivery per source and day, default) "
-                             "or one-file (one delivery per source, on the history's last date, carrying it "
-                             "all; make bench HISTORY=one-file)")
-    parser.add_argument("--floor-memory", default="6GB",
-                        help="DuckDB memory limit of the floors (default 6GB, the pipeline's peak target)")
-    parser.add_argument("--resume-build", action="store_true",
-                        help="reuse the scratch folder's landed history (of a run with --keep or one that "
-                             "stopped in the build): skip simulating, landing and the landing floors, delete "
-                             "the warehouse and run from the full build on; the results then hold no landing")
-    parser.add_argument("--skip-land-floors", action="store_true",
-                        help="do not run DuckDB's read_csv beside the landing; its target is then reported as "
-                             "not measured")
+    parser.add_argument(
+        "--skip-build-floor",
+        action="store_true",
+        help="do not run the SQL floor (at 5,000,000 merchants x 180 days its spill alone would "
+        "outgrow the disk); the build's target is then reported as not measured",
+    )
+    parser.add_argument(
+        "--free-drop",
+        action="store_true",
+        help="delete the history's deliveries once landed and read by the floors (the build "
+        "reads the raw layer; at 5,000,000 merchants x 180 days they are 21 GB of disk)",
+    )
+    parser.add_argument(
+        "--history",
+        choices=("daily", "one-file"),
+        default="daily",
+        help="how the history is delivered: daily (one delivery per source and day, default) "
+        "or one-file (one delivery per source, on the history's last date, carrying it "
+        "all; make bench HISTORY=one-file)",
+    )
+    parser.add_argument(
+        "--floor-memory",
+        default="6GB",
+        help="DuckDB memory limit of the floors (default 6GB, the pipeline's peak target)",
+    )
+    parser.add_argument(
+        "--resume-build",
+        action="store_true",
+        help="reuse the scratch folder's landed history (of a run with --keep or one that "
+        "stopped in the build): skip simulating, landing and the landing floors, delete "
+        "the warehouse and run from the full build on; the results then hold no landing",
+    )
+    parser.add_argument(
+        "--skip-land-floors",
+        action="store_true",
+        help="do not run DuckDB's read_csv beside the landing; its target is then reported as not measured",
+    )
     args = parser.parse_args(argv)
 
     one_file = args.history == "one-file"
@@ -123,16 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log(f"simulating {args.merchants:,} merchants, {args.days} days + 1 night")
         with measured("simulate") as st:
-            simulate.simulate(start=start, days=args.days + 1, merchants=args.merchants, seed=args.seed,
-                              drop=p.drop, bad_row_share=0.0005)
+            simulate.simulate(
+                start=start,
+                days=args.days + 1,
+                merchants=args.merchants,
+                seed=args.seed,
+                drop=p.drop,
+                bad_row_share=0.0005,
+            )
         stages.append(st)
         if one_file:
             log("the history as one delivery per source, dated " + history[-1].isoformat())
             from one_file_history import deliver_as_one_file
 
             with measured(ONE_FILE) as st:
-                st.extra["rows_by_source"] = deliver_as_one_file(p.drop, history, memory_limit=args.floor_memory,
-                                                                 temp_dir=work / "tmp")
+                st.extra["rows_by_source"] = deliver_as_one_file(
+                    p.drop, history, memory_limit=args.floor_memory, temp_dir=work / "tmp"
+                )
                 st.rows = sum(st.extra["rows_by_source"].values())
             stages.append(st)
 
@@ -140,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         # deliveries in parallel, as the nightly DAG's land tasks, then the release.
         log("landing the history")
         with measured("land (history)") as st:
-            st.rows = sum(day["delivered"] for day in landing_backlog.land_days(
-                [d.isoformat() for d in (history[-1:] if one_file else history)], p))
+            st.rows = sum(
+                day["delivered"]
+                for day in landing_backlog.land_days(
+                    [d.isoformat() for d in (history[-1:] if one_file else history)], p
+                )
+            )
         stages.append(st)
 
     # The landing floor is DuckDB reading each day's CSV files into a table,
@@ -156,13 +197,17 @@ def main(argv: list[str] | None = None) -> int:
         with measured(name) as st:
             # the SQL floor's memory limit: beyond it DuckDB spills rather than
             # outgrowing the machine (one read of every day's files at 5M merchants)
-            con = duckdb.connect(str(db), config={"memory_limit": args.floor_memory,
-                                                  "temp_directory": str(work / "tmp")})
+            con = duckdb.connect(
+                str(db), config={"memory_limit": args.floor_memory, "temp_directory": str(work / "tmp")}
+            )
             rows = 0
             try:
-                for table, source, files in batches:
-                    con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_csv(?, header = true, "
-                                "all_varchar = true, union_by_name = true)", [files])
+                for table, _source, files in batches:
+                    con.execute(
+                        f"CREATE TABLE {table} AS SELECT * FROM read_csv(?, header = true, "
+                        "all_varchar = true, union_by_name = true)",
+                        [files],
+                    )
                     rows += con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 st.rows = rows
             except duckdb.Error as exc:  # recorded in the results; the run goes on
@@ -179,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     delivery_days = history[-1:] if one_file else history
     if not (args.resume_build or args.skip_land_floors):
         log("raw floor: DuckDB read_csv of each delivery's files")
-        read_csv_floor(LAND_FLOOR, [(f"{source}_{ds:%Y%m%d}", source, delivered(source, [ds]))
-                                    for ds in delivery_days for source in SOURCES])
+        read_csv_floor(
+            LAND_FLOOR,
+            [(f"{source}_{ds:%Y%m%d}", source, delivered(source, [ds])) for ds in delivery_days for source in SOURCES],
+        )
         if not one_file:  # one file per source: the same reads as the floor's
             log("reference: DuckDB read_csv of all the days' files at once")
-            read_csv_floor(LAND_AT_ONCE,
-                           [(source, source, delivered(source, history)) for source in SOURCES])
+            read_csv_floor(LAND_AT_ONCE, [(source, source, delivered(source, history)) for source in SOURCES])
     if args.free_drop:
         for source in SOURCES:
             for ds in delivery_days:
@@ -195,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     last = history[-1].isoformat()
     with measured("build (dbt, full)") as st:
         try:
-            st.extra["line_passes"] = build.build(last, f"bench-full-{last}", full_refresh=True,
-                                                  paths=p)["line_passes"]
+            st.extra["line_passes"] = build.build(last, f"bench-full-{last}", full_refresh=True, paths=p)["line_passes"]
         except build.BuildFailed as exc:  # recorded in the results: no night without a warehouse
             st.extra["error"] = str(exc)[:2000]
             log(f"full build failed: {exc}")
@@ -234,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"one night end to end through Airflow: ds={night}")
     with measured(NIGHT) as st:
         if built:
-            proc = subprocess.run([cli, "run", "--ds", night.isoformat(), "--no-bi-refresh"],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [cli, "run", "--ds", night.isoformat(), "--no-bi-refresh"], capture_output=True, text=True
+            )
         else:
             proc = subprocess.CompletedProcess([], 1, "", "not run: the full build failed")
         st.extra["exit_code"] = proc.returncode
@@ -273,36 +319,64 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {
         "date": dt.date.today().isoformat(),
-        "merchants": args.merchants, "days": args.days, "history": args.history,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
-        "stages": [{"name": s.name, "seconds": round(s.seconds, 2), "rows": s.rows,
-                    "rows_per_second": round(s.rows_per_second) if s.rows_per_second else None,
-                    "peak_rss_bytes": s.peak_rss_bytes, **s.extra} for s in stages],
+        "merchants": args.merchants,
+        "days": args.days,
+        "history": args.history,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        },
+        "stages": [
+            {
+                "name": s.name,
+                "seconds": round(s.seconds, 2),
+                "rows": s.rows,
+                "rows_per_second": round(s.rows_per_second) if s.rows_per_second else None,
+                "peak_rss_bytes": s.peak_rss_bytes,
+                **s.extra,
+            }
+            for s in stages
+        ],
         "warehouse_bytes": dir_size(p.home),
-        "ratios": {"landing_vs_floor": round(land_rps / floor_rps, 3) if land_rps and floor_rps else None,
-                   "full_build_vs_floor": round(full / floor_build, 3) if floor_build else None,
-                   "full_build_vs_floor_compute": round(full / floor_compute, 3) if floor_compute else None,
-                   "night_vs_full_build": round(night_s / full, 3) if built else None},
+        "ratios": {
+            "landing_vs_floor": round(land_rps / floor_rps, 3) if land_rps and floor_rps else None,
+            "full_build_vs_floor": round(full / floor_build, 3) if floor_build else None,
+            "full_build_vs_floor_compute": round(full / floor_compute, 3) if floor_compute else None,
+            "night_vs_full_build": round(night_s / full, 3) if built else None,
+        },
         "targets": targets,
     }
-    lines = [f"Benchmark {result['date']}: {args.merchants:,} merchants x {args.days} days"
-             + (", the history delivered as one file per source" if one_file else "")
-             + f", {result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB",
-             "", "| stage | wall time | rows/s | peak RSS (tree) |", "| --- | ---: | ---: | ---: |"]
+    lines = [
+        f"Benchmark {result['date']}: {args.merchants:,} merchants x {args.days} days"
+        + (", the history delivered as one file per source" if one_file else "")
+        + f", {result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB",
+        "",
+        "| stage | wall time | rows/s | peak RSS (tree) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for s in stages:
         rps = f"{s.rows_per_second:,.0f}" if s.rows_per_second else ""
         name = s.name + (f" - FAILED: {s.extra['error'][:120]}" if "error" in s.extra else "")
         lines.append(f"| {name} | {s.seconds:,.1f} s | {rps} | {_gib(s.peak_rss_bytes)} |")
     if floor_build:
-        lines += ["", f"SQL floor: loading {floor['load_seconds']:.1f} s, computing {floor['compute_seconds']:.1f} s "
-                      f"(DuckDB memory limit {floor['memory_limit']}); equals the build's kpi_program_daily: "
-                      + ("yes" if floor.get("equals_build") else f"NO ({floor.get('differing_rows')} rows differ)")]
+        lines += [
+            "",
+            f"SQL floor: loading {floor['load_seconds']:.1f} s, computing {floor['compute_seconds']:.1f} s "
+            f"(DuckDB memory limit {floor['memory_limit']}); equals the build's kpi_program_daily: "
+            + ("yes" if floor.get("equals_build") else f"NO ({floor.get('differing_rows')} rows differ)"),
+        ]
     tasks = by[NIGHT].extra.get("tasks") or {}
     if tasks:
         lines += ["", "Night by Airflow task (s): " + ", ".join(f"{k} {v:.1f}" for k, v in tasks.items())]
-    lines += ["", f"Warehouse size on disk: {_gib(result['warehouse_bytes'])}", "",
-              "| target | met |", "| --- | --- |"] + [f"| {k} | {'not measured' if v is None else 'yes' if v else 'NO'} |" for k, v in targets.items()]
+    lines += [
+        "",
+        f"Warehouse size on disk: {_gib(result['warehouse_bytes'])}",
+        "",
+        "| target | met |",
+        "| --- | --- |",
+    ] + [f"| {k} | {'not measured' if v is None else 'yes' if v else 'NO'} |" for k, v in targets.items()]
     table = "\n".join(lines)
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -317,8 +391,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def sql_floor(run_floor, raw: Path, warehouse: Path, work: Path, memory_limit: str, st, log) -> None:
     try:
-        con, seconds = run_floor(raw, database=str(work / "floor_build.duckdb"), memory_limit=memory_limit,
-                                 temp_dir=work / "tmp", progress=True)
+        con, seconds = run_floor(
+            raw,
+            database=str(work / "floor_build.duckdb"),
+            memory_limit=memory_limit,
+            temp_dir=work / "tmp",
+            progress=True,
+        )
         st.extra["load_seconds"], st.extra["compute_seconds"] = round(seconds["load"], 2), round(seconds["compute"], 2)
         st.extra["kpi_rows"] = con.execute("SELECT count(*) FROM floor_kpi_program_daily").fetchone()[0]
         # The floor is a yardstick only if it computes the same table: every

@@ -12,6 +12,7 @@ import datetime as dt
 
 import pendulum
 from airflow.sdk import dag, task
+
 from program_reporting.orchestration.nightly import mart_assets
 
 DOC_MD = """

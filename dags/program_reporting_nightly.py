@@ -11,6 +11,7 @@ import datetime as dt
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
+
 from program_reporting.core.settings import SOURCES
 from program_reporting.orchestration import nightly
 from program_reporting.orchestration.airflow_env import sensor_poke_seconds, sensor_timeout_seconds

@@ -12,8 +12,9 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("SCARF_ANALYTICS", "false")
 
-from program_reporting.core.settings import Paths, paths  # noqa: E402
 from helpers.reliability_log import reliability  # noqa: E402, F401 - the fixture of the reliability tests
+
+from program_reporting.core.settings import Paths, paths  # noqa: E402
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "ppp"
 DATA = Path(__file__).resolve().parent / "data"  # files the tests ship with

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from program_reporting.orchestration.airflow_env import airflow_env
 
 BIN = Path(sys.executable).parent
@@ -54,7 +55,7 @@ def airflow_state(env: dict) -> dict:
     proc = subprocess.run([str(BIN / "python"), "-c", QUERY], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("@@JSON@@"))
-    return json.loads(line[len("@@JSON@@"):])
+    return json.loads(line[len("@@JSON@@") :])
 
 
 def free_port() -> int:
@@ -79,12 +80,17 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
     monkeypatch.setenv("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "2")
     from program_reporting.tools.simulate.simulator import simulate
 
-    simulate(start=dt.date.fromisoformat(DS), days=1, merchants=200, seed=11, drop=p.drop,
-             bad_row_share=0.0, progress=False)
+    simulate(
+        start=dt.date.fromisoformat(DS), days=1, merchants=200, seed=11, drop=p.drop, bad_row_share=0.0, progress=False
+    )
 
     # 1. the nightly run publishes (the BI refresh is left to the scheduler)
-    proc = subprocess.run([str(BIN / "program-reporting"), "run", "--ds", DS, "--no-bi-refresh"],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(BIN / "program-reporting"), "run", "--ds", DS, "--no-bi-refresh"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert not (p.exports / "kpi_brief.html").exists()
 
@@ -100,8 +106,12 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
     # 3. a real scheduler (Airflow standalone, via `program-reporting airflow`) runs the consumer
     port = free_port()
     out = open(p.home / "standalone.log", "w")
-    airflow = subprocess.Popen([str(BIN / "program-reporting"), "airflow", "--port", str(port), "--grace", "15"],
-                               stdout=out, stderr=subprocess.STDOUT, text=True)
+    airflow = subprocess.Popen(
+        [str(BIN / "program-reporting"), "airflow", "--port", str(port), "--grace", "15"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     pgid = None
     try:
         deadline = time.monotonic() + 420
@@ -141,7 +151,9 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
             assert n > 0
             assert con.execute(f"select count(*) from {pq}").fetchone()[0] == n
             for a, b in ((table, pq), (pq, table)):
-                diff = con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchone()[0]
+                diff = con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchone()[
+                    0
+                ]
                 assert diff == 0, (table, a, b)
             types = con.execute(f"describe select * from {table}").fetchall()
             assert con.execute(f"describe select * from {pq}").fetchall() == types
@@ -173,7 +185,9 @@ def test_exports_swap_atomically_and_brief_handles_nulls(env_paths):
     con.execute("""create table kpi_target_progress as select 'SPARK-2020' as program_code, date '2020-06-06' as as_of_date,
                    'jobs_retained' as metric, 5000000::decimal(18,2) as target_value, 250::decimal(18,2) as actual_value,
                    0.00005::decimal(12,6) as progress_rate""")
-    con.execute("create table kpi_segment_daily as select 'SPARK-2020' as program_code, date '2020-06-06' as as_of_date")
+    con.execute(
+        "create table kpi_segment_daily as select 'SPARK-2020' as program_code, date '2020-06-06' as as_of_date"
+    )
     con.close()
 
     first = exports.export_parquet()

@@ -42,15 +42,16 @@ def simulate(p, days: int, merchants: int = 200) -> dict:
 
 def run_cli(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     t0 = time.monotonic()
-    proc = subprocess.run([CLI, "run", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [CLI, "run", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     print(f"program-reporting run {' '.join(args)}: exit {proc.returncode} in {time.monotonic() - t0:.0f} s")
     print("last line:", last_line(proc))
     return proc
 
 
 def last_line(proc: subprocess.CompletedProcess) -> str:
-    lines = (proc.stdout.strip().splitlines() or [""])
+    lines = proc.stdout.strip().splitlines() or [""]
     return lines[-1]
 
 

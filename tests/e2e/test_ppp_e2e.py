@@ -71,10 +71,20 @@ def raw_daily(path: Path, days: list[str]) -> dict[str, dict]:
 
 
 ISSUE_FIGURES = {
-    "VT": {"enrolled_merchants": 10387, "credit_limit_total": Decimal("367908247.80"),
-           "jobs_current": 45179, "no_jobs": 690, "sba_loans": 11929},
-    "AS": {"enrolled_merchants": 204, "credit_limit_total": Decimal("5387688.81"),
-           "jobs_current": 2166, "no_jobs": 2, "sba_loans": 223},
+    "VT": {
+        "enrolled_merchants": 10387,
+        "credit_limit_total": Decimal("367908247.80"),
+        "jobs_current": 45179,
+        "no_jobs": 690,
+        "sba_loans": 11929,
+    },
+    "AS": {
+        "enrolled_merchants": 204,
+        "credit_limit_total": Decimal("5387688.81"),
+        "jobs_current": 2166,
+        "no_jobs": 2,
+        "sba_loans": 223,
+    },
 }
 
 
@@ -89,7 +99,7 @@ def test_state_file_published_figures(env_paths, state):
     result = ppp.import_files([path])
     assert result.ds == DS
 
-    run_id = f"{DS}_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}Z"  # the pipeline's run id format
+    run_id = f"{DS}_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}Z"  # the pipeline's run id format
     for source in ("merchants", "credit_events", "employment_reports"):
         record = mods["landing"].land(source, DS)
         assert record["quarantined"] == 0 and record["held"] == 0, record
@@ -113,31 +123,40 @@ def test_state_file_published_figures(env_paths, state):
     try:
         cols = list(expected[DS])
         for d in days:
-            row = con.execute(f"select {', '.join(cols)} from kpi_program_daily "
-                              "where program_code = 'PPP-2020' and as_of_date = ?", [d]).fetchone()
+            row = con.execute(
+                f"select {', '.join(cols)} from kpi_program_daily where program_code = 'PPP-2020' and as_of_date = ?",
+                [d],
+            ).fetchone()
             if expected[d]["enrolled_merchants"] == 0:
                 assert row is None or row[0] == 0
                 continue
             got = dict(zip(cols, row))
             assert {k: (Decimal(str(v)) if isinstance(v, Decimal) else v) for k, v in got.items()} == expected[d], d
-        first = con.execute("select min(as_of_date), max(as_of_date), count(*) from kpi_program_daily "
-                            "where program_code = 'PPP-2020'").fetchone()
+        first = con.execute(
+            "select min(as_of_date), max(as_of_date), count(*) from kpi_program_daily where program_code = 'PPP-2020'"
+        ).fetchone()
         with open(path, newline="", encoding="utf-8") as fh:
             first_day = min(dt.datetime.strptime(r["DateApproved"], "%m/%d/%Y").date() for r in csv.DictReader(fh))
         assert first[0] == first_day and first[1] == dt.date(2020, 6, 30)
         assert first[2] == (first[1] - first[0]).days + 1  # every date present
-        extra = con.execute("""select repaid_to_date, written_off_to_date, par30_balance,
+        extra = con.execute(
+            """select repaid_to_date, written_off_to_date, par30_balance,
                                       interest_subsidy_cost_to_date, merchants_with_credit
                                from kpi_program_daily where program_code = 'PPP-2020' and as_of_date = ?""",
-                            [DS]).fetchone()
+            [DS],
+        ).fetchone()
         assert extra[0] == 0 and extra[1] == 0 and extra[2] == 0
         assert extra[3] is None  # USD has no benchmark series: subsidy cost is null
         assert extra[4] == issue["enrolled_merchants"]
-        seg = con.execute("""select region, sum(enrolled_merchants), sum(credit_limit_total), sum(jobs_current)
+        seg = con.execute(
+            """select region, sum(enrolled_merchants), sum(credit_limit_total), sum(jobs_current)
                              from kpi_segment_daily where program_code = 'PPP-2020' and as_of_date = ?
-                             group by region""", [DS]).fetchall()
+                             group by region""",
+            [DS],
+        ).fetchall()
         assert [(r, n, Decimal(str(t)), j) for r, n, t, j in seg] == [
-            (f"US-{state}", issue["enrolled_merchants"], issue["credit_limit_total"], issue["jobs_current"])]
+            (f"US-{state}", issue["enrolled_merchants"], issue["credit_limit_total"], issue["jobs_current"])
+        ]
     finally:
         con.close()
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from helpers.deliveries import GOOD, amount_total, csv_text, row, write_delivery
+
+from helpers.deliveries import amount_total, csv_text, row, write_delivery
 from program_reporting.core import contract
 from program_reporting.core.settings import Paths
 
@@ -61,6 +62,7 @@ def base_home(paths: Paths) -> None:
 
 # --------------------------------------------------------------------------
 # building a case's delivery
+
 
 def _rows(case: dict) -> list[dict]:
     source = case.get("source", "credit_events")
@@ -116,9 +118,18 @@ def build(case: dict, paths: Paths) -> Path:
     if source == "credit_events":
         control["amount_total"] = amount_total(meant)
     control.update(case.get("control", {}))
-    folder = write_delivery(paths.drop, source, ds, [], gz=gz, data=b"", control=control,
-                            control_text=unescape(case["control_text"]).decode("utf-8", "surrogateescape")
-                            if "control_text" in case else None)
+    folder = write_delivery(
+        paths.drop,
+        source,
+        ds,
+        [],
+        gz=gz,
+        data=b"",
+        control=control,
+        control_text=unescape(case["control_text"]).decode("utf-8", "surrogateescape")
+        if "control_text" in case
+        else None,
+    )
     (folder / contract.data_file_name(source, gz)).write_bytes(delivered)
     if "control_bytes" in case:
         (folder / contract.CONTROL_FILE).write_bytes(unescape(case["control_bytes"]))
@@ -145,6 +156,7 @@ def _fix_control(folder: Path, source: str, data_path: Path | None = None, **key
 
 # --------------------------------------------------------------------------
 # makers: generated at test time
+
 
 def _good(case: dict, paths: Paths, **kw) -> Path:
     source = case.get("source", "credit_events")
@@ -397,8 +409,9 @@ def make_gzip_custom(case, paths):
     folder = write_delivery(paths.drop, "credit_events", DS, rows)
     (folder / "credit_events.csv").unlink()
     (folder / "credit_events.csv.gz").write_bytes(gz)
-    _fix_control(folder, "credit_events", folder / "credit_events.csv.gz",
-                 row_count=0 if damage == "empty" else len(rows))
+    _fix_control(
+        folder, "credit_events", folder / "credit_events.csv.gz", row_count=0 if damage == "empty" else len(rows)
+    )
     return folder
 
 
@@ -418,6 +431,7 @@ MAKERS = {name[5:]: fn for name, fn in globals().items() if name.startswith("mak
 
 # --------------------------------------------------------------------------
 # landing a case
+
 
 @dataclass
 class Outcome:
@@ -499,15 +513,21 @@ def land_in_subprocess(case: dict, paths: Paths, timeout: float) -> Outcome:
     source = case.get("source", "credit_events")
     env = dict(os.environ, PROGRAM_REPORTING_DROP=str(paths.drop), PROGRAM_REPORTING_HOME=str(paths.home))
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, "land", "--source", source, "--ds", case.get("ds", DS)],
-                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, "land", "--source", source, "--ds", case.get("ds", DS)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        return Outcome("crash", cause="timeout", message=f"still running after {timeout} s",
-                       seconds=time.monotonic() - started)
+        return Outcome(
+            "crash", cause="timeout", message=f"still running after {timeout} s", seconds=time.monotonic() - started
+        )
     seconds = time.monotonic() - started
     err = stderr.decode("utf-8", "replace")
     rss = None
@@ -517,8 +537,7 @@ def land_in_subprocess(case: dict, paths: Paths, timeout: float) -> Outcome:
         return Outcome("landed", record=json.loads(stdout.decode().splitlines()[-1]), seconds=seconds, max_rss_mb=rss)
     if proc.returncode == 2 and "rejected (" in err:
         cause = err.split("rejected (", 1)[1].split(")", 1)[0]
-        return Outcome("rejected", cause=cause, message=err.strip().splitlines()[0], seconds=seconds,
-                       max_rss_mb=rss)
+        return Outcome("rejected", cause=cause, message=err.strip().splitlines()[0], seconds=seconds, max_rss_mb=rss)
     if proc.returncode == 3:
         return Outcome("not_ready", message=err, seconds=seconds, max_rss_mb=rss)
     return Outcome("crash", cause=f"exit {proc.returncode}", message=err[-500:], seconds=seconds, max_rss_mb=rss)

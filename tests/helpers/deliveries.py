@@ -17,20 +17,41 @@ from program_reporting.core import contract
 
 GOOD = {
     "merchants": {
-        "merchant_id": "M1", "program_code": "SPARK-2020", "business_name": "Zhang's Corner Shop",
-        "owner_name": "Zhang San", "owner_phone": "+86 138 0000 0000", "owner_national_id": "110101199001011234",
-        "region": "CN-GD", "city": "Guangzhou", "business_type": "convenience_store", "size_class": "micro",
-        "registered_on": "2019-01-15", "enrolled_on": "2020-06-02", "status": "active",
+        "merchant_id": "M1",
+        "program_code": "SPARK-2020",
+        "business_name": "Zhang's Corner Shop",
+        "owner_name": "Zhang San",
+        "owner_phone": "+86 138 0000 0000",
+        "owner_national_id": "110101199001011234",
+        "region": "CN-GD",
+        "city": "Guangzhou",
+        "business_type": "convenience_store",
+        "size_class": "micro",
+        "registered_on": "2019-01-15",
+        "enrolled_on": "2020-06-02",
+        "status": "active",
         "updated_at": "2020-06-02T09:15:00+08:00",
     },
     "credit_events": {
-        "event_id": "E1", "credit_line_id": "L1", "merchant_id": "M1", "event_type": "drawdown",
-        "event_at": "2020-06-02T10:00:00+08:00", "amount": "1200.50", "currency": "CNY",
-        "annual_interest_rate": "", "due_on": "2020-07-02", "goods_category": "food",
+        "event_id": "E1",
+        "credit_line_id": "L1",
+        "merchant_id": "M1",
+        "event_type": "drawdown",
+        "event_at": "2020-06-02T10:00:00+08:00",
+        "amount": "1200.50",
+        "currency": "CNY",
+        "annual_interest_rate": "",
+        "due_on": "2020-07-02",
+        "goods_category": "food",
     },
     "employment_reports": {
-        "report_id": "R1", "merchant_id": "M1", "period_month": "2020-06", "employees": "4",
-        "baseline_employees": "5", "reported_at": "2020-06-02T18:00:00+08:00", "verification_status": "verified",
+        "report_id": "R1",
+        "merchant_id": "M1",
+        "period_month": "2020-06",
+        "employees": "4",
+        "baseline_employees": "5",
+        "reported_at": "2020-06-02T18:00:00+08:00",
+        "verification_status": "verified",
     },
 }
 
@@ -67,10 +88,22 @@ def amount_total(rows: list[dict]) -> str:
         return f"{total:.2f}"
 
 
-def write_delivery(drop: Path, source: str, ds: str, rows: list[dict] | None = None, *,
-                   columns: list[str] | None = None, gz: bool = False, bom: bool = False, crlf: bool = False,
-                   data: bytes | None = None, row_count: int | None = None, control: dict | None = None,
-                   control_text: str | None = None, write_control: bool = True) -> Path:
+def write_delivery(
+    drop: Path,
+    source: str,
+    ds: str,
+    rows: list[dict] | None = None,
+    *,
+    columns: list[str] | None = None,
+    gz: bool = False,
+    bom: bool = False,
+    crlf: bool = False,
+    data: bytes | None = None,
+    row_count: int | None = None,
+    control: dict | None = None,
+    control_text: str | None = None,
+    write_control: bool = True,
+) -> Path:
     """Write drop/<source>/ds=<ds>/<source>.csv[.gz] and a correct _control.json.
 
     data: the file's text bytes as-is (before gzip) instead of rows;
@@ -90,7 +123,9 @@ def write_delivery(drop: Path, source: str, ds: str, rows: list[dict] | None = N
     path = folder / contract.data_file_name(source, gz)
     path.write_bytes(payload)
     ctl = {
-        "source": source, "ds": ds, "schema_version": "1",
+        "source": source,
+        "ds": ds,
+        "schema_version": "1",
         "row_count": len(rows) if row_count is None else row_count,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "produced_at": f"{ds}T23:30:00+08:00",
@@ -104,7 +139,8 @@ def write_delivery(drop: Path, source: str, ds: str, rows: list[dict] | None = N
             ctl[k] = v
     if write_control:
         (folder / contract.CONTROL_FILE).write_text(
-            control_text if control_text is not None else json.dumps(ctl), encoding="utf-8")
+            control_text if control_text is not None else json.dumps(ctl), encoding="utf-8"
+        )
     return folder
 
 
@@ -135,6 +171,7 @@ def write_generated_delivery(drop: Path, source: str, ds: str, rows: int, mercha
     with a correct control file computed from the file written. Credit events and
     reports belong to merchants M0 .. M<merchants - 1>."""
     import duckdb
+
     from program_reporting.core.checksums import sha256_file
 
     folder = drop / source / f"ds={ds}"
@@ -148,12 +185,19 @@ def write_generated_delivery(drop: Path, source: str, ds: str, rows: int, mercha
         con.execute(f"COPY ({select} FROM range({rows}) t(i)) TO '{path}' (HEADER, DELIMITER ',')")
         total = None
         if source == "credit_events":
-            total = con.execute(f"SELECT coalesce(sum(CAST(amount AS DECIMAL(18,2))), 0) "
-                                f"FROM read_csv('{path}', all_varchar = true)").fetchone()[0]
+            total = con.execute(
+                f"SELECT coalesce(sum(CAST(amount AS DECIMAL(18,2))), 0) FROM read_csv('{path}', all_varchar = true)"
+            ).fetchone()[0]
     finally:
         con.close()
-    ctl = {"source": source, "ds": ds, "schema_version": "1", "row_count": rows, "sha256": sha256_file(path),
-           "produced_at": f"{ds}T23:30:00+08:00"}
+    ctl = {
+        "source": source,
+        "ds": ds,
+        "schema_version": "1",
+        "row_count": rows,
+        "sha256": sha256_file(path),
+        "produced_at": f"{ds}T23:30:00+08:00",
+    }
     if total is not None:
         ctl["amount_total"] = f"{total:.2f}"
     (folder / contract.CONTROL_FILE).write_text(json.dumps(ctl), encoding="utf-8")

@@ -17,19 +17,41 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+
 from program_reporting.core import reference
 
 CENT = Decimal("0.01")
-MONEY = {"credit_limit_total", "drawn_to_date", "goods_purchased_on_day", "repaid_to_date",
-         "written_off_to_date", "outstanding_balance", "par30_balance", "interest_subsidy_cost_to_date"}
+MONEY = {
+    "credit_limit_total",
+    "drawn_to_date",
+    "goods_purchased_on_day",
+    "repaid_to_date",
+    "written_off_to_date",
+    "outstanding_balance",
+    "par30_balance",
+    "interest_subsidy_cost_to_date",
+}
 MICRO = Decimal("0.000001")
 
 ADDITIVE = (
-    "enrolled_merchants", "active_merchants", "exited_merchants", "open_credit_lines",
-    "merchants_with_credit", "credit_limit_total", "drawn_to_date", "goods_purchased_on_day",
-    "repaid_to_date", "written_off_to_date", "outstanding_balance", "par30_balance",
-    "interest_subsidy_cost_to_date", "reporting_merchants", "jobs_baseline", "jobs_current",
-    "jobs_retained", "jobs_added",
+    "enrolled_merchants",
+    "active_merchants",
+    "exited_merchants",
+    "open_credit_lines",
+    "merchants_with_credit",
+    "credit_limit_total",
+    "drawn_to_date",
+    "goods_purchased_on_day",
+    "repaid_to_date",
+    "written_off_to_date",
+    "outstanding_balance",
+    "par30_balance",
+    "interest_subsidy_cost_to_date",
+    "reporting_merchants",
+    "jobs_baseline",
+    "jobs_current",
+    "jobs_retained",
+    "jobs_added",
 )
 
 
@@ -67,8 +89,19 @@ def compute(home: Path) -> tuple[list[dict], list[dict]]:
     latest_ds = max(r["_ds"] for r in merchants_raw + events_raw + reports_raw)
 
     # --- merchant versions: identical duplicates once; order updated_at, _ds, _line
-    version_cols = ("merchant_id", "program_code", "business_name", "region", "city", "business_type",
-                    "size_class", "registered_on", "enrolled_on", "status", "updated_at")
+    version_cols = (
+        "merchant_id",
+        "program_code",
+        "business_name",
+        "region",
+        "city",
+        "business_type",
+        "size_class",
+        "registered_on",
+        "enrolled_on",
+        "status",
+        "updated_at",
+    )
     seen = set()
     versions: dict[str, list[dict]] = defaultdict(list)
     for r in sorted(merchants_raw, key=lambda r: (r["updated_at"], r["_ds"], r["_line"])):
@@ -148,9 +181,13 @@ def compute(home: Path) -> tuple[list[dict], list[dict]]:
             "open": bool(opened) and not by_type["line_closed"],
             "limit": limits[-1]["amount"] if limits else Decimal(0),
             "rate": opened[-1]["annual_interest_rate"] if opened else None,
-            "drawn": drawn, "repaid": repaid, "written": written, "outstanding": outstanding,
-            "goods_today": sum((e["amount"] for e in by_type["drawdown"]
-                                if _local_date(e["event_at"], tz) == d), Decimal(0)),
+            "drawn": drawn,
+            "repaid": repaid,
+            "written": written,
+            "outstanding": outstanding,
+            "goods_today": sum(
+                (e["amount"] for e in by_type["drawdown"] if _local_date(e["event_at"], tz) == d), Decimal(0)
+            ),
             "dpd": dpd,
         }
 
@@ -232,44 +269,57 @@ def compute(home: Path) -> tuple[list[dict], list[dict]]:
                 total["_par90"] += s["_par90"]
                 if not any(s[c] for c in ADDITIVE):
                     continue
-                row = {c: (money(s[c]) if isinstance(s[c], Decimal) and c in MONEY else int(s[c]))
-                       for c in ADDITIVE}
+                row = {c: (money(s[c]) if isinstance(s[c], Decimal) and c in MONEY else int(s[c])) for c in ADDITIVE}
                 # kpis.md: the program's subsidy is the sum of the rounded segment figures.
                 row["interest_subsidy_cost_to_date"] = money(s["interest_subsidy_cost_to_date"]) if has_series else None
                 if has_series:
                     subsidy += row["interest_subsidy_cost_to_date"]
-                segment_rows.append({"program_code": code, "as_of_date": d, "region": key[0],
-                                     "business_type": key[1], "size_class": key[2], **row})
-            program_rows.append({
-                "program_code": code, "as_of_date": d,
-                "enrolled_merchants": int(total["enrolled_merchants"]),
-                "active_merchants": int(total["active_merchants"]),
-                "exited_merchants": int(total["exited_merchants"]),
-                "open_credit_lines": int(total["open_credit_lines"]),
-                "merchants_with_credit": int(total["merchants_with_credit"]),
-                "credit_limit_total": money(total["credit_limit_total"]),
-                "avg_limit_per_merchant": (money(total["credit_limit_total"] / total["merchants_with_credit"])
-                                           if total["merchants_with_credit"] else None),
-                "drawn_to_date": money(total["drawn_to_date"]),
-                "goods_purchased_on_day": money(total["goods_purchased_on_day"]),
-                "repaid_to_date": money(total["repaid_to_date"]),
-                "written_off_to_date": money(total["written_off_to_date"]),
-                "outstanding_balance": money(total["outstanding_balance"]),
-                "utilization_rate": rate(total["outstanding_balance"], total["credit_limit_total"]),
-                "par30_balance": money(total["par30_balance"]),
-                "par30_rate": rate(total["par30_balance"], total["outstanding_balance"]),
-                "par90_rate": rate(total["_par90"], total["outstanding_balance"]),
-                "default_rate": rate(total["written_off_to_date"], total["drawn_to_date"]),
-                "interest_subsidy_cost_to_date": subsidy,
-                "reporting_merchants": int(total["reporting_merchants"]),
-                "reporting_coverage": rate(total["reporting_merchants"], total["enrolled_merchants"]),
-                "jobs_baseline": int(total["jobs_baseline"]),
-                "jobs_current": int(total["jobs_current"]),
-                "jobs_retained": int(total["jobs_retained"]),
-                "jobs_added": int(total["jobs_added"]),
-                "jobs_retention_rate": rate(total["jobs_retained"], total["jobs_baseline"]),
-                "survival_cohort_90d": cohort,
-                "survival_rate_90d": rate(survivors, cohort),
-            })
+                segment_rows.append(
+                    {
+                        "program_code": code,
+                        "as_of_date": d,
+                        "region": key[0],
+                        "business_type": key[1],
+                        "size_class": key[2],
+                        **row,
+                    }
+                )
+            program_rows.append(
+                {
+                    "program_code": code,
+                    "as_of_date": d,
+                    "enrolled_merchants": int(total["enrolled_merchants"]),
+                    "active_merchants": int(total["active_merchants"]),
+                    "exited_merchants": int(total["exited_merchants"]),
+                    "open_credit_lines": int(total["open_credit_lines"]),
+                    "merchants_with_credit": int(total["merchants_with_credit"]),
+                    "credit_limit_total": money(total["credit_limit_total"]),
+                    "avg_limit_per_merchant": (
+                        money(total["credit_limit_total"] / total["merchants_with_credit"])
+                        if total["merchants_with_credit"]
+                        else None
+                    ),
+                    "drawn_to_date": money(total["drawn_to_date"]),
+                    "goods_purchased_on_day": money(total["goods_purchased_on_day"]),
+                    "repaid_to_date": money(total["repaid_to_date"]),
+                    "written_off_to_date": money(total["written_off_to_date"]),
+                    "outstanding_balance": money(total["outstanding_balance"]),
+                    "utilization_rate": rate(total["outstanding_balance"], total["credit_limit_total"]),
+                    "par30_balance": money(total["par30_balance"]),
+                    "par30_rate": rate(total["par30_balance"], total["outstanding_balance"]),
+                    "par90_rate": rate(total["_par90"], total["outstanding_balance"]),
+                    "default_rate": rate(total["written_off_to_date"], total["drawn_to_date"]),
+                    "interest_subsidy_cost_to_date": subsidy,
+                    "reporting_merchants": int(total["reporting_merchants"]),
+                    "reporting_coverage": rate(total["reporting_merchants"], total["enrolled_merchants"]),
+                    "jobs_baseline": int(total["jobs_baseline"]),
+                    "jobs_current": int(total["jobs_current"]),
+                    "jobs_retained": int(total["jobs_retained"]),
+                    "jobs_added": int(total["jobs_added"]),
+                    "jobs_retention_rate": rate(total["jobs_retained"], total["jobs_baseline"]),
+                    "survival_cohort_90d": cohort,
+                    "survival_rate_90d": rate(survivors, cohort),
+                }
+            )
             d += dt.timedelta(days=1)
     return program_rows, segment_rows

@@ -27,8 +27,16 @@ SQL = {
 }
 
 
-def land(home: Path, source: str, ds: str = DS, rows: int = 10, quarantined: int = 0, held: int = 0,
-         extra_sql: str = "", record_overrides: dict | None = None) -> Path:
+def land(
+    home: Path,
+    source: str,
+    ds: str = DS,
+    rows: int = 10,
+    quarantined: int = 0,
+    held: int = 0,
+    extra_sql: str = "",
+    record_overrides: dict | None = None,
+) -> Path:
     """A landed partition as landing leaves it: rows.parquet, then _reconciliation.json."""
     part = home / "raw" / source / f"ds={ds}"
     part.mkdir(parents=True, exist_ok=True)
@@ -36,13 +44,23 @@ def land(home: Path, source: str, ds: str = DS, rows: int = 10, quarantined: int
     con.execute(f"""COPY (SELECT *, DATE '{ds}' AS _ds, '{source}/ds={ds}/{source}.csv' AS _file, i + 1 AS _line,
                     NULL::VARCHAR AS _extra, now() AS _landed_at
                     FROM ({SQL[source]}, i FROM range(1, {rows} + 1) t(i)) {extra_sql})
-                    TO '{part / 'rows.parquet'}' (FORMAT parquet)""")
+                    TO '{part / "rows.parquet"}' (FORMAT parquet)""")
     con.close()
     delivered = rows + quarantined + held
-    record = {"source": source, "ds": ds, "file": f"{source}/ds={ds}/{source}.csv", "sha256": "ab" * 32,
-              "control_row_count": delivered, "delivered": delivered, "loaded": rows, "quarantined": quarantined,
-              "held": held, "quarantine_by_rule": {"amount_negative": quarantined} if quarantined else {},
-              "extra_columns": [], "landed_at": "2020-06-03T23:00:00+00:00"}
+    record = {
+        "source": source,
+        "ds": ds,
+        "file": f"{source}/ds={ds}/{source}.csv",
+        "sha256": "ab" * 32,
+        "control_row_count": delivered,
+        "delivered": delivered,
+        "loaded": rows,
+        "quarantined": quarantined,
+        "held": held,
+        "quarantine_by_rule": {"amount_negative": quarantined} if quarantined else {},
+        "extra_columns": [],
+        "landed_at": "2020-06-03T23:00:00+00:00",
+    }
     record.update(record_overrides or {})
     (part / "_reconciliation.json").write_text(json.dumps(record))
     return part

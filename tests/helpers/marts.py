@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import duckdb
+
 from program_reporting.core import reference
 
 CENT = Decimal("0.01")
@@ -24,15 +25,45 @@ SEGMENTS = {
 }
 
 ADDITIVE = [
-    "enrolled_merchants", "active_merchants", "exited_merchants", "open_credit_lines", "merchants_with_credit",
-    "credit_limit_total", "drawn_to_date", "goods_purchased_on_day", "repaid_to_date", "written_off_to_date",
-    "outstanding_balance", "par30_balance", "interest_subsidy_cost_to_date", "reporting_merchants",
-    "jobs_baseline", "jobs_current", "jobs_retained", "jobs_added",
+    "enrolled_merchants",
+    "active_merchants",
+    "exited_merchants",
+    "open_credit_lines",
+    "merchants_with_credit",
+    "credit_limit_total",
+    "drawn_to_date",
+    "goods_purchased_on_day",
+    "repaid_to_date",
+    "written_off_to_date",
+    "outstanding_balance",
+    "par30_balance",
+    "interest_subsidy_cost_to_date",
+    "reporting_merchants",
+    "jobs_baseline",
+    "jobs_current",
+    "jobs_retained",
+    "jobs_added",
 ]
-MONEY = {"credit_limit_total", "avg_limit_per_merchant", "drawn_to_date", "goods_purchased_on_day", "repaid_to_date",
-         "written_off_to_date", "outstanding_balance", "par30_balance", "interest_subsidy_cost_to_date"}
-RATES = ["utilization_rate", "par30_rate", "par90_rate", "default_rate", "reporting_coverage",
-         "jobs_retention_rate", "survival_rate_90d"]
+MONEY = {
+    "credit_limit_total",
+    "avg_limit_per_merchant",
+    "drawn_to_date",
+    "goods_purchased_on_day",
+    "repaid_to_date",
+    "written_off_to_date",
+    "outstanding_balance",
+    "par30_balance",
+    "interest_subsidy_cost_to_date",
+}
+RATES = [
+    "utilization_rate",
+    "par30_rate",
+    "par90_rate",
+    "default_rate",
+    "reporting_coverage",
+    "jobs_retention_rate",
+    "survival_rate_90d",
+]
 
 PROGRAM_DAILY_DDL = """CREATE TABLE kpi_program_daily (
   program_code VARCHAR, as_of_date DATE, enrolled_merchants BIGINT, active_merchants BIGINT,
@@ -72,18 +103,31 @@ def segment_rows(program: str, day: int, bump: int = 0) -> list[dict]:
         drawn = Decimal(500 * k * (day + 1))
         repaid = Decimal(100 * (day + 1))
         written_off = Decimal(10 * day)
-        rows.append({
-            "region": region, "business_type": btype, "size_class": size,
-            "enrolled_merchants": enrolled, "active_merchants": enrolled - 1, "exited_merchants": 1,
-            "open_credit_lines": 5 + day, "merchants_with_credit": 4 + day,
-            "credit_limit_total": Decimal(5000 * k + 1000 * day), "drawn_to_date": drawn,
-            "goods_purchased_on_day": Decimal(500 * k), "repaid_to_date": repaid,
-            "written_off_to_date": written_off, "outstanding_balance": drawn - repaid - written_off,
-            "par30_balance": Decimal(25 * day),
-            "interest_subsidy_cost_to_date": None if usd else (Decimal("1.37") * (day + 1) * k).quantize(CENT),
-            "reporting_merchants": 3, "jobs_baseline": 20 * k, "jobs_current": 18 * k + day,
-            "jobs_retained": 18 * k, "jobs_added": day,
-        })
+        rows.append(
+            {
+                "region": region,
+                "business_type": btype,
+                "size_class": size,
+                "enrolled_merchants": enrolled,
+                "active_merchants": enrolled - 1,
+                "exited_merchants": 1,
+                "open_credit_lines": 5 + day,
+                "merchants_with_credit": 4 + day,
+                "credit_limit_total": Decimal(5000 * k + 1000 * day),
+                "drawn_to_date": drawn,
+                "goods_purchased_on_day": Decimal(500 * k),
+                "repaid_to_date": repaid,
+                "written_off_to_date": written_off,
+                "outstanding_balance": drawn - repaid - written_off,
+                "par30_balance": Decimal(25 * day),
+                "interest_subsidy_cost_to_date": None if usd else (Decimal("1.37") * (day + 1) * k).quantize(CENT),
+                "reporting_merchants": 3,
+                "jobs_baseline": 20 * k,
+                "jobs_current": 18 * k + day,
+                "jobs_retained": 18 * k,
+                "jobs_added": day,
+            }
+        )
     return rows
 
 
@@ -104,8 +148,15 @@ def program_row(segments: list[dict]) -> dict:
     return row
 
 
-def write_marts(path: Path, run_id: str, ds: str, programs=("SPARK-2020", "PPP-2020"),
-                start: str = "2020-06-02", bump: int = 0, built_at: str | None = None) -> Path:
+def write_marts(
+    path: Path,
+    run_id: str,
+    ds: str,
+    programs=("SPARK-2020", "PPP-2020"),
+    start: str = "2020-06-02",
+    bump: int = 0,
+    built_at: str | None = None,
+) -> Path:
     """Write a valid candidate set for dates start..ds. `bump` shifts enrolled
     merchants (consistently), so sets of different runs differ in content."""
     path = Path(path)
@@ -118,11 +169,28 @@ def write_marts(path: Path, run_id: str, ds: str, programs=("SPARK-2020", "PPP-2
         con.execute(SEGMENT_DAILY_DDL)
         con.execute(TARGET_DDL)
         con.execute("CREATE TABLE run_info (run_id VARCHAR, ds DATE, built_at TIMESTAMPTZ)")
-        pd_cols = ["program_code", "as_of_date", *ADDITIVE[:7], "avg_limit_per_merchant", *ADDITIVE[7:11],
-                   "utilization_rate", "par30_balance", "par30_rate", "par90_rate", "default_rate",
-                   "interest_subsidy_cost_to_date", "reporting_merchants", "reporting_coverage", "jobs_baseline",
-                   "jobs_current", "jobs_retained", "jobs_added", "jobs_retention_rate", "survival_cohort_90d",
-                   "survival_rate_90d"]
+        pd_cols = [
+            "program_code",
+            "as_of_date",
+            *ADDITIVE[:7],
+            "avg_limit_per_merchant",
+            *ADDITIVE[7:11],
+            "utilization_rate",
+            "par30_balance",
+            "par30_rate",
+            "par90_rate",
+            "default_rate",
+            "interest_subsidy_cost_to_date",
+            "reporting_merchants",
+            "reporting_coverage",
+            "jobs_baseline",
+            "jobs_current",
+            "jobs_retained",
+            "jobs_added",
+            "jobs_retention_rate",
+            "survival_cohort_90d",
+            "survival_rate_90d",
+        ]
         seg_cols = ["program_code", "as_of_date", "region", "business_type", "size_class", *ADDITIVE]
         pd_rows, seg_rows, tp_rows = [], [], []
         for program in programs:
@@ -139,12 +207,17 @@ def write_marts(path: Path, run_id: str, ds: str, programs=("SPARK-2020", "PPP-2
                     if t_program == program:
                         actual = prow[metric]
                         tp_rows.append([program, d, metric, target, actual, _div(actual, target)])
-        con.executemany(f"INSERT INTO kpi_program_daily ({', '.join(pd_cols)}) VALUES ({', '.join('?' * len(pd_cols))})", pd_rows)
-        con.executemany(f"INSERT INTO kpi_segment_daily ({', '.join(seg_cols)}) VALUES ({', '.join('?' * len(seg_cols))})", seg_rows)
+        con.executemany(
+            f"INSERT INTO kpi_program_daily ({', '.join(pd_cols)}) VALUES ({', '.join('?' * len(pd_cols))})", pd_rows
+        )
+        con.executemany(
+            f"INSERT INTO kpi_segment_daily ({', '.join(seg_cols)}) VALUES ({', '.join('?' * len(seg_cols))})", seg_rows
+        )
         if tp_rows:
             con.executemany("INSERT INTO kpi_target_progress VALUES (?, ?, ?, ?, ?, ?)", tp_rows)
-        con.execute("INSERT INTO run_info VALUES (?, ?, ?)",
-                    [run_id, ds, built_at or dt.datetime.now(dt.timezone.utc).isoformat()])
+        con.execute(
+            "INSERT INTO run_info VALUES (?, ?, ?)", [run_id, ds, built_at or dt.datetime.now(dt.UTC).isoformat()]
+        )
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -18,28 +18,56 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 CN = dt.timezone(dt.timedelta(hours=8))
 
-MERCHANT_SCHEMA = pa.schema([
-    ("merchant_id", pa.string()), ("program_code", pa.string()), ("business_name", pa.string()),
-    ("region", pa.string()), ("city", pa.string()), ("business_type", pa.string()), ("size_class", pa.string()),
-    ("registered_on", pa.date32()), ("enrolled_on", pa.date32()), ("status", pa.string()),
-    ("updated_at", pa.timestamp("us", tz="UTC")),
-])
-EVENT_SCHEMA = pa.schema([
-    ("event_id", pa.string()), ("credit_line_id", pa.string()), ("merchant_id", pa.string()),
-    ("event_type", pa.string()), ("event_at", pa.timestamp("us", tz="UTC")), ("amount", pa.decimal128(14, 2)),
-    ("currency", pa.string()), ("annual_interest_rate", pa.decimal128(12, 6)), ("due_on", pa.date32()),
-    ("goods_category", pa.string()),
-])
-REPORT_SCHEMA = pa.schema([
-    ("report_id", pa.string()), ("merchant_id", pa.string()), ("period_month", pa.date32()),
-    ("employees", pa.int64()), ("baseline_employees", pa.int64()), ("reported_at", pa.timestamp("us", tz="UTC")),
-    ("verification_status", pa.string()),
-])
-META = [("_ds", pa.date32()), ("_file", pa.string()), ("_line", pa.int64()), ("_extra", pa.string()),
-        ("_landed_at", pa.timestamp("us", tz="UTC"))]
+MERCHANT_SCHEMA = pa.schema(
+    [
+        ("merchant_id", pa.string()),
+        ("program_code", pa.string()),
+        ("business_name", pa.string()),
+        ("region", pa.string()),
+        ("city", pa.string()),
+        ("business_type", pa.string()),
+        ("size_class", pa.string()),
+        ("registered_on", pa.date32()),
+        ("enrolled_on", pa.date32()),
+        ("status", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("credit_line_id", pa.string()),
+        ("merchant_id", pa.string()),
+        ("event_type", pa.string()),
+        ("event_at", pa.timestamp("us", tz="UTC")),
+        ("amount", pa.decimal128(14, 2)),
+        ("currency", pa.string()),
+        ("annual_interest_rate", pa.decimal128(12, 6)),
+        ("due_on", pa.date32()),
+        ("goods_category", pa.string()),
+    ]
+)
+REPORT_SCHEMA = pa.schema(
+    [
+        ("report_id", pa.string()),
+        ("merchant_id", pa.string()),
+        ("period_month", pa.date32()),
+        ("employees", pa.int64()),
+        ("baseline_employees", pa.int64()),
+        ("reported_at", pa.timestamp("us", tz="UTC")),
+        ("verification_status", pa.string()),
+    ]
+)
+META = [
+    ("_ds", pa.date32()),
+    ("_file", pa.string()),
+    ("_line", pa.int64()),
+    ("_extra", pa.string()),
+    ("_landed_at", pa.timestamp("us", tz="UTC")),
+]
 
 
 def _write(home: Path, source: str, schema: pa.Schema, rows_by_ds: dict[dt.date, list[dict]]) -> None:
@@ -48,13 +76,24 @@ def _write(home: Path, source: str, schema: pa.Schema, rows_by_ds: dict[dt.date,
         out = home / "raw" / source / f"ds={ds.isoformat()}"
         out.mkdir(parents=True, exist_ok=True)
         for i, r in enumerate(rows):
-            r.update(_ds=ds, _file=f"{source}/ds={ds}/{source}.csv", _line=i + 2, _extra=None,
-                     _landed_at=dt.datetime.combine(ds, dt.time(23), UTC))
+            r.update(
+                _ds=ds,
+                _file=f"{source}/ds={ds}/{source}.csv",
+                _line=i + 2,
+                _extra=None,
+                _landed_at=dt.datetime.combine(ds, dt.time(23), UTC),
+            )
         pq.write_table(pa.Table.from_pylist(rows, schema=full), out / "rows.parquet")
 
 
-def make_raw(home: Path, seed: int = 7, merchants: int = 40, start: dt.date = dt.date(2020, 4, 10),
-             days: int = 20, program: str = "SPARK-2020") -> dt.date:
+def make_raw(
+    home: Path,
+    seed: int = 7,
+    merchants: int = 40,
+    start: dt.date = dt.date(2020, 4, 10),
+    days: int = 20,
+    program: str = "SPARK-2020",
+) -> dt.date:
     """Writes a raw layer under home/raw; returns the latest ds."""
     rnd = random.Random(seed)
     regions = ["CN-GD", "CN-ZJ", "CN-SH"]
@@ -72,17 +111,29 @@ def make_raw(home: Path, seed: int = 7, merchants: int = 40, start: dt.date = dt
         mid = f"M{i:04d}"
         enrolled = start + dt.timedelta(days=rnd.randint(-150, days - 3))  # some pilots long before
         first_ds = max(start, enrolled)
-        version = dict(merchant_id=mid, program_code=program, business_name=f"店{i}", region=rnd.choice(regions),
-                       city="city", business_type=rnd.choice(types), size_class=rnd.choice(sizes),
-                       registered_on=None, enrolled_on=enrolled, status="active",
-                       updated_at=at(first_ds, rnd.choice([0, 9, 23]), rnd.choice([0, 30, 59])))
+        version = dict(
+            merchant_id=mid,
+            program_code=program,
+            business_name=f"店{i}",
+            region=rnd.choice(regions),
+            city="city",
+            business_type=rnd.choice(types),
+            size_class=rnd.choice(sizes),
+            registered_on=None,
+            enrolled_on=enrolled,
+            status="active",
+            updated_at=at(first_ds, rnd.choice([0, 9, 23]), rnd.choice([0, 30, 59])),
+        )
         m_rows.setdefault(first_ds, []).append(dict(version))
         # later versions: moves, status changes, two on one day
         for _ in range(rnd.choice([0, 0, 1, 2])):
             day = first_ds + dt.timedelta(days=rnd.randint(0, (end - first_ds).days))
             v = dict(version)
-            v.update(region=rnd.choice(regions), status=rnd.choice(["active", "suspended", "exited"]),
-                     updated_at=at(day, rnd.randint(0, 23), rnd.randint(0, 59)))
+            v.update(
+                region=rnd.choice(regions),
+                status=rnd.choice(["active", "suspended", "exited"]),
+                updated_at=at(day, rnd.randint(0, 23), rnd.randint(0, 59)),
+            )
             if v["updated_at"] <= version["updated_at"]:
                 continue
             m_rows.setdefault(day, []).append(v)
@@ -94,7 +145,7 @@ def make_raw(home: Path, seed: int = 7, merchants: int = 40, start: dt.date = dt
             opened = first_ds
             rate = rnd.choice([Decimal("0"), Decimal("0"), Decimal("0.01")])
             evs = [("line_opened", opened, Decimal(rnd.choice([50000, 100000])), rate, None)]
-            for k in range(rnd.randint(0, 6)):
+            for _ in range(rnd.randint(0, 6)):
                 day = opened + dt.timedelta(days=rnd.randint(0, max(0, (end - opened).days)))
                 kind = rnd.choice(["drawdown", "drawdown", "repayment", "limit_changed", "written_off"])
                 amount = Decimal(rnd.randint(100, 900000)) / 100
@@ -108,25 +159,48 @@ def make_raw(home: Path, seed: int = 7, merchants: int = 40, start: dt.date = dt
                 ds = min(end, day + dt.timedelta(days=rnd.choice([0, 0, 0, 1, 5])))
                 ds = max(ds, first_ds)
                 hour, minute = rnd.choice([(0, 5), (7, 59), (8, 0), (12, 0), (23, 59)])
-                e_rows.setdefault(ds, []).append(dict(
-                    event_id=f"E{i:04d}-{n}", credit_line_id=lid, merchant_id=mid, event_type=kind,
-                    event_at=at(day, hour, minute), amount=amount, currency="CNY",
-                    annual_interest_rate=r if kind == "line_opened" else None, due_on=due,
-                    goods_category="food" if kind == "drawdown" else None))
+                e_rows.setdefault(ds, []).append(
+                    dict(
+                        event_id=f"E{i:04d}-{n}",
+                        credit_line_id=lid,
+                        merchant_id=mid,
+                        event_type=kind,
+                        event_at=at(day, hour, minute),
+                        amount=amount,
+                        currency="CNY",
+                        annual_interest_rate=r if kind == "line_opened" else None,
+                        due_on=due,
+                        goods_category="food" if kind == "drawdown" else None,
+                    )
+                )
         # employment reports, with a correction
         if rnd.random() < 0.7:
             base = rnd.randint(1, 20)
             for k, month in enumerate(sorted({dt.date(2020, 3, 1), start.replace(day=1)})):
                 ds = max(first_ds, start + dt.timedelta(days=rnd.randint(0, days - 1)))
-                r_rows.setdefault(ds, []).append(dict(
-                    report_id=f"R{i:04d}-{k}", merchant_id=mid, period_month=month,
-                    employees=rnd.randint(0, 25), baseline_employees=base,
-                    reported_at=at(ds, 10), verification_status="self_reported"))
+                r_rows.setdefault(ds, []).append(
+                    dict(
+                        report_id=f"R{i:04d}-{k}",
+                        merchant_id=mid,
+                        period_month=month,
+                        employees=rnd.randint(0, 25),
+                        baseline_employees=base,
+                        reported_at=at(ds, 10),
+                        verification_status="self_reported",
+                    )
+                )
                 if rnd.random() < 0.3:
-                    r_rows.setdefault(ds, []).append(dict(
-                        report_id=f"R{i:04d}-{k}c", merchant_id=mid, period_month=month,
-                        employees=rnd.randint(0, 25), baseline_employees=base,
-                        reported_at=at(ds, 11), verification_status="verified"))
+                    r_rows.setdefault(ds, []).append(
+                        dict(
+                            report_id=f"R{i:04d}-{k}c",
+                            merchant_id=mid,
+                            period_month=month,
+                            employees=rnd.randint(0, 25),
+                            baseline_employees=base,
+                            reported_at=at(ds, 11),
+                            verification_status="verified",
+                        )
+                    )
     for rows in (m_rows, e_rows, r_rows):
         rows.setdefault(end, [])
     _write(home, "merchants", MERCHANT_SCHEMA, m_rows)

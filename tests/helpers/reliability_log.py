@@ -75,8 +75,9 @@ class Recorder:
         if text != old:
             DOC.write_text(text, encoding="utf-8")
             if tr:
-                tr.write_line("RELIABILITY.md was out of date with this run: regenerated; review and commit it",
-                              red=True)
+                tr.write_line(
+                    "RELIABILITY.md was out of date with this run: regenerated; review and commit it", red=True
+                )
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         elif tr:
             tr.write_line("RELIABILITY.md matches this run")
@@ -97,6 +98,7 @@ def reliability(request) -> Recorder:
 
 # --------------------------------------------------------------------------
 # rendering
+
 
 def _cell(v) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
@@ -131,8 +133,11 @@ def render(entries: dict) -> str:
     safety = _ordered("safety", entries)
     outcomes: dict[str, int] = {}
     for c in corpus:
-        kind = c["actual"].split(":")[0] if c["actual"].startswith(("delivery rejected", "CRASH")) else (
-            "not read / refused" if c["actual"].startswith(("not read", "refused")) else "landed")
+        kind = (
+            c["actual"].split(":")[0]
+            if c["actual"].startswith(("delivery rejected", "CRASH"))
+            else ("not read / refused" if c["actual"].startswith(("not read", "refused")) else "landed")
+        )
         outcomes[kind] = outcomes.get(kind, 0) + 1
     parts = [
         "# Reliability and security: what was tried, and what happened",
@@ -147,7 +152,8 @@ def render(entries: dict) -> str:
         f"({', '.join(f'{v} {k}' for k, v in sorted(outcomes.items()))}), "
         f"{len(prop)} property-based checks, {len(pii)} personal-data scans, {len(safety)} safety checks; "
         "every test passed. Open findings (the test records the behaviour and checks nothing worse happens): "
-        + _open_findings(faults, safety) + ".",
+        + _open_findings(faults, safety)
+        + ".",
         "",
         "To regenerate after a change: `.venv/bin/pytest tests/integration/test_faults.py tests/unit/landing/test_landing_race.py tests/integration/test_corpus.py "
         "tests/unit/landing/test_property_landing.py tests/unit/core/test_pii.py tests/integration/test_safety.py`, then commit this file.",
@@ -160,16 +166,28 @@ def render(entries: dict) -> str:
         "held right after the kill; *identity* is `delivered = loaded + quarantined + held` for "
         "every landed delivery, with the Parquet row counts behind each figure.",
         "",
-        _table(["stage", "killed at", "published after kill", "re-run", "rows (delivered = loaded + quarantined + held)",
-                "left behind"],
-               [[f["stage"], f"`{f['failpoint']}`", f["after_kill"], f["rerun"], f["rows"], f["leftovers"]]
-                for f in faults]),
+        _table(
+            [
+                "stage",
+                "killed at",
+                "published after kill",
+                "re-run",
+                "rows (delivered = loaded + quarantined + held)",
+                "left behind",
+            ],
+            [
+                [f["stage"], f"`{f['failpoint']}`", f["after_kill"], f["rerun"], f["rows"], f["leftovers"]]
+                for f in faults
+            ],
+        ),
         "",
         "## 2. Concurrency: readers while publishing (and while publishing is killed), a delivery rewritten "
         "while it lands",
         "",
-        _table(["check", "readers", "publishes", "outcome"],
-               [[c["check"], c["readers"], c["publishes"], c["outcome"]] for c in concurrency]),
+        _table(
+            ["check", "readers", "publishes", "outcome"],
+            [[c["check"], c["readers"], c["publishes"], c["outcome"]] for c in concurrency],
+        ),
         "",
         "## 3. Bad-input corpus (`tests/data/corpus/cases.yaml`)",
         "",
@@ -178,10 +196,19 @@ def render(entries: dict) -> str:
         "that nothing landed and that the failure record names the cause. Cases marked with a "
         "bound ran in a child process under that wall-time and peak-memory bound.",
         "",
-        _table(["case", "source", "what is wrong", "outcome", "bound"],
-               [[f"`{c['id']}`", c["source"], c["why"], c["actual"],
-                 (f"< {c['seconds_bound']} s, < {c['rss_bound_mb']} MB" if c.get("seconds_bound") else "")]
-                for c in corpus]),
+        _table(
+            ["case", "source", "what is wrong", "outcome", "bound"],
+            [
+                [
+                    f"`{c['id']}`",
+                    c["source"],
+                    c["why"],
+                    c["actual"],
+                    (f"< {c['seconds_bound']} s, < {c['rss_bound_mb']} MB" if c.get("seconds_bound") else ""),
+                ]
+                for c in corpus
+            ],
+        ),
         "",
         "## 4. Property-based tests (hypothesis) on the CSV and row-rule layer",
         "",

@@ -9,21 +9,42 @@ import subprocess
 import sys
 
 import pytest
+
 from program_reporting.core.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-STAGES = ["simulate", "land (history)", "land floor (duckdb read_csv, day by day)",
-          "land reference (read_csv, all days at once)", "build (dbt, full)",
-          "build floor (one SQL script)", "airflow db (once)", "night (Airflow, end to end)", "BI refresh (Airflow)"]
+STAGES = [
+    "simulate",
+    "land (history)",
+    "land floor (duckdb read_csv, day by day)",
+    "land reference (read_csv, all days at once)",
+    "build (dbt, full)",
+    "build floor (one SQL script)",
+    "airflow db (once)",
+    "night (Airflow, end to end)",
+    "BI refresh (Airflow)",
+]
 
 
 def test_bench_smoke(tmp_path):
     results = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "run_bench.py"), "--merchants", "10000", "--days", "14",
-         "--results", str(results), "--work", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=1500,
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "run_bench.py"),
+            "--merchants",
+            "10000",
+            "--days",
+            "14",
+            "--results",
+            str(results),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [json_file] = results.glob("*-10000x14.json")
@@ -45,16 +66,32 @@ def test_bench_smoke(tmp_path):
     assert result["warehouse_bytes"] > 0
     assert (results / json_file.name.replace(".json", ".md")).read_text().startswith("Benchmark")
     assert set(result["targets"]) and set(result["ratios"]) == {
-        "landing_vs_floor", "full_build_vs_floor", "full_build_vs_floor_compute", "night_vs_full_build"}
+        "landing_vs_floor",
+        "full_build_vs_floor",
+        "full_build_vs_floor_compute",
+        "night_vs_full_build",
+    }
     # the growth table (docs/performance.md) reads the same result
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "growth.py"), str(json_file)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "growth.py"), str(json_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "| 10,000 x 14 |" in proc.stdout, proc.stdout + proc.stderr
 
 
-ONE_FILE_STAGES = ["simulate", "history as one file per source", "land (history)",
-                   "land floor (duckdb read_csv, day by day)", "build (dbt, full)", "build floor (one SQL script)",
-                   "airflow db (once)", "night (Airflow, end to end)", "BI refresh (Airflow)"]
+ONE_FILE_STAGES = [
+    "simulate",
+    "history as one file per source",
+    "land (history)",
+    "land floor (duckdb read_csv, day by day)",
+    "build (dbt, full)",
+    "build floor (one SQL script)",
+    "airflow db (once)",
+    "night (Airflow, end to end)",
+    "BI refresh (Airflow)",
+]
 
 
 def test_bench_smoke_one_file_history(tmp_path):
@@ -63,9 +100,24 @@ def test_bench_smoke_one_file_history(tmp_path):
     and the three targets of the case written."""
     results = tmp_path / "results"
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "run_bench.py"), "--merchants", "5000", "--days", "10",
-         "--history", "one-file", "--results", str(results), "--work", str(tmp_path / "work"), "--keep"],
-        capture_output=True, text=True, timeout=1500,
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "run_bench.py"),
+            "--merchants",
+            "5000",
+            "--days",
+            "10",
+            "--history",
+            "one-file",
+            "--results",
+            str(results),
+            "--work",
+            str(tmp_path / "work"),
+            "--keep",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [json_file] = results.glob("*-5000x10-one-file.json")

@@ -16,7 +16,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
+
 from program_reporting.core import settings
 from program_reporting.orchestration.airflow_env import NIGHTLY_DAG_ID, airflow_bin
 from program_reporting.orchestration.business_date import logical_date_for
@@ -67,15 +67,22 @@ class Cluster:
         logs.mkdir(parents=True, exist_ok=True)
 
     def airflow(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        proc = subprocess.run([airflow_bin(), *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, start_new_session=True)
+        proc = subprocess.run(
+            [airflow_bin(), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
         assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc
 
     def start(self, name: str, args: list[str]) -> None:
         out = open(self.logs / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen([airflow_bin(), *args], env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            [airflow_bin(), *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         out.close()
 
     def check_alive(self) -> None:
@@ -116,8 +123,10 @@ def _wait(what: str, condition, timeout: float, cluster: Cluster, interval: floa
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n"
-                         + "\n".join(f"--- {n}\n{cluster.tail(n)}" for n in cluster.procs))
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}\n"
+        + "\n".join(f"--- {n}\n{cluster.tail(n)}" for n in cluster.procs)
+    )
 
 
 def _http_ok(url: str) -> bool:
@@ -136,9 +145,12 @@ def _api_token(api: str, dep: CeleryDeployment) -> str:
 
 
 def _api(api: str, token: str | None, method: str, path: str, body: dict) -> dict:
-    request = urllib.request.Request(api + path, data=json.dumps(body).encode(), method=method,
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    request = urllib.request.Request(
+        api + path,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             return json.loads(r.read() or b"{}")
@@ -182,24 +194,37 @@ def test_compose_settings_are_the_ones_exercised_here(tmp_path):
     compose = yaml.safe_load((settings.REPO_ROOT / "docker-compose.yml").read_text())
     compose_env = compose["x-airflow-common"]["environment"]
     dep = CeleryDeployment(
-        airflow_home=tmp_path, metadata_db_url="postgresql+psycopg2://u:p@h:5432/airflow",
-        broker_url="redis://h:6379/0", result_backend="db+postgresql+psycopg2://u:p@h:5432/airflow",
-        api_server_url="http://h:8080", jwt_secret="s", fernet_key="k",
-        warehouse=settings.PostgresSettings("h", 5432, "u", "p", "warehouse"))
+        airflow_home=tmp_path,
+        metadata_db_url="postgresql+psycopg2://u:p@h:5432/airflow",
+        broker_url="redis://h:6379/0",
+        result_backend="db+postgresql+psycopg2://u:p@h:5432/airflow",
+        api_server_url="http://h:8080",
+        jwt_secret="s",
+        fernet_key="k",
+        warehouse=settings.PostgresSettings("h", 5432, "u", "p", "warehouse"),
+    )
     env = celery_env(dep, base={})
-    for name, value in compose_env.items():
-        if name.startswith(("AIRFLOW__", "PROGRAM_REPORTING_")) and name not in ("PROGRAM_REPORTING_DROP",
-                                                                                 "PROGRAM_REPORTING_HOME"):
+    for name, _value in compose_env.items():
+        if name.startswith(("AIRFLOW__", "PROGRAM_REPORTING_")) and name not in (
+            "PROGRAM_REPORTING_DROP",
+            "PROGRAM_REPORTING_HOME",
+        ):
             assert name in env, f"docker-compose.yml sets {name}, the Celery test does not exercise it"
-    for name in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__AUTH_MANAGER", "PROGRAM_REPORTING_TARGET",
-                 "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"):
+    for name in (
+        "AIRFLOW__CORE__EXECUTOR",
+        "AIRFLOW__CORE__AUTH_MANAGER",
+        "PROGRAM_REPORTING_TARGET",
+        "AIRFLOW__CORE__LOAD_EXAMPLES",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+    ):
         assert str(compose_env[name]).lower() == env[name].lower(), name
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://h:8080/execution/"
     assert compose_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith(":8080/execution/")
 
 
-def test_nightly_run_through_celery_postgres_and_redis(pg_database, metadata_db, redis_url, env_paths, tmp_path,
-                                                      monkeypatch):
+def test_nightly_run_through_celery_postgres_and_redis(
+    pg_database, metadata_db, redis_url, env_paths, tmp_path, monkeypatch
+):
     t0 = time.monotonic()
     from program_reporting.tools.simulate.simulator import simulate
 
@@ -219,32 +244,70 @@ def test_nightly_run_through_celery_postgres_and_redis(pg_database, metadata_db,
         timings["migrate"] = time.monotonic() - t0
         for name, args in processes(api_port, dep.queue).items():
             cluster.start(name, args)
-        _wait("the api-server", lambda: _http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"),
-              START_TIMEOUT, cluster)
-        _wait(f"{NIGHTLY_DAG_ID} to be parsed", lambda: _meta_query(
-            metadata_db, "SELECT 1 FROM dag WHERE dag_id = %s AND is_stale = false", (NIGHTLY_DAG_ID,)),
-            START_TIMEOUT, cluster)
+        _wait(
+            "the api-server",
+            lambda: _http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"),
+            START_TIMEOUT,
+            cluster,
+        )
+        _wait(
+            f"{NIGHTLY_DAG_ID} to be parsed",
+            lambda: _meta_query(
+                metadata_db, "SELECT 1 FROM dag WHERE dag_id = %s AND is_stale = false", (NIGHTLY_DAG_ID,)
+            ),
+            START_TIMEOUT,
+            cluster,
+        )
         timings["started"] = time.monotonic() - t0
-        logical = logical_date_for(DS).astimezone(dt.timezone.utc).isoformat()
+        logical = logical_date_for(DS).astimezone(dt.UTC).isoformat()
         # Through the api-server's REST API, as an operator or a CI job would.
         api = f"http://127.0.0.1:{api_port}"
         token = _api_token(api, dep)
         _api(api, token, "PATCH", f"/api/v2/dags/{NIGHTLY_DAG_ID}", {"is_paused": False})
-        _api(api, token, "POST", f"/api/v2/dags/{NIGHTLY_DAG_ID}/dagRuns",
-             {"dag_run_id": "celery-it", "logical_date": logical})
+        _api(
+            api,
+            token,
+            "POST",
+            f"/api/v2/dags/{NIGHTLY_DAG_ID}/dagRuns",
+            {"dag_run_id": "celery-it", "logical_date": logical},
+        )
         timings["triggered"] = time.monotonic() - t0
-        state = _wait("the DAG run to finish", lambda: next(iter(r[0] for r in _meta_query(
-            metadata_db, "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = 'celery-it'", (NIGHTLY_DAG_ID,))
-            if r[0] in ("success", "failed")), None), RUN_TIMEOUT, cluster, interval=2)
+        state = _wait(
+            "the DAG run to finish",
+            lambda: next(
+                iter(
+                    r[0]
+                    for r in _meta_query(
+                        metadata_db,
+                        "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = 'celery-it'",
+                        (NIGHTLY_DAG_ID,),
+                    )
+                    if r[0] in ("success", "failed")
+                ),
+                None,
+            ),
+            RUN_TIMEOUT,
+            cluster,
+            interval=2,
+        )
         timings["run"] = time.monotonic() - t0
-        tis = _meta_query(metadata_db, "SELECT task_id, state, queue, executor, hostname FROM task_instance "
-                                       "WHERE dag_id = %s AND run_id = 'celery-it' ORDER BY task_id",
-                          (NIGHTLY_DAG_ID,))
+        tis = _meta_query(
+            metadata_db,
+            "SELECT task_id, state, queue, executor, hostname FROM task_instance "
+            "WHERE dag_id = %s AND run_id = 'celery-it' ORDER BY task_id",
+            (NIGHTLY_DAG_ID,),
+        )
         for task_id, started, ended, took in _meta_query(
-                metadata_db, "SELECT task_id, start_date, end_date, duration FROM task_instance WHERE dag_id = %s "
-                             "AND run_id = 'celery-it' ORDER BY start_date", (NIGHTLY_DAG_ID,)):
-            print(f"  {task_id:28} {started:%H:%M:%S} -> {ended:%H:%M:%S} {took or 0:6.1f}s" if started and ended
-                  else f"  {task_id:28} not run")
+            metadata_db,
+            "SELECT task_id, start_date, end_date, duration FROM task_instance WHERE dag_id = %s "
+            "AND run_id = 'celery-it' ORDER BY start_date",
+            (NIGHTLY_DAG_ID,),
+        ):
+            print(
+                f"  {task_id:28} {started:%H:%M:%S} -> {ended:%H:%M:%S} {took or 0:6.1f}s"
+                if started and ended
+                else f"  {task_id:28} not run"
+            )
         assert state == "success", f"DAG run {state}: {tis}\n{cluster.tail('airflow-worker', 80)}"
     finally:
         cluster.stop()

@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+
 from program_reporting.core.settings import REPO_ROOT
 from program_reporting.postgres.production import secret_problems
 
@@ -38,8 +38,16 @@ def _env_example() -> dict[str, str]:
 
 def test_services_of_a_celery_deployment(compose):
     services = compose["services"]
-    assert {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-triggerer", "airflow-worker", "airflow-init"} <= set(services)
+    assert {
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-init",
+    } <= set(services)
     assert services["airflow-apiserver"]["command"] == "api-server"
     assert services["airflow-worker"]["command"] == "celery worker"
     for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"):
@@ -96,8 +104,9 @@ def test_placeholder_secrets_refused_outside_the_local_profile():
 
 def test_check_secrets_command_exits_non_zero_on_placeholders():
     env = {**_env_example(), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "program_reporting.cli", "check-secrets"],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "program_reporting.cli", "check-secrets"], env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert "refusing to start: POSTGRES_PASSWORD" in proc.stderr
 

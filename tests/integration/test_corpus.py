@@ -11,6 +11,10 @@ import shutil
 import stat
 
 import duckdb
+import pytest
+from helpers import corpus_kit, reliability_log
+
+from program_reporting.core.settings import Paths
 
 
 def _one(sql: str):
@@ -19,10 +23,7 @@ def _one(sql: str):
         return con.execute(sql).fetchall()
     finally:
         con.close()
-from helpers import corpus_kit
-import pytest
-from helpers import reliability_log
-from program_reporting.core.settings import Paths
+
 
 CASES = corpus_kit.load_cases()
 reliability_log.expect("corpus", [c["id"] for c in CASES])
@@ -58,8 +59,12 @@ def _check_landed(p: Paths, case: dict, record: dict) -> None:
         assert stat.S_IMODE(qfile.parent.stat().st_mode) == 0o700
         rules = dict(_one(f"SELECT rule, count(*) FROM read_parquet('{qfile}') GROUP BY 1"))
         assert rules == record["quarantine_by_rule"]
-        assert _one(f"SELECT count(*) FROM read_parquet('{qfile}') WHERE line IS NULL OR raw_text IS NULL "
-                    "OR detail IS NULL")[0][0] == 0
+        assert (
+            _one(
+                f"SELECT count(*) FROM read_parquet('{qfile}') WHERE line IS NULL OR raw_text IS NULL OR detail IS NULL"
+            )[0][0]
+            == 0
+        )
     else:
         assert not qfile.exists()
     hfile = p.held / source / f"ds={ds}" / "rows.parquet"
@@ -92,11 +97,18 @@ def test_corpus_case(case, base, tmp_path, monkeypatch, reliability):
         out = corpus_kit.land_in_subprocess(case, p, timeout=case.get("max_seconds", 60) * 2)
     else:
         out = corpus_kit.land_in_process(case, p)
-    entry = {"id": case["id"], "source": case.get("source", "credit_events"), "why": case["why"],
-             "expected": corpus_kit.expected_text(expect), "actual": out.describe(),
-             "seconds_bound": case.get("max_seconds"), "rss_bound_mb": case.get("max_rss_mb")}
-    reliability.record("corpus", case["id"], entry, measured={"seconds": round(out.seconds, 2),
-                                                              "max_rss_mb": out.max_rss_mb})
+    entry = {
+        "id": case["id"],
+        "source": case.get("source", "credit_events"),
+        "why": case["why"],
+        "expected": corpus_kit.expected_text(expect),
+        "actual": out.describe(),
+        "seconds_bound": case.get("max_seconds"),
+        "rss_bound_mb": case.get("max_rss_mb"),
+    }
+    reliability.record(
+        "corpus", case["id"], entry, measured={"seconds": round(out.seconds, 2), "max_rss_mb": out.max_rss_mb}
+    )
 
     assert out.kind != "crash", f"landing crashed: {out.cause}: {out.message}"
     if case.get("isolate"):
@@ -117,14 +129,19 @@ def test_corpus_case(case, base, tmp_path, monkeypatch, reliability):
         assert out.kind == "landed", out.describe() + " " + out.message
         r = out.record
         got = {"loaded": r["loaded"], "quarantined": r["quarantine_by_rule"], "held": r["held"]}
-        want = {"loaded": expect.get("loaded", 0), "quarantined": expect.get("quarantined", {}),
-                "held": expect.get("held", 0)}
+        want = {
+            "loaded": expect.get("loaded", 0),
+            "quarantined": expect.get("quarantined", {}),
+            "held": expect.get("held", 0),
+        }
         assert got == want
         for column, value in expect.get("kept", {}).items():  # kept byte for byte, not truncated
             raw = p.raw / case.get("source", "credit_events") / f"ds={corpus_kit.DS}" / "rows.parquet"
             con = duckdb.connect()
-            hits = con.execute(f"SELECT count(*) FROM read_parquet('{raw}') WHERE {column} = ?",
-                               [corpus_kit.unescape(value).decode("utf-8")]).fetchone()[0]
+            hits = con.execute(
+                f"SELECT count(*) FROM read_parquet('{raw}') WHERE {column} = ?",
+                [corpus_kit.unescape(value).decode("utf-8")],
+            ).fetchone()[0]
             con.close()
             assert hits == 1, f"{column} {value!r} not kept verbatim"
         if "extra_columns" in expect:
@@ -137,6 +154,17 @@ def test_corpus_is_large_enough():
     assert len(CASES) >= 40
     rejected = {c["expect"]["rejected"] for c in CASES if "rejected" in c["expect"]}
     # every cause docs/landing.md names has a case
-    assert {"control_file", "data_file", "checksum", "row_count", "amount_total", "missing_column",
-            "duplicate_column", "invalid_utf8", "unparseable_csv", "unreadable_gzip", "line_too_long",
-            "quarantine_share"} <= rejected
+    assert {
+        "control_file",
+        "data_file",
+        "checksum",
+        "row_count",
+        "amount_total",
+        "missing_column",
+        "duplicate_column",
+        "invalid_utf8",
+        "unparseable_csv",
+        "unreadable_gzip",
+        "line_too_long",
+        "quarantine_share",
+    } <= rejected

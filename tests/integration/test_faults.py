@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from helpers import reliability_log
+
 from program_reporting.core.settings import Paths
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -75,21 +76,25 @@ def _fingerprint(path: Path) -> tuple:
 
 STAGE_CODE = {
     "validate": "from program_reporting.validation import gate\n"
-                "assert gate.validate_landed(ds).passed\nassert gate.validate(run_id, ds).passed",
+    "assert gate.validate_landed(ds).passed\nassert gate.validate(run_id, ds).passed",
     "validate_marts": "from program_reporting.validation import gate\nassert gate.validate(run_id, ds).passed",
     "publish": "from program_reporting.publishing import publish\npublish.publish(run_id)",
     # a published run's report was written by publish; this is the report step of a withheld one
     "report": "from program_reporting.reporting import report\n"
-              "try:\n"
-              "    report.write_report(run_id, ds, [], published=False, reason='fault test')\n"
-              "except report.ReportExists:\n"
-              "    print('report exists')\n",
+    "try:\n"
+    "    report.write_report(run_id, ds, [], published=False, reason='fault test')\n"
+    "except report.ReportExists:\n"
+    "    print('report exists')\n",
 }
 
 
 def _env(p: Paths, failpoint: str | None = None, marker: Path | None = None) -> dict:
-    env = dict(os.environ, PROGRAM_REPORTING_DROP=str(p.drop), PROGRAM_REPORTING_HOME=str(p.home),
-               PROGRAM_REPORTING_DUCKDB_THREADS="1")
+    env = dict(
+        os.environ,
+        PROGRAM_REPORTING_DROP=str(p.drop),
+        PROGRAM_REPORTING_HOME=str(p.home),
+        PROGRAM_REPORTING_DUCKDB_THREADS="1",
+    )
     env.pop("PROGRAM_REPORTING_FAILPOINT", None)
     if failpoint:
         env["PROGRAM_REPORTING_FAILPOINT"] = failpoint
@@ -100,14 +105,17 @@ def _env(p: Paths, failpoint: str | None = None, marker: Path | None = None) -> 
 def _command(stage: str, ds: str, run_id: str) -> list[str]:
     if stage in ("land", "build", "audit"):
         return [sys.executable, str(RUNNER), stage, ds, run_id]
-    prelude = ("import sys\nsys.path.insert(0, %r)\nimport fault_runner\nfault_runner.instrument()\n"
-               "ds, run_id = %r, %r\n" % (str(RUNNER.parent), ds, run_id))
+    prelude = (
+        "import sys\nsys.path.insert(0, {!r})\nimport fault_runner\nfault_runner.instrument()\n"
+        "ds, run_id = {!r}, {!r}\n".format(str(RUNNER.parent), ds, run_id)
+    )
     return [sys.executable, "-c", prelude + STAGE_CODE[stage]]
 
 
 def run(p: Paths, stage: str, ds: str, run_id: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(_command(stage, ds, run_id), env=_env(p), cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        _command(stage, ds, run_id), env=_env(p), cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     return proc
 
 
@@ -119,8 +127,14 @@ def ok(p: Paths, stage: str, ds: str, run_id: str) -> None:
 def kill_at(p: Paths, stage: str, ds: str, run_id: str, failpoint: str, tmp: Path) -> None:
     """Run the stage with the failpoint armed; it must die by SIGKILL right there."""
     marker = tmp / f"marker-{failpoint.replace('#', '-')}"
-    proc = subprocess.run(_command(stage, ds, run_id), env=_env(p, failpoint, marker), cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        _command(stage, ds, run_id),
+        env=_env(p, failpoint, marker),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == -signal.SIGKILL, f"{failpoint}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
     assert marker.exists(), f"{failpoint} was not reached"
 
@@ -129,8 +143,9 @@ def kill_dbt_mid_build(p: Paths, ds: str, run_id: str) -> None:
     """SIGKILL `dbt build` once its first model is created (from outside: dbt runs in the child)."""
     logfile = p.home / "warehouse" / "dbt_logs" / "dbt.log"
     start = logfile.stat().st_size if logfile.exists() else 0
-    proc = subprocess.Popen(_command("build", ds, run_id), env=_env(p), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _command("build", ds, run_id), env=_env(p), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
@@ -152,12 +167,16 @@ def kill_dbt_mid_build(p: Paths, ds: str, run_id: str) -> None:
 # --------------------------------------------------------------------------
 # invariants
 
+
 def _count(con, files: list[Path], col: str) -> tuple[int, int]:
     if not files:
         return 0, 0
     listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-    return tuple(con.execute(f"SELECT count(*), count(DISTINCT {col}) FROM read_parquet({listed}, "
-                             "union_by_name = true)").fetchone())
+    return tuple(
+        con.execute(
+            f"SELECT count(*), count(DISTINCT {col}) FROM read_parquet({listed}, union_by_name = true)"
+        ).fetchone()
+    )
 
 
 def check_rows(p: Paths, delivered: dict) -> str:
@@ -183,34 +202,51 @@ def check_rows(p: Paths, delivered: dict) -> str:
             for files, col in ((raw, "_line"), (q, "line"), (h, "_line")):
                 if files:
                     listed = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-                    lines += [x[0] for x in con.execute(f"SELECT {col} FROM read_parquet({listed}, "
-                                                        "union_by_name = true)").fetchall()]
+                    lines += [
+                        x[0]
+                        for x in con.execute(
+                            f"SELECT {col} FROM read_parquet({listed}, union_by_name = true)"
+                        ).fetchall()
+                    ]
             assert len(lines) == len(set(lines)) == r["delivered"], f"{src} {ds}: a line lost or doubled"
         total = {k: sum(r[k] for r in records) for k in ("delivered", "loaded", "quarantined", "held")}
-        figures.append(f"{len(records)} deliveries: {total['delivered']} = {total['loaded']} + "
-                       f"{total['quarantined']} + {total['held']}, each line once")
+        figures.append(
+            f"{len(records)} deliveries: {total['delivered']} = {total['loaded']} + "
+            f"{total['quarantined']} + {total['held']}, each line once"
+        )
     finally:
         con.close()
     return "; ".join(figures)
 
 
 LEFTOVER_KINDS = [
-    ("tmp/land-", "landing work folder"), ("tmp/release-", "release work folder"), ("tmp/audit-", "audit scratch"),
-    ("published/runs/.", "publish staging folder"), ("published/.current-", "current.duckdb link"),
-    ("reports/.", "report staging"), ("audit/", "audit candidate"),
+    ("tmp/land-", "landing work folder"),
+    ("tmp/release-", "release work folder"),
+    ("tmp/audit-", "audit scratch"),
+    ("published/runs/.", "publish staging folder"),
+    ("published/.current-", "current.duckdb link"),
+    ("reports/.", "report staging"),
+    ("audit/", "audit candidate"),
 ]
 
 
 def leftovers(p: Paths) -> str:
     found: dict[str, int] = {}
-    for path in list(p.home.glob("tmp/*")) + list(p.home.glob("published/runs/.*")) + \
-            list(p.home.glob("published/.current-*")) + list(p.home.glob("reports/.*staging*")) + \
-            list(p.home.glob("reports/.*.publishing")):
+    for path in (
+        list(p.home.glob("tmp/*"))
+        + list(p.home.glob("published/runs/.*"))
+        + list(p.home.glob("published/.current-*"))
+        + list(p.home.glob("reports/.*staging*"))
+        + list(p.home.glob("reports/.*.publishing"))
+    ):
         rel = path.relative_to(p.home).as_posix()
         if rel in ("tmp/locks", "tmp/gates") or rel.endswith(".lock"):
             continue
-        kind = "publication report not in place" if rel.endswith(".publishing") else next(
-            (k for prefix, k in LEFTOVER_KINDS if rel.startswith(prefix)), rel)
+        kind = (
+            "publication report not in place"
+            if rel.endswith(".publishing")
+            else next((k for prefix, k in LEFTOVER_KINDS if rel.startswith(prefix)), rel)
+        )
         found[kind] = found.get(kind, 0) + 1
     return ", ".join(f"{n} {k}" for k, n in sorted(found.items())) or "nothing"
 
@@ -235,6 +271,7 @@ def indexed(p: Paths) -> list[str]:
 # --------------------------------------------------------------------------
 # readers
 
+
 def _reader(path: str, hold: bool, stop, out) -> None:
     reads, errors = [], []
     held = duckdb.connect(path, read_only=True) if hold else None
@@ -257,6 +294,7 @@ def _reader(path: str, hold: bool, stop, out) -> None:
 # --------------------------------------------------------------------------
 # the matrix
 
+
 def test_kill_every_stage_then_rerun(tmp_path, reliability):
     from program_reporting.tools.simulate.simulator import simulate
 
@@ -272,8 +310,10 @@ def test_kill_every_stage_then_rerun(tmp_path, reliability):
 
     ctx = mp.get_context("spawn")
     stop, out = ctx.Event(), ctx.Queue()
-    readers = [ctx.Process(target=_reader, args=(str(p.current_db), hold, stop, out), daemon=True)
-               for hold in (False, False, True)]
+    readers = [
+        ctx.Process(target=_reader, args=(str(p.current_db), hold, stop, out), daemon=True)
+        for hold in (False, False, True)
+    ]
     for r in readers:
         r.start()
     try:
@@ -312,12 +352,21 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
         return "previous set (unchanged)" if fp[0] == was else "the new set (complete)"
 
     def record(stage, failpoint, after, rerun):
-        reliability.record("faults", failpoint, {
-            "stage": stage, "failpoint": failpoint, "after_kill": after, "rerun": rerun,
-            "rows": rows[failpoint], "leftovers": leftovers(p)})
+        reliability.record(
+            "faults",
+            failpoint,
+            {
+                "stage": stage,
+                "failpoint": failpoint,
+                "after_kill": after,
+                "rerun": rerun,
+                "rows": rows[failpoint],
+                "leftovers": leftovers(p),
+            },
+        )
 
     run_id = None
-    for stage, failpoint, rerun_stage in KILLS:
+    for stage, failpoint, _rerun_stage in KILLS:
         if stage == "landing":
             kill_at(p, "land", DAY2, "-", failpoint, tmp_path)
             after = after_kill(failpoint)
@@ -355,8 +404,11 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
                 how = "retry of the same run: published"
             else:
                 why = retry.stderr.strip().splitlines()[-1].split(": ", 1)[-1]
-                why = "no candidate set left" if "no candidate set" in why else (
-                    "already published" if "published before" in why else why[:80])
+                why = (
+                    "no candidate set left"
+                    if "no candidate set" in why
+                    else ("already published" if "published before" in why else why[:80])
+                )
                 how = f"retry of the same run: refused ({why})"
             if state["current"] != run_id:
                 fresh = new_candidate()
@@ -380,9 +432,11 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
             assert retry.returncode == 0, retry.stderr[-2000:]
             assert (p.reports / report_run / "report.html").exists()
             listed = indexed(p)
-            how = ("write the report again: " + ("kept the report the killed run wrote"
-                                                 if "report exists" in retry.stdout else "written")
-                   + ("; listed in the index" if report_run in listed else "; NOT listed in reports/index"))
+            how = (
+                "write the report again: "
+                + ("kept the report the killed run wrote" if "report exists" in retry.stdout else "written")
+                + ("; listed in the index" if report_run in listed else "; NOT listed in reports/index")
+            )
             record(stage, failpoint, after, how)
         reliability.passed("faults", failpoint)
 
@@ -393,10 +447,18 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
     published["d2-final"] = final
     assert final[0] == "d2-final"
     rows["plain re-run of the date"] = check_rows(p, delivered)
-    reliability.record("faults", "plain re-run of the date", {
-        "stage": "whole nightly run", "failpoint": "(none: after all the kills above)",
-        "after_kill": "-", "rerun": "land, build, audit, validate, publish, report: published",
-        "rows": rows["plain re-run of the date"], "leftovers": leftovers(p)})
+    reliability.record(
+        "faults",
+        "plain re-run of the date",
+        {
+            "stage": "whole nightly run",
+            "failpoint": "(none: after all the kills above)",
+            "after_kill": "-",
+            "rerun": "land, build, audit, validate, publish, report: published",
+            "rows": rows["plain re-run of the date"],
+            "leftovers": leftovers(p),
+        },
+    )
     reliability.passed("faults", "plain re-run of the date")
 
     time.sleep(0.5)
@@ -414,15 +476,27 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
             assert {fp[0] for fp in reads} == {"d1"}
     fresh_seen = {fp[0] for hold, reads, _ in results if not hold for fp in reads}
     assert len(fresh_seen) >= 2, fresh_seen
-    reliability.record("concurrency", "readers reopening", {
-        "check": "2 reader processes reopening current.duckdb read-only every 100 ms for the whole of day 2",
-        "readers": 2, "publishes": f"{publishes} completed, {kills_of_publish} killed mid-publish",
-        "outcome": "0 failed reads; every read saw exactly one complete published set"},
-        measured={"reads": sum(len(r[1]) for r in results if not r[0]), "sets_seen": sorted(fresh_seen)})
+    reliability.record(
+        "concurrency",
+        "readers reopening",
+        {
+            "check": "2 reader processes reopening current.duckdb read-only every 100 ms for the whole of day 2",
+            "readers": 2,
+            "publishes": f"{publishes} completed, {kills_of_publish} killed mid-publish",
+            "outcome": "0 failed reads; every read saw exactly one complete published set",
+        },
+        measured={"reads": sum(len(r[1]) for r in results if not r[0]), "sets_seen": sorted(fresh_seen)},
+    )
     reliability.passed("concurrency", "readers reopening")
-    reliability.record("concurrency", "reader holding", {
-        "check": "1 reader holding current.duckdb open from day 1 on", "readers": 1,
-        "publishes": f"{publishes} completed, {kills_of_publish} killed mid-publish",
-        "outcome": "0 failed reads; it kept reading its complete day-1 set, never blocked a publish"},
-        measured={"reads": sum(len(r[1]) for r in results if r[0])})
+    reliability.record(
+        "concurrency",
+        "reader holding",
+        {
+            "check": "1 reader holding current.duckdb open from day 1 on",
+            "readers": 1,
+            "publishes": f"{publishes} completed, {kills_of_publish} killed mid-publish",
+            "outcome": "0 failed reads; it kept reading its complete day-1 set, never blocked a publish",
+        },
+        measured={"reads": sum(len(r[1]) for r in results if r[0])},
+    )
     reliability.passed("concurrency", "reader holding")

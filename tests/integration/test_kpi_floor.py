@@ -10,8 +10,9 @@ import sys
 import duckdb
 import pytest
 from helpers.kpi_oracle import compute
-from program_reporting.core.settings import REPO_ROOT
 from helpers.raw_factory import make_raw, table_rows
+
+from program_reporting.core.settings import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 from floor import run_floor  # noqa: E402
@@ -55,7 +56,9 @@ def test_sql_floor_equals_python_oracle(tmp_path, seed, repeats):
     mismatches = [(g["as_of_date"], c, g[c], e[c]) for g, e in zip(got, expected) for c in g if g[c] != e[c]]
     assert mismatches == []
     # the data reached every kind of figure, so agreement means something
-    maxima = con.execute("SELECT max(par30_balance), max(par90_rate), max(interest_subsidy_cost_to_date), "
-                     "max(survival_cohort_90d), max(written_off_to_date), max(exited_merchants) "
-                     "FROM floor_kpi_program_daily").fetchone()
+    maxima = con.execute(
+        "SELECT max(par30_balance), max(par90_rate), max(interest_subsidy_cost_to_date), "
+        "max(survival_cohort_90d), max(written_off_to_date), max(exited_merchants) "
+        "FROM floor_kpi_program_daily"
+    ).fetchone()
     assert all(m and m > 0 for m in maxima), maxima

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
+
 from program_reporting.core import settings
 from program_reporting.postgres.production import init_warehouse
 

@@ -12,6 +12,7 @@ import duckdb
 import psycopg2
 import pytest
 from helpers.marts import mutate, write_audit, write_marts
+
 from program_reporting.core import settings
 from program_reporting.postgres import gate as gate_pg
 from program_reporting.postgres import serving as publish_pg
@@ -25,19 +26,34 @@ DS = "2020-06-05"
 PUB = settings.PUBLISHED_SCHEMA
 
 EXPECTED_TYPES = {
-    "kpi_program_daily": {"program_code": "text", "as_of_date": "date", "enrolled_merchants": "bigint",
-                          "credit_limit_total": "numeric(18,2)", "utilization_rate": "numeric(12,6)",
-                          "interest_subsidy_cost_to_date": "numeric(18,2)", "survival_rate_90d": "numeric(12,6)"},
+    "kpi_program_daily": {
+        "program_code": "text",
+        "as_of_date": "date",
+        "enrolled_merchants": "bigint",
+        "credit_limit_total": "numeric(18,2)",
+        "utilization_rate": "numeric(12,6)",
+        "interest_subsidy_cost_to_date": "numeric(18,2)",
+        "survival_rate_90d": "numeric(12,6)",
+    },
     "kpi_segment_daily": {"region": "text", "jobs_added": "bigint", "outstanding_balance": "numeric(18,2)"},
-    "kpi_target_progress": {"metric": "text", "target_value": "numeric(18,2)", "actual_value": "numeric(18,2)",
-                            "progress_rate": "numeric(12,6)"},
+    "kpi_target_progress": {
+        "metric": "text",
+        "target_value": "numeric(18,2)",
+        "actual_value": "numeric(18,2)",
+        "progress_rate": "numeric(12,6)",
+    },
 }
 
 # A reader's view of the whole published set: one figure per table and part.
-PARTS = ["SELECT min(run_id) FROM {s}run_info",
-         "SELECT count(*) FROM {s}kpi_program_daily", "SELECT sum(enrolled_merchants) FROM {s}kpi_program_daily",
-         "SELECT count(*) FROM {s}kpi_segment_daily", "SELECT sum(enrolled_merchants) FROM {s}kpi_segment_daily",
-         "SELECT count(*) FROM {s}kpi_target_progress", "SELECT sum(actual_value) FROM {s}kpi_target_progress"]
+PARTS = [
+    "SELECT min(run_id) FROM {s}run_info",
+    "SELECT count(*) FROM {s}kpi_program_daily",
+    "SELECT sum(enrolled_merchants) FROM {s}kpi_program_daily",
+    "SELECT count(*) FROM {s}kpi_segment_daily",
+    "SELECT sum(enrolled_merchants) FROM {s}kpi_segment_daily",
+    "SELECT count(*) FROM {s}kpi_target_progress",
+    "SELECT sum(actual_value) FROM {s}kpi_target_progress",
+]
 FINGERPRINT = "SELECT " + ", ".join(f"({p})" for p in PARTS)  # one statement
 
 
@@ -60,8 +76,10 @@ def _fingerprint_of(db_file) -> tuple:
 
 def _normalise(row) -> tuple:
     # PostgreSQL sums bigint as numeric, DuckDB as an integer: compare numbers as numbers.
-    return tuple(int(v) if isinstance(v, Decimal) and v == v.to_integral_value() and v.as_tuple().exponent == 0
-                 else v for v in row)
+    return tuple(
+        int(v) if isinstance(v, Decimal) and v == v.to_integral_value() and v.as_tuple().exponent == 0 else v
+        for v in row
+    )
 
 
 @pytest.fixture
@@ -78,11 +96,14 @@ def test_validated_audit_set_is_copied_exactly_with_the_contract_types(warehouse
     assert out.rows["kpi_program_daily"] == 8 and out.rows["run_info"] == 1
 
     with _admin() as conn, conn.cursor() as cur:
-        cur.execute("""SELECT table_name, column_name, format_type(a.atttypid, a.atttypmod)
+        cur.execute(
+            """SELECT table_name, column_name, format_type(a.atttypid, a.atttypmod)
                        FROM information_schema.columns c
                        JOIN pg_attribute a ON a.attrelid = format('%%I.%%I', c.table_schema, c.table_name)::regclass
                                           AND a.attname = c.column_name
-                       WHERE table_schema = %s""", (PUB,))
+                       WHERE table_schema = %s""",
+            (PUB,),
+        )
         types = {(t, c): ty for t, c, ty in cur.fetchall()}
         for table, cols in EXPECTED_TYPES.items():
             for col, ty in cols.items():
@@ -116,8 +137,10 @@ def test_bi_reader_reads_the_published_schema_and_nothing_else(warehouse, env_pa
         cur.execute("CREATE SCHEMA raw; CREATE TABLE raw.merchants_pii (merchant_id text, owner_phone text)")
         cur.execute("INSERT INTO raw.merchants_pii VALUES ('M1', '13812345678')")
         cur.execute("CREATE TABLE public.stg_merchants (merchant_id text)")
-        cur.execute(f"CREATE SCHEMA {publish_pg.STAGING_SCHEMA}; "
-                    f"CREATE TABLE {publish_pg.STAGING_SCHEMA}.kpi_program_daily (x int)")
+        cur.execute(
+            f"CREATE SCHEMA {publish_pg.STAGING_SCHEMA}; "
+            f"CREATE TABLE {publish_pg.STAGING_SCHEMA}.kpi_program_daily (x int)"
+        )
 
     reader = _bi_reader(warehouse)
     reader.autocommit = True
@@ -126,13 +149,16 @@ def test_bi_reader_reads_the_published_schema_and_nothing_else(warehouse, env_pa
             for table in publish_pg.TABLES:
                 cur.execute(f"SELECT count(*) FROM {PUB}.{table}")
                 assert cur.fetchone()[0] > 0
-            for forbidden in ("SELECT * FROM raw.merchants_pii", "SELECT * FROM public.stg_merchants",
-                              f"SELECT * FROM {publish_pg.STAGING_SCHEMA}.kpi_program_daily",
-                              f"DELETE FROM {PUB}.kpi_program_daily",
-                              f"INSERT INTO {PUB}.run_info (run_id) VALUES ('forged')",
-                              f"CREATE TABLE {PUB}.scribble (x int)",
-                              "CREATE TABLE public.scribble (x int)",
-                              "CREATE SCHEMA scribble"):
+            for forbidden in (
+                "SELECT * FROM raw.merchants_pii",
+                "SELECT * FROM public.stg_merchants",
+                f"SELECT * FROM {publish_pg.STAGING_SCHEMA}.kpi_program_daily",
+                f"DELETE FROM {PUB}.kpi_program_daily",
+                f"INSERT INTO {PUB}.run_info (run_id) VALUES ('forged')",
+                f"CREATE TABLE {PUB}.scribble (x int)",
+                "CREATE TABLE public.scribble (x int)",
+                "CREATE SCHEMA scribble",
+            ):
                 with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                     cur.execute(forbidden)
     finally:
@@ -151,8 +177,11 @@ def test_unvalidated_or_failing_sets_leave_the_published_set_unchanged(warehouse
 
     # A set that fails the suites on PostgreSQL (segments do not sum): withheld.
     bad = write_marts(env_paths.home / "elsewhere" / "kpi.duckdb", "r3", "2020-06-06", bump=1)
-    mutate(bad, "UPDATE kpi_segment_daily SET repaid_to_date = repaid_to_date + 0.01 "
-                "WHERE region = 'CN-GD' AND as_of_date = DATE '2020-06-03'")
+    mutate(
+        bad,
+        "UPDATE kpi_segment_daily SET repaid_to_date = repaid_to_date + 0.01 "
+        "WHERE region = 'CN-GD' AND as_of_date = DATE '2020-06-03'",
+    )
     with pytest.raises(PublishError, match="sd_segments_sum_to_program"):
         publish_pg.publish("r3", env_paths, source=bad)
 
@@ -166,8 +195,11 @@ def test_unvalidated_or_failing_sets_leave_the_published_set_unchanged(warehouse
 def test_postgres_gate_gives_the_duckdb_gate_verdicts(warehouse, env_paths):
     """Same suites, same rules: the failing check ids agree between the engines."""
     db = write_audit(env_paths, "r1", DS)
-    mutate(db, "UPDATE kpi_program_daily SET par30_rate = 1.5 WHERE as_of_date = DATE '2020-06-04'",
-           "UPDATE kpi_target_progress SET metric = '110101199003077777' WHERE as_of_date = DATE '2020-06-03'")
+    mutate(
+        db,
+        "UPDATE kpi_program_daily SET par30_rate = 1.5 WHERE as_of_date = DATE '2020-06-04'",
+        "UPDATE kpi_target_progress SET metric = '110101199003077777' WHERE as_of_date = DATE '2020-06-03'",
+    )
     duck = gate.validate("r1", DS, env_paths)
     publish_pg._stage(_admin(), db, env_paths.home)  # staged, as publish() does before its gate
     on_pg = gate_pg.validate_schema("r1", DS, publish_pg.STAGING_SCHEMA)
@@ -183,8 +215,13 @@ def test_postgres_gate_that_evaluated_nothing_fails(warehouse, env_paths):
     with _admin() as conn, conn.cursor() as cur:
         cur.execute("CREATE SCHEMA candidate_empty")
     empty = write_audit(env_paths, "r1", DS)
-    mutate(empty, "DELETE FROM kpi_program_daily", "DELETE FROM kpi_segment_daily",
-           "DELETE FROM kpi_target_progress", "DELETE FROM run_info")
+    mutate(
+        empty,
+        "DELETE FROM kpi_program_daily",
+        "DELETE FROM kpi_segment_daily",
+        "DELETE FROM kpi_target_progress",
+        "DELETE FROM run_info",
+    )
     duck = gate.validate("r1", DS, env_paths)
     publish_pg._stage(_admin(), empty, env_paths.home)
     result = gate_pg.validate_schema("r1", DS, publish_pg.STAGING_SCHEMA)
@@ -277,6 +314,7 @@ def test_concurrent_readers_see_the_old_or_the_new_complete_set(warehouse, env_p
 
 # --------------------------------------------------------------------------- the one write-audit-publish path
 
+
 def _gates_of(report_dir) -> list[tuple]:
     import json
 
@@ -289,10 +327,10 @@ def _published_run(cur) -> list:
     return cur.fetchall()
 
 
-def test_cli_publish_in_the_production_profile_publishes_to_postgres_too(warehouse, env_paths, monkeypatch,
-                                                                          capsys):
-    from program_reporting.cli import main
+def test_cli_publish_in_the_production_profile_publishes_to_postgres_too(warehouse, env_paths, monkeypatch, capsys):
     from helpers.landed import land_all
+
+    from program_reporting.cli import main
 
     monkeypatch.setenv("PROGRAM_REPORTING_TARGET", "postgres")
     land_all(env_paths.home, DS)
@@ -308,8 +346,11 @@ def test_cli_publish_in_the_production_profile_publishes_to_postgres_too(warehou
         assert _normalise(cur.fetchone()) == expected
     assert _fingerprint_of(env_paths.current_db) == expected
     # the report, in place before the swap, lists the gate PostgreSQL ran
-    assert _gates_of(env_paths.reports / "r1") == [("landed", "duckdb", True), ("marts", "duckdb", True),
-                                                   ("marts", "postgresql", True)]
+    assert _gates_of(env_paths.reports / "r1") == [
+        ("landed", "duckdb", True),
+        ("marts", "duckdb", True),
+        ("marts", "postgresql", True),
+    ]
     html = (env_paths.reports / "r1" / "report.html").read_text()
     assert 'id="gate-marts-postgresql"' in html and "marts gate on postgresql: passed" in html
     # its GX results are in the Data Docs too, apart from the DuckDB gate's
@@ -355,14 +396,14 @@ class _TaskInstance:
         return result
 
 
-def test_report_of_a_production_night_lists_the_postgres_gate_published_or_withheld(warehouse, env_paths,
-                                                                                     monkeypatch):
+def test_report_of_a_production_night_lists_the_postgres_gate_published_or_withheld(warehouse, env_paths, monkeypatch):
     """The nightly DAG's steps in the production profile: the PostgreSQL gate is
     in the run's report; when it blocks, nothing is published anywhere, the
     step does not retry, and the withheld report shows that gate blocking."""
     from airflow.sdk.exceptions import AirflowFailException
-    from program_reporting.orchestration import nightly
     from helpers.landed import land_all
+
+    from program_reporting.orchestration import nightly
 
     monkeypatch.setenv("PROGRAM_REPORTING_TARGET", "postgres")
     steps = ["gate_landed", "validate", "publish"]
@@ -382,16 +423,23 @@ def test_report_of_a_production_night_lists_the_postgres_gate_published_or_withh
     write_audit(env_paths, "r1", DS)
     ti = night("r1", DS)
     assert ti.states["publish"] == "success"
-    assert _gates_of(env_paths.reports / "r1") == [("landed", "duckdb", True), ("marts", "duckdb", True),
-                                                   ("marts", "postgresql", True)]
+    assert _gates_of(env_paths.reports / "r1") == [
+        ("landed", "duckdb", True),
+        ("marts", "duckdb", True),
+        ("marts", "postgresql", True),
+    ]
     with _admin() as conn, conn.cursor() as cur:
         assert _published_run(cur) == [("r1",)]
     assert not (env_paths.tmp / "gates" / "r1").exists()
 
     # The serving schema holds a program the next candidate lacks (say it was
     # published there by hand): only the gate on PostgreSQL can see it.
-    diverged = write_marts(env_paths.home / "elsewhere" / "kpi.duckdb", "rx", DS,
-                           programs=("SPARK-2020", "PPP-2020", "SPRING-THUNDER-2020"))
+    diverged = write_marts(
+        env_paths.home / "elsewhere" / "kpi.duckdb",
+        "rx",
+        DS,
+        programs=("SPARK-2020", "PPP-2020", "SPRING-THUNDER-2020"),
+    )
     publish_pg.publish("rx", env_paths, source=diverged, validate=False)
     ds2 = "2020-06-06"
     land_all(env_paths.home, ds2)
@@ -400,14 +448,19 @@ def test_report_of_a_production_night_lists_the_postgres_gate_published_or_withh
     ti = night("r2", ds2)
     assert ti.states["publish"] == "failed"
     assert "pd_programs_kept" in ti.xcoms[("publish", nightly.FAILURE_KEY)]
-    assert _gates_of(env_paths.reports / "r2") == [("landed", "duckdb", True), ("marts", "duckdb", True),
-                                                   ("marts", "postgresql", False)]
+    assert _gates_of(env_paths.reports / "r2") == [
+        ("landed", "duckdb", True),
+        ("marts", "duckdb", True),
+        ("marts", "postgresql", False),
+    ]
     import json
 
     doc = json.loads((env_paths.reports / "r2" / "report.json").read_text())
     assert doc["decision"] == "withheld" and "not published to PostgreSQL" in doc["reason"]
-    assert 'id="check-postgresql-kpi_program_daily-pd_programs_kept"' in (
-        env_paths.reports / "r2" / "report.html").read_text()
+    assert (
+        'id="check-postgresql-kpi_program_daily-pd_programs_kept"'
+        in (env_paths.reports / "r2" / "report.html").read_text()
+    )
     with _admin() as conn, conn.cursor() as cur:
         assert _published_run(cur) == [("rx",)]
     assert _fingerprint_of(env_paths.current_db) == before and not (env_paths.runs / "r2").exists()

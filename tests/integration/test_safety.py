@@ -12,12 +12,15 @@ import duckdb
 import pytest
 from helpers import reliability_log
 from helpers.deliveries import row, write_delivery
+
 from program_reporting.core.settings import Paths
 from program_reporting.landing import land as landing
 
 REPO = Path(__file__).resolve().parents[2]
-reliability_log.expect("safety", ["hostile values", "hostile paths: landing, gate, publish", "hostile paths: dbt build",
-                                  "no secrets", "file modes"])
+reliability_log.expect(
+    "safety",
+    ["hostile values", "hostile paths: landing, gate, publish", "hostile paths: dbt build", "no secrets", "file modes"],
+)
 
 HOSTILE = "X'); DROP TABLE t1; --"
 HOSTILE_DIR = "it's; DROP TABLE x; --\"$(touch pwned)`touch pwned2`"
@@ -30,23 +33,30 @@ def _q(con, sql: str, params=None):
 def test_hostile_values_are_data(env_paths, monkeypatch, reliability):
     p = env_paths
     monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "1")
-    merchants = [row("merchants", 1), row("merchants", 2, program_code=HOSTILE),
-                 row("merchants", 3, business_name=HOSTILE, city="'; SELECT * FROM read_csv('/etc/passwd'); --")]
+    merchants = [
+        row("merchants", 1),
+        row("merchants", 2, program_code=HOSTILE),
+        row("merchants", 3, business_name=HOSTILE, city="'; SELECT * FROM read_csv('/etc/passwd'); --"),
+    ]
     write_delivery(p.drop, "merchants", "2020-06-02", merchants)
     rec = landing.land("merchants", "2020-06-02", p)
     assert (rec["loaded"], rec["quarantine_by_rule"]) == (2, {"program_unknown": 1})
-    events = [row("credit_events", 1, merchant_id="M1"), row("credit_events", 2, merchant_id="M1", event_id=HOSTILE[:40]),
-              row("credit_events", 3, merchant_id=HOSTILE[:32])]
+    events = [
+        row("credit_events", 1, merchant_id="M1"),
+        row("credit_events", 2, merchant_id="M1", event_id=HOSTILE[:40]),
+        row("credit_events", 3, merchant_id=HOSTILE[:32]),
+    ]
     write_delivery(p.drop, "credit_events", "2020-06-02", events)
     rec = landing.land("credit_events", "2020-06-02", p)
     assert (rec["loaded"], rec["held"]) == (2, 1)
     con = duckdb.connect()
     raw = p.raw / "merchants" / "ds=2020-06-02" / "rows.parquet"
     # the hostile texts are stored verbatim, as values
-    assert _q(con, "SELECT business_name, city FROM read_parquet(?) WHERE merchant_id = 'M3'", [str(raw)]) == \
-        [(HOSTILE, merchants[2]["city"])]
+    assert _q(con, "SELECT business_name, city FROM read_parquet(?) WHERE merchant_id = 'M3'", [str(raw)]) == [
+        (HOSTILE, merchants[2]["city"])
+    ]
     q = p.quarantine / "merchants" / "ds=2020-06-02" / "quarantine.parquet"
-    (raw_text, detail), = _q(con, "SELECT raw_text, detail FROM read_parquet(?)", [str(q)])
+    ((raw_text, detail),) = _q(con, "SELECT raw_text, detail FROM read_parquet(?)", [str(q)])
     assert "X''); DROP TABLE t1; --" not in raw_text and HOSTILE in raw_text and HOSTILE in detail
     ev = p.raw / "credit_events" / "ds=2020-06-02" / "rows.parquet"
     assert _q(con, "SELECT count(*) FROM read_parquet(?) WHERE event_id = ?", [str(ev), HOSTILE[:40]]) == [(1,)]
@@ -56,18 +66,23 @@ def test_hostile_values_are_data(env_paths, monkeypatch, reliability):
 
     result = gate.validate_landed("2020-06-02", p)
     assert result.evaluated > 0
-    reliability.record("safety", "hostile values", {
-        "check": f"program code, business name, city, event_id and merchant_id `{HOSTILE}` (and a read_csv "
-                 "call) in deliveries, landed and then checked by the landed gate",
-        "outcome": "stored verbatim as values (program_unknown quarantine, held orphan, loaded names); "
-                   "no SQL ran; the gate evaluated them as data"})
+    reliability.record(
+        "safety",
+        "hostile values",
+        {
+            "check": f"program code, business name, city, event_id and merchant_id `{HOSTILE}` (and a read_csv "
+            "call) in deliveries, landed and then checked by the landed gate",
+            "outcome": "stored verbatim as values (program_unknown quarantine, held orphan, loaded names); "
+            "no SQL ran; the gate evaluated them as data",
+        },
+    )
     reliability.passed("safety", "hostile values")
 
 
 @pytest.fixture
 def hostile_home(tmp_path, monkeypatch) -> Paths:
     base = tmp_path / HOSTILE_DIR
-    p = Paths(drop=base / "drop's", home=base / "home\"; --")
+    p = Paths(drop=base / "drop's", home=base / 'home"; --')
     p.drop.mkdir(parents=True)
     p.home.mkdir(parents=True)
     monkeypatch.setenv("PROGRAM_REPORTING_DROP", str(p.drop))
@@ -92,6 +107,7 @@ def test_hostile_paths_landing_gate_publish(hostile_home, tmp_path, reliability)
     landing.release_orphans("2020-06-12", p)
 
     from helpers.marts import write_audit
+
     from program_reporting.publishing import publish
     from program_reporting.validation import gate
 
@@ -104,12 +120,17 @@ def test_hostile_paths_landing_gate_publish(hostile_home, tmp_path, reliability)
     con.close()
     assert published.exists()
     _no_side_effects(tmp_path)
-    reliability.record("safety", "hostile paths: landing, gate, publish", {
-        "check": "drop and home folders under a folder named with quotes, `;`, `--`, `$(...)` and backticks "
-                 "(`it's; DROP TABLE x; --\"$(touch pwned)`...): "
-                 "land three sources, release orphans, landed gate, marts gate, publish",
-        "outcome": "every step worked; file names reached SQL only as quoted literals or parameters; "
-                   "nothing ran in a shell"})
+    reliability.record(
+        "safety",
+        "hostile paths: landing, gate, publish",
+        {
+            "check": "drop and home folders under a folder named with quotes, `;`, `--`, `$(...)` and backticks "
+            "(`it's; DROP TABLE x; --\"$(touch pwned)`...): "
+            "land three sources, release orphans, landed gate, marts gate, publish",
+            "outcome": "every step worked; file names reached SQL only as quoted literals or parameters; "
+            "nothing ran in a shell",
+        },
+    )
     reliability.passed("safety", "hostile paths: landing, gate, publish")
 
 
@@ -127,13 +148,18 @@ def test_hostile_paths_dbt_build(hostile_home, tmp_path, reliability):
         outcome = "built: the path was quoted correctly"
     except build.BuildFailed as exc:
         assert "syntax error" in str(exc).lower() or "parser error" in str(exc).lower() or "error" in str(exc).lower()
-        outcome = ("OPEN, reported: the build FAILS (a SQL parser error, nothing published): dbt_project/models/"
-                   "staging/raw/_raw__sources.yml pastes PROGRAM_REPORTING_HOME into SQL text; a home path with a quote "
-                   "breaks the SQL (no injection ran: checked)")
+        outcome = (
+            "OPEN, reported: the build FAILS (a SQL parser error, nothing published): dbt_project/models/"
+            "staging/raw/_raw__sources.yml pastes PROGRAM_REPORTING_HOME into SQL text; a home path with a quote "
+            "breaks the SQL (no injection ran: checked)"
+        )
     _no_side_effects(tmp_path)
     assert (p.raw / "merchants" / "ds=2020-06-05" / "rows.parquet").exists()  # nothing was dropped or deleted
-    reliability.record("safety", "hostile paths: dbt build", {
-        "check": "dbt build with PROGRAM_REPORTING_HOME under the same hostile folder", "outcome": outcome})
+    reliability.record(
+        "safety",
+        "hostile paths: dbt build",
+        {"check": "dbt build with PROGRAM_REPORTING_HOME under the same hostile folder", "outcome": outcome},
+    )
     reliability.passed("safety", "hostile paths: dbt build")
 
 
@@ -147,13 +173,19 @@ SECRET_PATTERNS = {
     "password in a URL": re.compile(r"[a-z]+://[^/\s:@]+:" + r"[^@\s/]{3,}@"),
 }
 # key = value assignments of secret-looking settings with a literal value
-ASSIGNMENT = re.compile(r"(?i)(?<![{\w$])([A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY|FERNET_KEY)[A-Z0-9_]*)"
-                        r"[ \t]*[:=][ \t]*['\"]?([^\s'\"#,}]+)")
+ASSIGNMENT = re.compile(
+    r"(?i)(?<![{\w$])([A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY|FERNET_KEY)[A-Z0-9_]*)"
+    r"[ \t]*[:=][ \t]*['\"]?([^\s'\"#,}]+)"
+)
 # in Python only a string literal is a value (not a name, a call or a tuple)
-PY_ASSIGNMENT = re.compile(r"(?i)(?<![{\w$])([A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY|FERNET_KEY)[A-Z0-9_]*)"
-                           r"[ \t]*[:=][ \t]*['\"]([^\s'\"]+)['\"]")
-PLACEHOLDER = re.compile(r"(?i)^(?:$|\$\{?|\{\{|<|changeme|change-me|example|placeholder|xxx+|\*+|none|null|"
-                         r"false|true|os\.environ|env_var|getenv|settings\.|str|''|\"\")")
+PY_ASSIGNMENT = re.compile(
+    r"(?i)(?<![{\w$])([A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY|FERNET_KEY)[A-Z0-9_]*)"
+    r"[ \t]*[:=][ \t]*['\"]([^\s'\"]+)['\"]"
+)
+PLACEHOLDER = re.compile(
+    r"(?i)^(?:$|\$\{?|\{\{|<|changeme|change-me|example|placeholder|xxx+|\*+|none|null|"
+    r"false|true|os\.environ|env_var|getenv|settings\.|str|''|\"\")"
+)
 
 
 def _committed() -> list[Path]:
@@ -164,7 +196,9 @@ def _committed() -> list[Path]:
 def test_no_secrets_committed(reliability):
     # the detectors do detect (examples built at run time, so this file holds none)
     assert SECRET_PATTERNS["private key"].search("-----BEGIN RSA " + "PRIVATE KEY-----")
-    assert PY_ASSIGNMENT.findall("DB_PASSWORD = " + '"hunter2x"') and ASSIGNMENT.findall("POSTGRES_PASSWORD=" + "s3cr3t")
+    assert PY_ASSIGNMENT.findall("DB_PASSWORD = " + '"hunter2x"') and ASSIGNMENT.findall(
+        "POSTGRES_PASSWORD=" + "s3cr3t"
+    )
     assert not PLACEHOLDER.match("s3cr3t") and PLACEHOLDER.match("change-me")
     files = [f for f in _committed() if f.is_file() and f.stat().st_size < 2_000_000]
     assert len(files) > 50
@@ -182,15 +216,31 @@ def test_no_secrets_committed(reliability):
                 if not PLACEHOLDER.match(value):
                     hits.append(f"{rel}: {key} has a value")
             continue
-        if f.suffix in (".py", ".yml", ".yaml", ".json", ".toml", ".cfg", ".ini", ".env", ".sh", "") \
-                and not rel.startswith("tests/"):
+        if f.suffix in (
+            ".py",
+            ".yml",
+            ".yaml",
+            ".json",
+            ".toml",
+            ".cfg",
+            ".ini",
+            ".env",
+            ".sh",
+            "",
+        ) and not rel.startswith("tests/"):
             for key, value in (PY_ASSIGNMENT if f.suffix == ".py" else ASSIGNMENT).findall(text):
                 if not PLACEHOLDER.match(value):
                     hits.append(f"{rel}: {key} = {value[:4]}...")
     assert hits == [], hits
-    reliability.record("safety", "no secrets", {
-        "check": "every committed file: private keys, AWS/GitHub/Slack tokens, passwords in URLs, "
-                 "PASSWORD/SECRET/TOKEN/API_KEY/FERNET_KEY assignments with a literal value "
-                 "(.env.example: placeholders only)",
-        "outcome": "none found"}, measured={"files": len(files)})
+    reliability.record(
+        "safety",
+        "no secrets",
+        {
+            "check": "every committed file: private keys, AWS/GitHub/Slack tokens, passwords in URLs, "
+            "PASSWORD/SECRET/TOKEN/API_KEY/FERNET_KEY assignments with a literal value "
+            "(.env.example: placeholders only)",
+            "outcome": "none found",
+        },
+        measured={"files": len(files)},
+    )
     reliability.passed("safety", "no secrets")

@@ -24,30 +24,49 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
-    "simulate": Command("tools", "tools.simulate.simulator",
-                        "write contract-conforming source deliveries into the drop folder"),
+    "simulate": Command(
+        "tools", "tools.simulate.simulator", "write contract-conforming source deliveries into the drop folder"
+    ),
     "land": Command("landing", "landing.land", "land one source's delivery for a business date into the raw layer"),
     "build": Command("warehouse", "warehouse.build", "build the dbt warehouse for a business date"),
     "validate": Command("validation", "validation.gate", "run the Great Expectations gate on a built run"),
     "publish": Command("publishing", "publishing.wap", "publish a validated run's KPI tables atomically"),
-    "run": Command("orchestration", "orchestration.run",
-                   "run the nightly pipeline for a business date (or a range) through Airflow"),
-    "demo": Command("tools", "tools.simulate.demo",
-                    "simulate a week and run the nightly pipeline for each day (what `make run` does)"),
-    "import-ppp": Command("tools", "tools.ppp.convert",
-                          "turn SBA Paycheck Protection Program FOIA CSVs into PPP-2020 deliveries"),
-    "airflow": Command("orchestration", "orchestration.standalone",
-                       "start Airflow standalone with the project's DAGs (UI on localhost:8080)"),
-    "init-warehouse": Command("postgres", "postgres.production",
-                              "production: create the warehouse database, published schema and bi_reader role",
-                              arguments="no_arguments"),
-    "check-secrets": Command("postgres", "postgres.production",
-                             "production: refuse a missing secret or an .env.example placeholder",
-                             arguments="no_arguments"),
-    "load-raw-pg": Command("postgres", "postgres.raw", "production: load the raw layer into PostgreSQL for dbt",
-                           arguments="no_arguments"),
-    "publish-pg": Command("postgres", "postgres.serving",
-                          "production: publish a validated set to the PostgreSQL serving schema"),
+    "run": Command(
+        "orchestration",
+        "orchestration.run",
+        "run the nightly pipeline for a business date (or a range) through Airflow",
+    ),
+    "demo": Command(
+        "tools",
+        "tools.simulate.demo",
+        "simulate a week and run the nightly pipeline for each day (what `make run` does)",
+    ),
+    "import-ppp": Command(
+        "tools", "tools.ppp.convert", "turn SBA Paycheck Protection Program FOIA CSVs into PPP-2020 deliveries"
+    ),
+    "airflow": Command(
+        "orchestration",
+        "orchestration.standalone",
+        "start Airflow standalone with the project's DAGs (UI on localhost:8080)",
+    ),
+    "init-warehouse": Command(
+        "postgres",
+        "postgres.production",
+        "production: create the warehouse database, published schema and bi_reader role",
+        arguments="no_arguments",
+    ),
+    "check-secrets": Command(
+        "postgres",
+        "postgres.production",
+        "production: refuse a missing secret or an .env.example placeholder",
+        arguments="no_arguments",
+    ),
+    "load-raw-pg": Command(
+        "postgres", "postgres.raw", "production: load the raw layer into PostgreSQL for dbt", arguments="no_arguments"
+    ),
+    "publish-pg": Command(
+        "postgres", "postgres.serving", "production: publish a validated set to the PostgreSQL serving schema"
+    ),
 }
 
 DESCRIPTION = (
@@ -64,8 +83,9 @@ def _parser(command: str | None = None, description: str | None = None):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, spec in COMMANDS.items():
         if name == command:
-            return parser, sub.add_parser(name, help=spec.help, description=description,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+            return parser, sub.add_parser(
+                name, help=spec.help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+            )
         sub.add_parser(name, help=spec.help, description=spec.help, add_help=False)
     return parser, None
 

@@ -12,22 +12,38 @@ from program_reporting.core import contract, settings
 from program_reporting.core.settings import Paths
 from program_reporting.landing.land import DeliveryNotReady, DeliveryRejected, land, release_orphans
 
-
 # land: landing/land.py
 
+
 def land_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", choices=[*settings.SOURCES, "all"], default="all",
-                        help="which source to land (default: all, merchants first)")
+    parser.add_argument(
+        "--source",
+        choices=[*settings.SOURCES, "all"],
+        default="all",
+        help="which source to land (default: all, merchants first)",
+    )
     when = parser.add_mutually_exclusive_group(required=True)
     when.add_argument("--ds", help="business date YYYY-MM-DD")
-    when.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD",
-                      help="first date of a backlog (with --to): each date's three deliveries land in "
-                           "parallel, then its held orphans are released, then the next date")
+    when.add_argument(
+        "--from",
+        dest="date_from",
+        metavar="YYYY-MM-DD",
+        help="first date of a backlog (with --to): each date's three deliveries land in "
+        "parallel, then its held orphans are released, then the next date",
+    )
     parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last date of a backlog (inclusive)")
-    parser.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                        help="poll this long for _control.json before giving up (default 0; not with --from)")
-    parser.add_argument("--release-orphans", action="store_true",
-                        help="after landing, retry held orphans of this and earlier days (always with --from)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="poll this long for _control.json before giving up (default 0; not with --from)",
+    )
+    parser.add_argument(
+        "--release-orphans",
+        action="store_true",
+        help="after landing, retry held orphans of this and earlier days (always with --from)",
+    )
 
 
 def _wait_ready(source: str, ds: str, paths: Paths, seconds: float) -> None:

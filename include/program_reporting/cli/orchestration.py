@@ -10,8 +10,8 @@ from program_reporting.core.settings import dates_between, parse_ds, paths
 from program_reporting.orchestration import standalone
 from program_reporting.orchestration.run import DEFAULT_WAIT_SECONDS, SENSOR_TIMEOUT_ENV, run_dates
 
-
 # run: orchestration/run.py
+
 
 def run_arguments(parser: argparse.ArgumentParser) -> None:
     when = parser.add_mutually_exclusive_group(required=True)
@@ -19,12 +19,16 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     when.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first date of a range (with --to)")
     parser.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last date of a range (inclusive)")
     parser.add_argument(
-        "--wait", type=float, default=None, metavar="SECONDS",
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help=f"how long to wait for a missing delivery (default: ${SENSOR_TIMEOUT_ENV} if set, else "
-             f"{DEFAULT_WAIT_SECONDS:g})",
+        f"{DEFAULT_WAIT_SECONDS:g})",
     )
-    parser.add_argument("--no-bi-refresh", action="store_true",
-                        help="do not run the Parquet exports and KPI brief after publishing")
+    parser.add_argument(
+        "--no-bi-refresh", action="store_true", help="do not run the Parquet exports and KPI brief after publishing"
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -46,8 +50,10 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"WARNING ds={o.ds}: {o.warning}")
     last = outcomes[-1]
     if all(o.published for o in outcomes) and len(outcomes) == len(dates):
-        print(f"published {len(outcomes)} date(s), {dates[0]} to {dates[-1]}; "
-              f"current set: {paths().current_db}; reports: {paths().reports / 'index.html'}")
+        print(
+            f"published {len(outcomes)} date(s), {dates[0]} to {dates[-1]}; "
+            f"current set: {paths().current_db}; reports: {paths().reports / 'index.html'}"
+        )
         return 0
     sys.stderr.flush()
     print(f"NOT PUBLISHED ds={last.ds}: {last.reason}")
@@ -56,11 +62,21 @@ def run_command(args: argparse.Namespace) -> int:
 
 # airflow: orchestration/standalone.py
 
+
 def airflow_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW__API__PORT", "8080")),
-                        help="port of the Airflow UI and API (default 8080)")
-    parser.add_argument("--grace", type=float, default=20.0, metavar="SECONDS",
-                        help="how long to wait after SIGTERM before SIGKILL on shutdown (default 20)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("AIRFLOW__API__PORT", "8080")),
+        help="port of the Airflow UI and API (default 8080)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long to wait after SIGTERM before SIGKILL on shutdown (default 20)",
+    )
 
 
 def airflow_command(args: argparse.Namespace) -> int:

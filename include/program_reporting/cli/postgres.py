@@ -13,14 +13,18 @@ from program_reporting.postgres.production import init_warehouse, secret_problem
 from program_reporting.postgres.raw import load_raw
 from program_reporting.postgres.serving import PublishError, publish
 
-
 # publish_pg: postgres/serving.py
+
 
 def publish_pg_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="the run whose validated set to publish")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="the set's DuckDB file (default: audit/<run_id>/kpi.duckdb with a passing verdict, "
-                             "else published/runs/<run_id>/kpi.duckdb)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="the set's DuckDB file (default: audit/<run_id>/kpi.duckdb with a passing verdict, "
+        "else published/runs/<run_id>/kpi.duckdb)",
+    )
 
 
 def publish_pg_command(args: argparse.Namespace) -> int:
@@ -32,12 +36,15 @@ def publish_pg_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"publish-pg: {exc}", file=sys.stderr)
         return 2
-    print(f"run {outcome.run_id} (ds {outcome.ds}) {outcome.reason} in PostgreSQL schema "
-          f"{settings.PUBLISHED_SCHEMA} ({outcome.seconds:.1f}s)")
+    print(
+        f"run {outcome.run_id} (ds {outcome.ds}) {outcome.reason} in PostgreSQL schema "
+        f"{settings.PUBLISHED_SCHEMA} ({outcome.seconds:.1f}s)"
+    )
     return 0
 
 
 # init-warehouse, check-secrets, load-raw-pg: postgres/production.py, postgres/raw.py
+
 
 def no_arguments(parser: argparse.ArgumentParser) -> None:
     """These commands read their settings from the environment (interface.md)."""

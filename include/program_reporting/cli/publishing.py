@@ -7,15 +7,16 @@ import sys
 
 from program_reporting.publishing.wap import audit_and_publish
 
-
 # publish: publishing/wap.py
+
 
 def publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", required=True, help="the run whose audit/<run_id>/kpi.duckdb to publish")
     parser.add_argument("--ds", required=True, help="the run's business date YYYY-MM-DD")
     parser.add_argument("--airflow-run-id", default=None, help="the Airflow DAG run this belongs to, for the report")
-    parser.add_argument("--skip-landed", action="store_true",
-                        help="do not re-check the landed deliveries (they were gated earlier)")
+    parser.add_argument(
+        "--skip-landed", action="store_true", help="do not re-check the landed deliveries (they were gated earlier)"
+    )
 
 
 def publish_command(args: argparse.Namespace) -> int:

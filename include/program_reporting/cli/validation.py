@@ -8,14 +8,17 @@ import sys
 
 from program_reporting.validation.gate import GateError, GateResult, validate, validate_landed
 
-
 # validate: validation/gate.py
+
 
 def validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ds", required=True, help="business date YYYY-MM-DD")
     parser.add_argument("--run-id", help="run whose candidate set (audit/<run_id>/kpi.duckdb) to validate")
-    parser.add_argument("--landed", action="store_true",
-                        help="validate the landed deliveries of --ds (the default when no --run-id is given)")
+    parser.add_argument(
+        "--landed",
+        action="store_true",
+        help="validate the landed deliveries of --ds (the default when no --run-id is given)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a summary")
 
 

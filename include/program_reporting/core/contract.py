@@ -10,15 +10,26 @@ from dataclasses import dataclass
 SCHEMA_VERSION = "1"
 
 BUSINESS_TYPES = (
-    "convenience_store", "street_stall", "grocery", "restaurant",
-    "retail_shop", "service", "exporter", "other",
+    "convenience_store",
+    "street_stall",
+    "grocery",
+    "restaurant",
+    "retail_shop",
+    "service",
+    "exporter",
+    "other",
 )
 SIZE_CLASSES = ("micro", "small", "medium")
 MERCHANT_STATUSES = ("active", "suspended", "exited")
 EVENT_TYPES = ("line_opened", "limit_changed", "drawdown", "repayment", "written_off", "line_closed")
 GOODS_CATEGORIES = (
-    "food", "beverages", "daily_necessities", "fresh_produce",
-    "tobacco_alcohol", "household", "other",
+    "food",
+    "beverages",
+    "daily_necessities",
+    "fresh_produce",
+    "tobacco_alcohol",
+    "household",
+    "other",
 )
 VERIFICATION_STATUSES = ("self_reported", "verified")
 

@@ -62,9 +62,7 @@ def scrub(value: Any) -> Any:
     Dict keys that name a personal-data column lose their value; strings lose
     their matches; numbers that are not finite become None (JSON has no NaN)."""
     if isinstance(value, dict):
-        return {
-            str(k): ("[redacted:column]" if is_pii_column(k) else scrub(v)) for k, v in value.items()
-        }
+        return {str(k): ("[redacted:column]" if is_pii_column(k) else scrub(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [scrub(v) for v in value]
     if isinstance(value, str):
@@ -85,8 +83,11 @@ def scrub(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         try:
             # pandas turns DATE columns into midnight timestamps: show them as dates
-            if getattr(value, "tzinfo", "x") is None and hasattr(value, "hour") and not (
-                    value.hour or value.minute or value.second or value.microsecond):
+            if (
+                getattr(value, "tzinfo", "x") is None
+                and hasattr(value, "hour")
+                and not (value.hour or value.minute or value.second or value.microsecond)
+            ):
                 return value.date().isoformat()
             return value.isoformat()
         except (TypeError, ValueError):

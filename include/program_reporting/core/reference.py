@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache
 
 from program_reporting.core.settings import SEEDS_DIR
 
@@ -26,18 +26,22 @@ def _rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-@lru_cache(maxsize=None)
+@cache
 def programs() -> dict[str, Program]:
     return {
         r["program_code"]: Program(
-            r["program_code"], r["program_name"], r["country_code"],
-            r["currency"], r["time_zone"], r["launched_on"],
+            r["program_code"],
+            r["program_name"],
+            r["country_code"],
+            r["currency"],
+            r["time_zone"],
+            r["launched_on"],
         )
         for r in _rows("programs")
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def regions() -> dict[str, str]:
     """region_code -> country_code"""
     return {r["region_code"]: r["country_code"] for r in _rows("regions")}
@@ -47,11 +51,11 @@ def regions_of(country_code: str) -> list[str]:
     return sorted(code for code, country in regions().items() if country == country_code)
 
 
-@lru_cache(maxsize=None)
+@cache
 def benchmark_rates() -> list[tuple[str, str, Decimal]]:
     return [(r["currency"], r["effective_from"], Decimal(r["annual_rate"])) for r in _rows("benchmark_rates")]
 
 
-@lru_cache(maxsize=None)
+@cache
 def program_targets() -> list[tuple[str, str, Decimal]]:
     return [(r["program_code"], r["metric"], Decimal(r["target_value"])) for r in _rows("program_targets")]

@@ -202,12 +202,14 @@ def duckdb_config(temp_directory: Path | None = None) -> dict:
     """Settings of the pipeline's own DuckDB connections: bounded memory, and
     spilling under the home's tmp/ (not the working directory) beyond it."""
     return {
-        "threads": duckdb_threads(), "memory_limit": duckdb_memory_limit(),
+        "threads": duckdb_threads(),
+        "memory_limit": duckdb_memory_limit(),
         "temp_directory": str(temp_directory or paths().tmp / "duckdb"),
     }
 
 
 # --- production profile (PostgreSQL warehouse and BI serving schema) -------
+
 
 def warehouse_target() -> str:
     """`duckdb` (embedded default) or `postgres` (production profile)."""

@@ -66,8 +66,13 @@ def _land_one(source: str, ds: str) -> tuple[str, dict]:
     except landing.DeliveryNotReady as exc:
         return "not_ready", {"message": str(exc)}
     except landing.DeliveryRejected as exc:
-        return "rejected", {"source": exc.source, "ds": exc.ds, "file": exc.file, "cause": exc.cause,
-                            "detail": exc.detail}
+        return "rejected", {
+            "source": exc.source,
+            "ds": exc.ds,
+            "file": exc.file,
+            "cause": exc.cause,
+            "detail": exc.detail,
+        }
 
 
 def _release_one(source: str, ds: str) -> dict:
@@ -89,10 +94,17 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold DuckDB threads
     with contextlib.ExitStack() as stack:
         # leaving shuts each pool down: its process ends, and with it the lock and index it kept
-        pools = {source: stack.enter_context(ProcessPoolExecutor(
-                     max_workers=1, mp_context=context, initializer=_init_worker,
-                     initargs=(str(paths.drop), str(paths.home), logging.getLogger().level)))
-                 for source in settings.SOURCES}
+        pools = {
+            source: stack.enter_context(
+                ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(str(paths.drop), str(paths.home), logging.getLogger().level),
+                )
+            )
+            for source in settings.SOURCES
+        }
         queued: dict = {}  # the next date's landings, queued behind this date's release
         for i, ds in enumerate(dates, start=1):
             t0 = time.monotonic()
@@ -107,16 +119,28 @@ def land_days(dates: list[str], paths: Paths | None = None) -> list[dict]:
                 day[source] = value
             releases = {source: pools[source].submit(_release_one, source, ds) for source in landing.ORPHAN_SOURCES}
             following = dates[i] if i < len(dates) else None
-            queued = {source: pools[source].submit(_land_one, source, following)
-                      for source in settings.SOURCES} if following else {}
+            queued = (
+                {source: pools[source].submit(_land_one, source, following) for source in settings.SOURCES}
+                if following
+                else {}
+            )
             day["release"] = landing.release_summary(
-                {"ds": ds, "touches_from": None, **{source: f.result() for source, f in releases.items()}})
+                {"ds": ds, "touches_from": None, **{source: f.result() for source, f in releases.items()}}
+            )
             day["delivered"] = sum(day[s]["delivered"] for s in settings.SOURCES)
             day["seconds"] = time.monotonic() - t0
             delivered += day["delivered"]
             out.append(day)
             elapsed = time.monotonic() - started
-            log.info("landed %s (%d of %d): %d rows in %.1fs; backlog so far %d rows in %.0fs (%.0f rows/s)",
-                     ds, i, len(dates), day["delivered"], day["seconds"], delivered, elapsed,
-                     delivered / max(elapsed, 1e-9))
+            log.info(
+                "landed %s (%d of %d): %d rows in %.1fs; backlog so far %d rows in %.0fs (%.0f rows/s)",
+                ds,
+                i,
+                len(dates),
+                day["delivered"],
+                day["seconds"],
+                delivered,
+                elapsed,
+                delivered / max(elapsed, 1e-9),
+            )
     return out

@@ -39,25 +39,34 @@ def program_lookup(key: str, ds: str | list[str], prefix: str) -> str:
 
     def ends(day: str) -> str:
         after = dt.date.fromisoformat(day) + dt.timedelta(days=1)
-        return _case(key, {p.code: sql_str(dt.datetime.combine(after, dt.time(0), tzinfo=ZoneInfo(p.time_zone))
-                                              .isoformat()) for p in progs}, "TIMESTAMPTZ ")
+        return _case(
+            key,
+            {
+                p.code: sql_str(dt.datetime.combine(after, dt.time(0), tzinfo=ZoneInfo(p.time_zone)).isoformat())
+                for p in progs
+            },
+            "TIMESTAMPTZ ",
+        )
 
     if isinstance(ds, str):
         ds_end = ends(ds)
     else:
         ds_end = "CASE _ds " + " ".join(f"WHEN DATE '{d}' THEN {ends(d)}" for d in ds) + " END"
-    return ", ".join([
-        _case(key, {p.code: sql_str(p.country_code) for p in progs}) + f" AS {prefix}country",
-        _case(key, {p.code: sql_str(p.currency) for p in progs}) + f" AS {prefix}currency",
-        _case(key, {p.code: sql_str(p.time_zone) for p in progs}) + f" AS {prefix}tz",
-        f"{ds_end} AS {prefix}ds_end",
-    ])
+    return ", ".join(
+        [
+            _case(key, {p.code: sql_str(p.country_code) for p in progs}) + f" AS {prefix}country",
+            _case(key, {p.code: sql_str(p.currency) for p in progs}) + f" AS {prefix}currency",
+            _case(key, {p.code: sql_str(p.time_zone) for p in progs}) + f" AS {prefix}tz",
+            f"{ds_end} AS {prefix}ds_end",
+        ]
+    )
 
 
 def _region_known() -> str:
     countries = sorted(set(reference.regions().values()))
-    arms = " ".join(f"WHEN {sql_str(c)} THEN list_contains({sql_list(reference.regions_of(c))}, region)"
-                    for c in countries)
+    arms = " ".join(
+        f"WHEN {sql_str(c)} THEN list_contains({sql_list(reference.regions_of(c))}, region)" for c in countries
+    )
     return f"coalesce(CASE p_country {arms} END, false) AS r_known"
 
 
@@ -74,9 +83,14 @@ def _event_struct(typed: bool) -> str:
     """The compared fields of a credit event, in the raw layer's types."""
     v = "__v" if typed else ""
     fields = {
-        "credit_line_id": "credit_line_id", "merchant_id": "merchant_id", "event_type": "event_type",
-        "event_at": f"event_at{v}", "amount": f"CAST(amount{v} AS DECIMAL(14,2))", "currency": "currency",
-        "annual_interest_rate": f"CAST(annual_interest_rate{v} AS DECIMAL(12,6))", "due_on": f"due_on{v}",
+        "credit_line_id": "credit_line_id",
+        "merchant_id": "merchant_id",
+        "event_type": "event_type",
+        "event_at": f"event_at{v}",
+        "amount": f"CAST(amount{v} AS DECIMAL(14,2))",
+        "currency": "currency",
+        "annual_interest_rate": f"CAST(annual_interest_rate{v} AS DECIMAL(12,6))",
+        "due_on": f"due_on{v}",
         "goods_category": "goods_category",
     }
     assert set(fields) == set(EVENT_COMPARED)
@@ -96,8 +110,15 @@ def t1_select(source: str, ds: str, rows_sql: str) -> str:
     return f"SELECT *, {case_sql(RULES[source], 'row')} AS _r1 FROM ({inner})"
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str | list[str], *, paths: Paths,
-             in_file: bool = True, history_since: dt.datetime | None = None) -> None:
+def evaluate(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    ds: str | list[str],
+    *,
+    paths: Paths,
+    in_file: bool = True,
+    history_since: dt.datetime | None = None,
+) -> None:
     """From view `t1l` (t1 plus _rid and _line), create table `bad`: the rows
     breaking a rule (`_rule`) or held as orphans (`_held`), with every column.
 
@@ -125,15 +146,16 @@ def evaluate(con: duckdb.DuckDBPyConnection, source: str, ds: str | list[str], *
     con.execute(f"""
         CREATE OR REPLACE TABLE bad AS
         SELECT * FROM (
-            SELECT *, coalesce(_r2, CASE WHEN {held} THEN NULL ELSE {case_sql(rules, 'merchant')} END) AS _rule,
+            SELECT *, coalesce(_r2, CASE WHEN {held} THEN NULL ELSE {case_sql(rules, "merchant")} END) AS _rule,
                    {held} AS _held
-            FROM (SELECT *, coalesce(_r1, {case_sql(rules, 'set')}) AS _r2 {lookup}
+            FROM (SELECT *, coalesce(_r1, {case_sql(rules, "set")}) AS _r2 {lookup}
                   FROM (SELECT t1l.* {set_cols} {merchant_cols} FROM t1l {set_joins} {merchant_joins})))
         WHERE _rule IS NOT NULL OR _held""")
 
 
-def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: bool,
-               history_since: dt.datetime | None) -> tuple[str, str]:
+def _set_stage(
+    con, source: str, ds: str | list[str], paths: Paths, in_file: bool, history_since: dt.datetime | None
+) -> tuple[str, str]:
     """Tables for the 'set' rules; returns (extra select columns, joins)."""
     if source == "merchants":
         if in_file:
@@ -145,9 +167,10 @@ def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: boo
             SELECT merchant_id, arg_max(program_code, _ds) AS program_code
             FROM idx.entries WHERE _ds < DATE '{ds}'
               AND merchant_id IN (SELECT merchant_id FROM t1l) GROUP BY 1""")
-        return (", dup.n AS _dup_count, prev.program_code AS _prev_program",
-                "LEFT JOIN dup ON dup.merchant_id = t1l.merchant_id "
-                "LEFT JOIN prev ON prev.merchant_id = t1l.merchant_id")
+        return (
+            ", dup.n AS _dup_count, prev.program_code AS _prev_program",
+            "LEFT JOIN dup ON dup.merchant_id = t1l.merchant_id LEFT JOIN prev ON prev.merchant_id = t1l.merchant_id",
+        )
 
     # In the file: the first valid row of a key wins; a later row conflicts
     # (credit events: only when a compared value differs).
@@ -174,8 +197,9 @@ def _set_stage(con, source: str, ds: str | list[str], paths: Paths, in_file: boo
     key = landing_index.HASHED_KEY[source]
     latest = ds if isinstance(ds, str) else max(ds)
     # t1, not the view t1l: the keys need no line numbers
-    earlier = landing_index.candidate_files(con, paths, source, latest, f"SELECT {key} FROM t1 WHERE _r1 IS NULL",
-                                            added_after=history_since)
+    earlier = landing_index.candidate_files(
+        con, paths, source, latest, f"SELECT {key} FROM t1 WHERE _r1 IS NULL", added_after=history_since
+    )
     if earlier:
         files = sql_list(map(str, earlier))
         if source == "credit_events":

@@ -52,6 +52,7 @@ class CsvError(Exception):
 # --------------------------------------------------------------------------
 # the snapshot
 
+
 @dataclass(frozen=True)
 class Snapshot:
     """The delivered file as it was read once: `path` holds its CSV bytes
@@ -94,7 +95,7 @@ def snapshot(delivered: Path, folder: Path, gzipped: bool) -> Snapshot:
                 size += len(chunk)
                 view = memoryview(chunk)
                 while view:
-                    view = view[os.write(out, view):]
+                    view = view[os.write(out, view) :]
         finally:
             os.close(out)
         after = _identity(os.fstat(fd))
@@ -107,11 +108,16 @@ def snapshot(delivered: Path, folder: Path, gzipped: bool) -> Snapshot:
     except OSError:
         now = None
     if before != after or after != now or size != before[2]:
-        what = ("was replaced by another file" if now is None or now[:2] != before[:2]
-                else f"was written to ({before[2]} bytes when opened, {size} read, {after[2]} after)")
-        raise CsvError("delivery_changed",
-                       f"the data file changed while it was read: it {what}; a source rewriting a delivery "
-                       "writes its _control.json last, and the next landing reads the finished delivery")
+        what = (
+            "was replaced by another file"
+            if now is None or now[:2] != before[:2]
+            else f"was written to ({before[2]} bytes when opened, {size} read, {after[2]} after)"
+        )
+        raise CsvError(
+            "delivery_changed",
+            f"the data file changed while it was read: it {what}; a source rewriting a delivery "
+            "writes its _control.json last, and the next landing reads the finished delivery",
+        )
     return Snapshot(target, digest.hexdigest(), size)
 
 
@@ -148,8 +154,9 @@ def inflate(snap: Snapshot) -> Snapshot:
             if member == 0:
                 raise CsvError("unreadable_gzip", "not gzip: the .gz file is empty")
             if inflater is not None:
-                raise CsvError("unreadable_gzip",
-                               f"truncated gzip: member {member} ends at byte {consumed} without its trailer")
+                raise CsvError(
+                    "unreadable_gzip", f"truncated gzip: member {member} ends at byte {consumed} without its trailer"
+                )
     except zlib.error as exc:
         raise CsvError("unreadable_gzip", f"not valid gzip in member {member} (after byte {consumed}): {exc}") from exc
     except OSError as exc:
@@ -160,6 +167,7 @@ def inflate(snap: Snapshot) -> Snapshot:
 
 # --------------------------------------------------------------------------
 # the streamed pass beside DuckDB
+
 
 @dataclass
 class Scan:
@@ -176,12 +184,12 @@ class Scan:
     _thread: threading.Thread | None = field(default=None, repr=False)
     _cancelled: bool = field(default=False, repr=False)
 
-    def start(self) -> "Scan":
+    def start(self) -> Scan:
         self._thread = threading.Thread(target=self._run, name=f"scan-{self.path.name}", daemon=True)
         self._thread.start()
         return self
 
-    def wait(self) -> "Scan":
+    def wait(self) -> Scan:
         """Wait for the scan; raises CsvError("unreadable") if the bytes could not be read."""
         if self._thread:
             self._thread.join()
@@ -245,6 +253,7 @@ def separators_of(text: str) -> int:
 # --------------------------------------------------------------------------
 # header, records, DuckDB's parse
 
+
 def open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig", errors="strict", newline="")
 
@@ -257,10 +266,12 @@ def read_header(path: Path, max_line_bytes: int) -> list[str]:
             head = raw.read(max_line_bytes + 3)
     except OSError as exc:
         raise CsvError("unreadable", f"cannot read the data file: {exc}") from exc
-    first_line = head[:max_line_bytes + 1]
+    first_line = head[: max_line_bytes + 1]
     if len(head) > max_line_bytes and b"\n" not in first_line and b"\r" not in first_line:
-        raise CsvError("line_too_long", f"line 1 (the header) is longer than {max_line_bytes} bytes "
-                                        "(PROGRAM_REPORTING_MAX_LINE_BYTES)")
+        raise CsvError(
+            "line_too_long",
+            f"line 1 (the header) is longer than {max_line_bytes} bytes (PROGRAM_REPORTING_MAX_LINE_BYTES)",
+        )
     # Undecodable bytes after the header are DuckDB's to report, with their line.
     text = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape").decode(head, final=False)
     _raise_field_limit(max_line_bytes)
@@ -316,13 +327,25 @@ def records_with_more_fields(path: Path, ncols: int, max_line_bytes: int, known:
     found = []
     for number, record, raw in _records(path, max_line_bytes):
         if number > 1 and len(record) > ncols and number not in known:
-            found.append((number, raw, f"Expected Number of Columns: {ncols} Found: {len(record)} "
-                                       "(the extra fields are empty; nothing is trimmed)"))
+            found.append(
+                (
+                    number,
+                    raw,
+                    f"Expected Number of Columns: {ncols} Found: {len(record)} "
+                    "(the extra fields are empty; nothing is trimmed)",
+                )
+            )
     return found
 
 
-def scan_csv(con: duckdb.DuckDBPyConnection, path: Path, ncols: int, max_line_bytes: int,
-             select: str = "SELECT * FROM ({rows})", table: str = "src") -> tuple[int, list[tuple]]:
+def scan_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    ncols: int,
+    max_line_bytes: int,
+    select: str = "SELECT * FROM ({rows})",
+    table: str = "src",
+) -> tuple[int, list[tuple]]:
     """Read the file into `table` through `select` (its {rows}: columns c0..c<n-1>,
     all VARCHAR; a plain projection keeps the file order in rowid). Returns
     (rows read, field-count rejects as (line, raw_text, message)).
@@ -357,8 +380,10 @@ def scan_csv(con: duckdb.DuckDBPyConnection, path: Path, ncols: int, max_line_by
         if kind in ENCODING_ERRORS:
             raise CsvError("invalid_utf8", f"not valid UTF-8 at line {line}")
         if kind == LINE_SIZE_ERROR:
-            raise CsvError("line_too_long", f"line {line} is longer than {max_line_bytes} bytes "
-                                            f"(PROGRAM_REPORTING_MAX_LINE_BYTES): {message}")
+            raise CsvError(
+                "line_too_long",
+                f"line {line} is longer than {max_line_bytes} bytes (PROGRAM_REPORTING_MAX_LINE_BYTES): {message}",
+            )
         if kind not in FIELD_COUNT_ERRORS:
             raise CsvError("unparseable_csv", f"not parseable CSV at line {line}: {kind.lower()}: {message}")
         bad.append((line, (text or "").lstrip("\r\n"), message))

@@ -56,11 +56,14 @@ def index_path(paths: Paths, source: str) -> Path:
 def _create(con: duckdb.DuckDBPyConnection, source: str, db: str) -> None:
     con.execute(f"CREATE TABLE {db}.meta (version VARCHAR)")
     con.execute(f"INSERT INTO {db}.meta VALUES (?)", [SCHEMA_VERSION])
-    con.execute(f"CREATE TABLE {db}.files (fid INTEGER, ds DATE, name VARCHAR, signature VARCHAR, "
-                "added_at TIMESTAMPTZ)")
+    con.execute(
+        f"CREATE TABLE {db}.files (fid INTEGER, ds DATE, name VARCHAR, signature VARCHAR, added_at TIMESTAMPTZ)"
+    )
     if source == "merchants":
-        con.execute(f"CREATE TABLE {db}.entries (merchant_id VARCHAR, program_code VARCHAR, "
-                    "updated_at TIMESTAMPTZ, _ds DATE, fid INTEGER)")
+        con.execute(
+            f"CREATE TABLE {db}.entries (merchant_id VARCHAR, program_code VARCHAR, "
+            "updated_at TIMESTAMPTZ, _ds DATE, fid INTEGER)"
+        )
     else:
         con.execute(f"CREATE TABLE {db}.entries (h UBIGINT, _ds DATE, fid INTEGER)")
 
@@ -114,16 +117,19 @@ def _in_force(paths: Paths, source: str, only: set[str] | None) -> dict[tuple[st
     return want
 
 
-def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "idx",
-         only: set[str] | None = None) -> None:
+def sync(
+    con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "idx", only: set[str] | None = None
+) -> None:
     """Drop the entries of files no longer in force, add those of new files;
     only those of the partitions of the dates in `only`, when given (after a
     commit, which touched only them)."""
     started = time.monotonic()
     want = _in_force(paths, source, only)
-    have = {(ds.isoformat(), name): (fid, sig)
-            for fid, ds, name, sig in con.execute(f"SELECT fid, ds, name, signature FROM {db}.files").fetchall()
-            if only is None or ds.isoformat() in only}
+    have = {
+        (ds.isoformat(), name): (fid, sig)
+        for fid, ds, name, sig in con.execute(f"SELECT fid, ds, name, signature FROM {db}.files").fetchall()
+        if only is None or ds.isoformat() in only
+    }
     gone = [fid for key, (fid, sig) in have.items() if key not in want or want[key][1] != sig]
     new = [(key, f, sig) for key, (f, sig) in want.items() if key not in have or have[key][1] != sig]
     if not gone and not new:
@@ -138,21 +144,36 @@ def sync(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, db: str = "i
             fid = next_fid + i
             src = f"read_parquet({sql_str(str(f))})"
             if source == "merchants":
-                con.execute(f"INSERT INTO {db}.entries SELECT merchant_id, program_code, updated_at, "
-                            f"DATE '{ds}', {fid} FROM {src}")
+                con.execute(
+                    f"INSERT INTO {db}.entries SELECT merchant_id, program_code, updated_at, "
+                    f"DATE '{ds}', {fid} FROM {src}"
+                )
             else:
-                con.execute(f"INSERT INTO {db}.entries SELECT hash({HASHED_KEY[source]}), DATE '{ds}', {fid} FROM {src}")
+                con.execute(
+                    f"INSERT INTO {db}.entries SELECT hash({HASHED_KEY[source]}), DATE '{ds}', {fid} FROM {src}"
+                )
             con.execute(f"INSERT INTO {db}.files VALUES (?, ?, ?, ?, now())", [fid, ds, name, sig])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    log.info("landing index %s: %d file(s) added, %d dropped in %.2fs", source, len(new), len(gone),
-             time.monotonic() - started)
+    log.info(
+        "landing index %s: %d file(s) added, %d dropped in %.2fs",
+        source,
+        len(new),
+        len(gone),
+        time.monotonic() - started,
+    )
 
 
-def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, ds: str, keys_sql: str,
-                    added_after: dt.datetime | None = None) -> list[Path]:
+def candidate_files(
+    con: duckdb.DuckDBPyConnection,
+    paths: Paths,
+    source: str,
+    ds: str,
+    keys_sql: str,
+    added_after: dt.datetime | None = None,
+) -> list[Path]:
     """The parquet files of partitions before `ds` holding one of the keys
     `keys_sql` selects (one column, the key): the only history the exact
     comparison must read. added_after: only files the index learnt of after
@@ -176,8 +197,9 @@ def candidate_files(con: duckdb.DuckDBPyConnection, paths: Paths, source: str, d
     return [partition(paths.raw, source, d.isoformat()) / name for d, name in hits]
 
 
-def known_merchants(con: duckdb.DuckDBPyConnection, paths: Paths, upto: str, table: str = "known",
-                    among: str | None = None) -> None:
+def known_merchants(
+    con: duckdb.DuckDBPyConnection, paths: Paths, upto: str, table: str = "known", among: str | None = None
+) -> None:
     """Create `table` (merchant_id, program_code) in `con`: the merchants landed
     with ds <= upto, each with its program as of its latest update; only those
     that the query `among` (one column of merchant ids, in `con`) names, when

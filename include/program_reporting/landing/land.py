@@ -127,11 +127,13 @@ class DeliveryRejected(LandingError):
 # --------------------------------------------------------------------------
 # control file and data file
 
+
 def _control_bytes(path: Path, source: str, ds: str, rel) -> bytes:
     try:
         if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
-            raise DeliveryRejected(source, ds, rel(path), "control_file",
-                                   "is not a regular file (a folder, a link or a special file)")
+            raise DeliveryRejected(
+                source, ds, rel(path), "control_file", "is not a regular file (a folder, a link or a special file)"
+            )
         with open(path, "rb") as fh:
             raw = fh.read(CONTROL_MAX_BYTES + 1)
     except OSError as exc:
@@ -156,6 +158,7 @@ def _no_constant(name: str):
 def _read_control(raw: bytes, path: Path, source: str, ds: str, rel) -> dict:
     """The control file as extracts.md has it: a strict JSON object (RFC 8259:
     no NaN or Infinity, no key twice) with every key of its source."""
+
     def bad(detail: str):
         return DeliveryRejected(source, ds, rel(path), "control_file", detail)
 
@@ -198,8 +201,9 @@ def _refuse_symlinks(folder: Path, source: str, ds: str, rel) -> None:
     names = [contract.CONTROL_FILE] + [contract.data_file_name(source, gz) for gz in (False, True)]
     for p in [folder] + [folder / n for n in names]:
         if p.is_symlink():
-            raise DeliveryRejected(source, ds, rel(p), "symlink",
-                                   "is a symbolic link; deliveries must be regular files in the drop folder")
+            raise DeliveryRejected(
+                source, ds, rel(p), "symlink", "is a symbolic link; deliveries must be regular files in the drop folder"
+            )
 
 
 def _data_file(folder: Path, source: str, ds: str, rel) -> Path:
@@ -207,13 +211,15 @@ def _data_file(folder: Path, source: str, ds: str, rel) -> Path:
     found = [p for p in found if p.is_file()]
     if len(found) != 1:
         what = "no data file" if not found else "both " + " and ".join(p.name for p in found)
-        raise DeliveryRejected(source, ds, rel(folder), "data_file",
-                               f"{what}: expected exactly one of {source}.csv or {source}.csv.gz")
+        raise DeliveryRejected(
+            source, ds, rel(folder), "data_file", f"{what}: expected exactly one of {source}.csv or {source}.csv.gz"
+        )
     return found[0]
 
 
 # --------------------------------------------------------------------------
 # land
+
 
 def land(source: str, ds: str, paths: Paths | None = None, kept: Kept | None = None) -> dict:
     """Land one delivery; returns its reconciliation record.
@@ -239,8 +245,9 @@ def land(source: str, ds: str, paths: Paths | None = None, kept: Kept | None = N
     try:
         if kept is not None:
             with kept.day() as con:
-                return _check_and_commit(_read(source, ds, paths, folder, control_path, con, spill), con, paths,
-                                         attached=True)
+                return _check_and_commit(
+                    _read(source, ds, paths, folder, control_path, con, spill), con, paths, attached=True
+                )
         con = _connect(spill)
         try:
             delivery = _read(source, ds, paths, folder, control_path, con, spill)
@@ -252,8 +259,15 @@ def land(source: str, ds: str, paths: Paths | None = None, kept: Kept | None = N
         finally:
             con.close()
     except DeliveryRejected as exc:
-        failure = {"source": source, "ds": ds, "file": exc.file, "cause": exc.cause, "detail": exc.detail,
-                   "message": str(exc), "failed_at": utc_now().isoformat()}
+        failure = {
+            "source": source,
+            "ds": ds,
+            "file": exc.file,
+            "cause": exc.cause,
+            "detail": exc.detail,
+            "message": str(exc),
+            "failed_at": utc_now().isoformat(),
+        }
         where = record_failure(paths, source, ds, failure)
         log.error("%s (recorded in %s)", exc, where)
         raise
@@ -374,8 +388,11 @@ def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
     except CsvError as exc:
         raise reject(exc.cause, str(exc)) from exc
     if _control_bytes(control_path, source, ds, rel) != control_bytes:
-        raise reject("delivery_changed", f"its {contract.CONTROL_FILE} changed while the data file was read; "
-                                         "the next landing reads the finished delivery")
+        raise reject(
+            "delivery_changed",
+            f"its {contract.CONTROL_FILE} changed while the data file was read; "
+            "the next landing reads the finished delivery",
+        )
     if snap.sha256.lower() != control["sha256"].lower():
         raise reject("checksum", f"SHA-256 is {snap.sha256}, the control file says {control['sha256']}")
     max_line = settings.max_line_bytes()
@@ -388,7 +405,9 @@ def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
     # Counter, not list.count: a header of millions of columns must not be quadratic
     doubled = sorted(h for h, n in Counter(header).items() if n > 1)
     if doubled:
-        shown = ", ".join(repr(h) for h in doubled[:10]) + (f" and {len(doubled) - 10} more" if len(doubled) > 10 else "")
+        shown = ", ".join(repr(h) for h in doubled[:10]) + (
+            f" and {len(doubled) - 10} more" if len(doubled) > 10 else ""
+        )
         raise reject("duplicate_column", f"header ({len(header)} columns) names {shown} more than once")
     listed = contract.column_names(source)
     missing = [c for c in listed if c not in header]
@@ -417,14 +436,31 @@ def _read(source: str, ds: str, paths: Paths, folder: Path, control_path: Path, 
         rows_read -= padded
     delivered = rows_read + len(bad_records)
     if delivered != control["row_count"]:
-        odd = (f" ({len(bad_records)} of them with the wrong number of fields, the first on line "
-               f"{bad_records[0][0]}: {bad_records[0][1][:60]!r})" if bad_records else "")
+        odd = (
+            f" ({len(bad_records)} of them with the wrong number of fields, the first on line "
+            f"{bad_records[0][0]}: {bad_records[0][1][:60]!r})"
+            if bad_records
+            else ""
+        )
         raise reject("row_count", f"{delivered} data rows{odd}, the control file says {control['row_count']}")
 
     _line_view(con, snap.path, bad_records, scan.blank_line_inside)
     amount = _check_amount_total(con, control, reject, padded) if source == "credit_events" else None
-    return _Delivery(source, ds, data, file_rel, control, snap.sha256, extras, raw_text, rows_read, bad_records,
-                     amount, started, time.monotonic() - started)
+    return _Delivery(
+        source,
+        ds,
+        data,
+        file_rel,
+        control,
+        snap.sha256,
+        extras,
+        raw_text,
+        rows_read,
+        bad_records,
+        amount,
+        started,
+        time.monotonic() - started,
+    )
 
 
 def _unpad(con, csv_path: Path, ncols: int, max_line: int, bad_records: list[tuple], blank_inside: bool) -> int:
@@ -438,22 +474,31 @@ def _unpad(con, csv_path: Path, ncols: int, max_line: int, bad_records: list[tup
     known = {line for line, _t, _m in bad_records}
     padded = records_with_more_fields(csv_path, ncols, max_line, known)
     if not padded:
-        log.warning("%s: the separators outside quotes do not add up to the fields DuckDB read, "
-                    "and no record has more fields than the header", csv_path)
+        log.warning(
+            "%s: the separators outside quotes do not add up to the fields DuckDB read, "
+            "and no record has more fields than the header",
+            csv_path,
+        )
         return 0
     _line_view(con, csv_path, bad_records, blank_inside)
     lines = ", ".join(str(line) for line, _t, _m in padded)
     con.execute(f"CREATE TABLE t1_padded AS SELECT * EXCLUDE (_rid, _line) FROM t1l WHERE _line IN ({lines})")
-    con.execute(f"CREATE TABLE t1_unpadded AS SELECT * EXCLUDE (_rid, _line) FROM t1l "
-                f"WHERE _line NOT IN ({lines}) ORDER BY _rid")
+    con.execute(
+        f"CREATE TABLE t1_unpadded AS SELECT * EXCLUDE (_rid, _line) FROM t1l "
+        f"WHERE _line NOT IN ({lines}) ORDER BY _rid"
+    )
     con.execute("DROP VIEW t1l")
     for stale in ("line_map", "gaps", "gapmax"):
         con.execute(f"DROP TABLE IF EXISTS {stale}")
     con.execute("DROP TABLE t1")
     con.execute("ALTER TABLE t1_unpadded RENAME TO t1")
     bad_records[:] = sorted(bad_records + padded)
-    log.warning("%s: %d record(s) with empty fields beyond the header's quarantined (field_count), first line %d",
-                csv_path.name, len(padded), padded[0][0])
+    log.warning(
+        "%s: %d record(s) with empty fields beyond the header's quarantined (field_count), first line %d",
+        csv_path.name,
+        len(padded),
+        padded[0][0],
+    )
     return len(padded)
 
 
@@ -479,8 +524,9 @@ def _check_and_commit_in(d: _Delivery, con, paths: Paths, work: Path, attached: 
     t_check = time.monotonic()
 
     counts = dict(con.execute("SELECT _rule IS NOT NULL, count(*) FROM bad GROUP BY 1").fetchall())
-    by_rule = dict(con.execute("SELECT _rule, count(*) FROM bad WHERE _rule IS NOT NULL "
-                               "GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+    by_rule = dict(
+        con.execute("SELECT _rule, count(*) FROM bad WHERE _rule IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    )
     if d.bad_records:
         by_rule[FIELD_COUNT.name] = len(d.bad_records)
     held = counts.get(False, 0)
@@ -489,16 +535,26 @@ def _check_and_commit_in(d: _Delivery, con, paths: Paths, work: Path, attached: 
     limit = settings.quarantine_share_limit()
     if delivered and quarantined / delivered > limit:
         top = ", ".join(f"{k} {v}" for k, v in sorted(by_rule.items(), key=lambda kv: -kv[1])[:5])
-        raise d.reject("quarantine_share",
-                       f"{quarantined} of {delivered} rows ({quarantined / delivered:.1%}) quarantined, "
-                       f"more than the {limit:.0%} allowed ({top}); first: {_first_quarantined(con, source)}")
+        raise d.reject(
+            "quarantine_share",
+            f"{quarantined} of {delivered} rows ({quarantined / delivered:.1%}) quarantined, "
+            f"more than the {limit:.0%} allowed ({top}); first: {_first_quarantined(con, source)}",
+        )
 
     landed_at = utc_now()
     record = {
-        "source": source, "ds": ds, "file": d.file_rel, "sha256": d.sha256,
-        "control_row_count": d.control["row_count"], "delivered": delivered,
-        "loaded": d.rows_read - counts.get(True, 0) - held, "quarantined": quarantined, "held": held,
-        "quarantine_by_rule": by_rule, "extra_columns": d.extras, "landed_at": landed_at.isoformat(),
+        "source": source,
+        "ds": ds,
+        "file": d.file_rel,
+        "sha256": d.sha256,
+        "control_row_count": d.control["row_count"],
+        "delivered": delivered,
+        "loaded": d.rows_read - counts.get(True, 0) - held,
+        "quarantined": quarantined,
+        "held": held,
+        "quarantine_by_rule": by_rule,
+        "extra_columns": d.extras,
+        "landed_at": landed_at.isoformat(),
         "touches_from": None,
     }
     if d.amount:
@@ -509,10 +565,21 @@ def _check_and_commit_in(d: _Delivery, con, paths: Paths, work: Path, attached: 
     _refresh_index(con, paths, source, {ds})
 
     elapsed = time.monotonic() - d.started
-    log.info("landed %s %s: %d delivered, %d loaded, %d quarantined, %d held in %.2fs "
-             "(read %.2fs, waited for the lock %.2fs, checks %.2fs, %.0f rows/s)", source, ds, delivered,
-             record["loaded"], quarantined, held, elapsed, d.read_seconds,
-             t_lock - d.started - d.read_seconds, t_check - t_lock, delivered / max(elapsed, 1e-9))
+    log.info(
+        "landed %s %s: %d delivered, %d loaded, %d quarantined, %d held in %.2fs "
+        "(read %.2fs, waited for the lock %.2fs, checks %.2fs, %.0f rows/s)",
+        source,
+        ds,
+        delivered,
+        record["loaded"],
+        quarantined,
+        held,
+        elapsed,
+        d.read_seconds,
+        t_lock - d.started - d.read_seconds,
+        t_check - t_lock,
+        delivered / max(elapsed, 1e-9),
+    )
     return record
 
 
@@ -527,11 +594,15 @@ def _rows_sql(source: str, ds: str, header: list[str], extras: list[str], file_r
         extra = f"json_object({pairs})::VARCHAR"
     else:
         extra = "CAST(NULL AS VARCHAR)"
-    rows_sql = (f"SELECT {', '.join(cols)}, {extra} AS _extra, DATE '{ds}' AS _ds, {sql_str(file_rel)} AS _file "
-                "FROM ({rows})")
+    rows_sql = (
+        f"SELECT {', '.join(cols)}, {extra} AS _extra, DATE '{ds}' AS _ds, {sql_str(file_rel)} AS _file FROM ({{rows}})"
+    )
     # raw text of a row: RFC 4180 re-quoting of its fields in header order
-    fields = [f"CASE WHEN {c} IS NULL THEN '' WHEN regexp_matches({c}, '[\",\\r\\n]') "
-              f"THEN '\"' || replace({c}, '\"', '\"\"') || '\"' ELSE {c} END" for c in names]
+    fields = [
+        f"CASE WHEN {c} IS NULL THEN '' WHEN regexp_matches({c}, '[\",\\r\\n]') "
+        f"THEN '\"' || replace({c}, '\"', '\"\"') || '\"' ELSE {c} END"
+        for c in names
+    ]
     return rows_sql, f"concat_ws(',', {', '.join(fields)})"
 
 
@@ -547,8 +618,12 @@ def _line_view(con, data: Path, bad_records: list[tuple], blank_inside: bool) ->
         good = (line for line in record_lines(data, settings.max_line_bytes()) if line not in bad_lines)
         k = 0
         while batch := list(itertools.islice(good, LINE_MAP_BATCH)):
-            chunk = pa.table({"_k": pa.array(range(k + 1, k + len(batch) + 1), pa.int64()),  # noqa: F841 - DuckDB reads it by name
-                              "_line": pa.array(batch, pa.int64())})
+            chunk = pa.table(  # noqa: F841 - DuckDB reads it by name
+                {
+                    "_k": pa.array(range(k + 1, k + len(batch) + 1), pa.int64()),
+                    "_line": pa.array(batch, pa.int64()),
+                }
+            )
             con.execute("INSERT INTO line_map SELECT * FROM chunk")
             k += len(batch)
         line, join = "lm._line", "JOIN line_map lm ON lm._k = t1.rowid + 1"
@@ -608,8 +683,9 @@ def _check_amount_total(con, control: dict, reject, padded: int = 0) -> dict:
         fits = f"abs(amount__v) < {AMOUNT_LIMIT}0000"
         strict, lenient, unparsed, beyond = con.execute(query.replace("@fits", fits)).fetchone()
         large = f"({untyped} AND {plain}) OR NOT {fits}"
-    with decimal.localcontext(decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX,
-                                              Emin=decimal.MIN_EMIN, traps=[decimal.Inexact])):
+    with decimal.localcontext(
+        decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[decimal.Inexact])
+    ):
         strict = Decimal(strict)
         if large:
             cursor = con.execute(f"SELECT amount FROM {rows} WHERE {large}")
@@ -622,14 +698,16 @@ def _check_amount_total(con, control: dict, reject, padded: int = 0) -> dict:
         matched = expected == strict or abs(expected - lenient) <= Decimal("0.005")
     if not matched:
         note = f" ({unparsed} amount(s) not a plain decimal counted as 0)" if unparsed else ""
-        raise reject("amount_total",
-                     f"amounts sum to {strict:.2f}{note}, the control file says {control['amount_total']}")
+        raise reject(
+            "amount_total", f"amounts sum to {strict:.2f}{note}, the control file says {control['amount_total']}"
+        )
     return {"control": control["amount_total"], "delivered": f"{strict:.2f}", "unparsed_amounts": unparsed}
 
 
 def _first_quarantined(con, source: str) -> str:
-    row = con.execute(f"SELECT _line, _rule, {detail_sql(RULES[source])} FROM bad "
-                      "WHERE _rule IS NOT NULL ORDER BY _line LIMIT 1").fetchone()
+    row = con.execute(
+        f"SELECT _line, _rule, {detail_sql(RULES[source])} FROM bad WHERE _rule IS NOT NULL ORDER BY _line LIMIT 1"
+    ).fetchone()
     return f"line {row[0]}: {row[1]}: {row[2]}" if row else "field_count rows"
 
 
@@ -643,8 +721,9 @@ TOUCHES = {
 def _touches_from(con, source: str, old: dict | None) -> str | None:
     """Earliest business date this delivery (and the partition it replaces) can
     affect: over the loaded and held rows (UTC dates, minus a day of margin)."""
-    mine = con.execute(f"SELECT {TOUCHES[source]} FROM t1 WHERE rowid NOT IN "
-                       "(SELECT _rid FROM bad WHERE _rule IS NOT NULL)").fetchone()[0]
+    mine = con.execute(
+        f"SELECT {TOUCHES[source]} FROM t1 WHERE rowid NOT IN (SELECT _rid FROM bad WHERE _rule IS NOT NULL)"
+    ).fetchone()[0]
     dates = [d.isoformat() for d in [mine] if d is not None]
     if old and old.get("touches_from"):
         dates.append(old["touches_from"])
@@ -660,8 +739,17 @@ def _raw_columns(source: str) -> str:
     return ", ".join(cols + ["_ds", "_file", "_line", "_extra", "_landed_at"])
 
 
-def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record: dict,
-                    bad_records: list[tuple], landed_at: dt.datetime, raw_text: str) -> None:
+def _write_and_swap(
+    con,
+    paths: Paths,
+    source: str,
+    ds: str,
+    work: Path,
+    record: dict,
+    bad_records: list[tuple],
+    landed_at: dt.datetime,
+    raw_text: str,
+) -> None:
     t0 = time.monotonic()
     stamp = f"TIMESTAMPTZ {sql_str(landed_at.isoformat())}"
     stage = {name: work / name for name in ("raw", "quarantine", "held", "restricted")}
@@ -669,12 +757,16 @@ def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record:
         d.mkdir()
     con.execute("UPDATE t1 SET _bad = true WHERE rowid IN (SELECT _rid FROM bad)")
     valid = "FROM t1l WHERE NOT _bad"
-    _copy(con, f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})",
-          stage["raw"] / ROWS_FILE)
+    _copy(
+        con, f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})", stage["raw"] / ROWS_FILE
+    )
     has_pii = source == "merchants" and record["loaded"] > 0
     if has_pii:
-        _copy(con, f"SELECT merchant_id, {', '.join(contract.PII_COLUMNS)}, _ds, _file, _line, "
-                   f"{stamp} AS _landed_at {valid}", stage["restricted"] / ROWS_FILE)
+        _copy(
+            con,
+            f"SELECT merchant_id, {', '.join(contract.PII_COLUMNS)}, _ds, _file, _line, {stamp} AS _landed_at {valid}",
+            stage["restricted"] / ROWS_FILE,
+        )
         make_private(stage["restricted"])
 
     con.execute("CREATE TABLE field_count_rows (line BIGINT, raw_text VARCHAR, detail VARCHAR)")
@@ -682,19 +774,27 @@ def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record:
         con.executemany("INSERT INTO field_count_rows VALUES (?, ?, ?)", bad_records)
     if record["quarantined"]:
         file_rel = sql_str(record["file"])
-        _copy(con, f"""
+        _copy(
+            con,
+            f"""
             SELECT {sql_str(source)} AS source, DATE '{ds}' AS ds, _file AS file, _line AS line, _rule AS rule,
                    {detail_sql(RULES[source])} AS detail, {raw_text} AS raw_text, {stamp} AS quarantined_at
             FROM bad WHERE _rule IS NOT NULL
             UNION ALL
             SELECT {sql_str(source)}, DATE '{ds}', {file_rel}, line, '{FIELD_COUNT.name}', detail, raw_text,
                    {stamp} FROM field_count_rows
-            ORDER BY line""", stage["quarantine"] / QUARANTINE_FILE)
+            ORDER BY line""",
+            stage["quarantine"] / QUARANTINE_FILE,
+        )
         make_private(stage["quarantine"])
     if record["held"]:
         names = ", ".join(contract.column_names(source))
-        _copy(con, f"SELECT {names}, _ds, _file, _line, _extra, {raw_text} AS _raw_text, "
-                   f"{stamp} AS _held_at FROM bad WHERE _held ORDER BY _line", stage["held"] / ROWS_FILE)
+        _copy(
+            con,
+            f"SELECT {names}, _ds, _file, _line, _extra, {raw_text} AS _raw_text, "
+            f"{stamp} AS _held_at FROM bad WHERE _held ORDER BY _line",
+            stage["held"] / ROWS_FILE,
+        )
         make_private(stage["held"])
     write_json(stage["raw"] / RECORD, record)  # the commit marker, last file of the partition
     t1 = time.monotonic()
@@ -703,14 +803,19 @@ def _write_and_swap(con, paths: Paths, source: str, ds: str, work: Path, record:
     swap(stage["quarantine"] if record["quarantined"] else None, partition(paths.quarantine, source, ds), trash)
     swap(stage["held"] if record["held"] else None, partition(paths.held, source, ds), trash)
     if source == "merchants":
-        swap(stage["restricted"] if has_pii else None, partition(paths.restricted, PII_TABLE, ds), trash,
-             private_parents=True)
+        swap(
+            stage["restricted"] if has_pii else None,
+            partition(paths.restricted, PII_TABLE, ds),
+            trash,
+            private_parents=True,
+        )
     swap(stage["raw"], partition(paths.raw, source, ds), trash)  # last: the raw partition commits the landing
     log.debug("wrote %s %s partitions in %.2fs, swapped in %.3fs", source, ds, t1 - t0, time.monotonic() - t1)
 
 
 # --------------------------------------------------------------------------
 # orphans
+
 
 def release_orphans(ds: str, paths: Paths | None = None) -> dict:
     """Retry the held orphans of every ds <= `ds` against the merchants landed
@@ -743,12 +848,18 @@ def release_orphans(ds: str, paths: Paths | None = None) -> dict:
         stack.callback(con.close)
         leftovers = {source: _load_held(con, paths, source, dates, ds) for source, dates in waiting.items()}
         landing_index.known_merchants(
-            con, paths, ds, among=" UNION ALL ".join(f"SELECT merchant_id FROM held_{s}" for s in waiting))
+            con, paths, ds, among=" UNION ALL ".join(f"SELECT merchant_id FROM held_{s}" for s in waiting)
+        )
         for source, dates in waiting.items():
-            summary[source] = _release_source(con, paths, source, dates, ds, expire_upto, works[source],
-                                              leftovers[source])
-        log.info("released orphans on %s: %s in %.2fs", ds,
-                 ", ".join(f"{s} {len(d)} partition(s)" for s, d in waiting.items()), time.monotonic() - started)
+            summary[source] = _release_source(
+                con, paths, source, dates, ds, expire_upto, works[source], leftovers[source]
+            )
+        log.info(
+            "released orphans on %s: %s in %.2fs",
+            ds,
+            ", ".join(f"{s} {len(d)} partition(s)" for s, d in waiting.items()),
+            time.monotonic() - started,
+        )
     return release_summary(summary)
 
 
@@ -779,8 +890,7 @@ def release_kept(kept: Kept, ds: str) -> dict:
         with kept.day() as con:
             leftovers = _load_held(con, paths, source, waiting, ds)
             landing_index.known_merchants(con, paths, ds, among=f"SELECT merchant_id FROM held_{source}")
-            return _release_source(con, paths, source, waiting, ds, _expire_upto(ds), work, leftovers,
-                                   attached=True)
+            return _release_source(con, paths, source, waiting, ds, _expire_upto(ds), work, leftovers, attached=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -812,20 +922,34 @@ def _load_held(con, paths: Paths, source: str, waiting: list[str], ds: str) -> s
     taken = []
     for their_ds in waiting:
         raw_part = partition(paths.raw, source, their_ds)
-        taken += [f"SELECT _ds AS ds, _line AS line FROM read_parquet({sql_str(str(f))})"
-                  for f in parquet_files(raw_part) if f.name.startswith("released-")]
+        taken += [
+            f"SELECT _ds AS ds, _line AS line FROM read_parquet({sql_str(str(f))})"
+            for f in parquet_files(raw_part)
+            if f.name.startswith("released-")
+        ]
         qfile = partition(paths.quarantine, source, their_ds) / QUARANTINE_FILE
         if qfile.is_file():
             taken.append(f"SELECT ds, line FROM read_parquet({sql_str(str(qfile))})")
     if not taken:
         return set()
-    gone = con.execute(f"DELETE FROM {table} USING ({' UNION ALL '.join(taken)}) d "
-                       f"WHERE {table}._ds = d.ds AND {table}._line = d.line RETURNING {table}._ds").fetchall()
+    gone = con.execute(
+        f"DELETE FROM {table} USING ({' UNION ALL '.join(taken)}) d "
+        f"WHERE {table}._ds = d.ds AND {table}._line = d.line RETURNING {table}._ds"
+    ).fetchall()
     return {d.isoformat() for (d,) in gone}
 
 
-def _release_source(con, paths: Paths, source: str, waiting: list[str], ds: str, expire_upto: str,
-                    work: Path, leftovers: set[str], attached: bool = False) -> dict:
+def _release_source(
+    con,
+    paths: Paths,
+    source: str,
+    waiting: list[str],
+    ds: str,
+    expire_upto: str,
+    work: Path,
+    leftovers: set[str],
+    attached: bool = False,
+) -> dict:
     """Evaluate table held_<source> against the merchants in table `known`
     and the history that came since the rows were held; commit each partition
     where something changes, or where an interrupted release left rows
@@ -851,8 +975,12 @@ def _release_source(con, paths: Paths, source: str, waiting: list[str], ds: str,
         # per partition, in one pass each: rows released (and the earliest date they
         # touch), quarantined by rule, still held; only partitions where something
         # changes are rewritten
-        released = {d.isoformat(): (n, touches.isoformat() if touches else None) for d, n, touches in
-                    con.execute(f"SELECT _ds, count(*), {TOUCHES[source]} FROM released GROUP BY 1").fetchall()}
+        released = {
+            d.isoformat(): (n, touches.isoformat() if touches else None)
+            for d, n, touches in con.execute(
+                f"SELECT _ds, count(*), {TOUCHES[source]} FROM released GROUP BY 1"
+            ).fetchall()
+        }
         still: dict[str, int] = {}
         by_rule: dict[str, dict[str, int]] = {d: {} for d in waiting}
         for d, rule, n in con.execute("SELECT _ds, _qrule, count(*) FROM outcome GROUP BY 1, 2").fetchall():
@@ -866,23 +994,56 @@ def _release_source(con, paths: Paths, source: str, waiting: list[str], ds: str,
             if n_released == 0 and not by_rule[their_ds] and their_ds not in leftovers:
                 results[their_ds] = {"released": 0, "quarantined": 0, "held": still.get(their_ds, 0)}
                 continue
-            results[their_ds] = _commit_release(con, paths, source, their_ds, ds, work / their_ds, n_released,
-                                                still.get(their_ds, 0), touches, by_rule[their_ds],
-                                                recount=their_ds in leftovers)
+            results[their_ds] = _commit_release(
+                con,
+                paths,
+                source,
+                their_ds,
+                ds,
+                work / their_ds,
+                n_released,
+                still.get(their_ds, 0),
+                touches,
+                by_rule[their_ds],
+                recount=their_ds in leftovers,
+            )
         _refresh_index(con, paths, source, set(waiting))
     finally:
         if not attached:
             con.execute("DETACH idx")
-    for kind, name in (("VIEW", "t1l"), ("TABLE", "t1"), ("TABLE", "bad"), ("TABLE", "outcome"),
-                       ("TABLE", "released"), ("TABLE", "conflicts")):
+    for kind, name in (
+        ("VIEW", "t1l"),
+        ("TABLE", "t1"),
+        ("TABLE", "bad"),
+        ("TABLE", "outcome"),
+        ("TABLE", "released"),
+        ("TABLE", "conflicts"),
+    ):
         con.execute(f"DROP {kind} IF EXISTS {name}")
-    log.info("released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)", source, ds,
-             len(waiting), time.monotonic() - started, t_eval - started)
+    log.info(
+        "released orphans of %s on %s: %d partition(s) in %.2fs (evaluation %.2fs)",
+        source,
+        ds,
+        len(waiting),
+        time.monotonic() - started,
+        t_eval - started,
+    )
     return results
 
 
-def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work: Path, released: int,
-                    still: int, touches: str | None, by_rule: dict[str, int], recount: bool) -> dict:
+def _commit_release(
+    con,
+    paths: Paths,
+    source: str,
+    their_ds: str,
+    ds: str,
+    work: Path,
+    released: int,
+    still: int,
+    touches: str | None,
+    by_rule: dict[str, int],
+    recount: bool,
+) -> dict:
     """Write one held partition's outcome (tables released and outcome, rows of
     _ds = their_ds). The three partitions are staged, then swapped in the order
     quarantine, raw (the record: the commit), held, so that a release killed
@@ -906,11 +1067,13 @@ def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work
         new_q.mkdir()
         expired = ORPHAN_EXPIRED.name
         detail = detail_sql(RULES[source])
-        query = (f"SELECT {sql_str(source)} AS source, DATE '{their_ds}' AS ds, _file AS file, _line AS line, "
-                 f"_qrule AS rule, CASE WHEN _qrule = '{expired}' THEN 'merchant ' || merchant_id || "
-                 f"' still unknown on {ds}, {settings.ORPHAN_RETRY_DAYS} days or more after {their_ds}' "
-                 f"ELSE {detail} END AS detail, "
-                 f"_raw_text AS raw_text, {stamp} AS quarantined_at FROM outcome WHERE {mine} AND _qrule IS NOT NULL")
+        query = (
+            f"SELECT {sql_str(source)} AS source, DATE '{their_ds}' AS ds, _file AS file, _line AS line, "
+            f"_qrule AS rule, CASE WHEN _qrule = '{expired}' THEN 'merchant ' || merchant_id || "
+            f"' still unknown on {ds}, {settings.ORPHAN_RETRY_DAYS} days or more after {their_ds}' "
+            f"ELSE {detail} END AS detail, "
+            f"_raw_text AS raw_text, {stamp} AS quarantined_at FROM outcome WHERE {mine} AND _qrule IS NOT NULL"
+        )
         if (q_part / QUARANTINE_FILE).is_file():
             query = f"SELECT * FROM read_parquet({sql_str(str(q_part / QUARANTINE_FILE))}) UNION ALL BY NAME {query}"
         _copy(con, query + " ORDER BY line", new_q / QUARANTINE_FILE)
@@ -930,12 +1093,15 @@ def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work
         _copy(con, query, target)
     if recount:
         # an interrupted release may have committed some of its writes: the files say what is where
-        record["loaded"] = con.execute(f"SELECT count(*) FROM read_parquet({sql_list(map(str, parquet_files(new_raw)))})"
-                                       ).fetchone()[0]
+        record["loaded"] = con.execute(
+            f"SELECT count(*) FROM read_parquet({sql_list(map(str, parquet_files(new_raw)))})"
+        ).fetchone()[0]
         qfile = (new_q or q_part) / QUARANTINE_FILE
-        record["quarantine_by_rule"] = dict(con.execute(
-            f"SELECT rule, count(*) FROM read_parquet({sql_str(str(qfile))}) GROUP BY 1").fetchall()
-            if qfile.is_file() else [])
+        record["quarantine_by_rule"] = dict(
+            con.execute(f"SELECT rule, count(*) FROM read_parquet({sql_str(str(qfile))}) GROUP BY 1").fetchall()
+            if qfile.is_file()
+            else []
+        )
         record["quarantined"] = sum(record["quarantine_by_rule"].values())
     else:
         record["loaded"] += released
@@ -945,7 +1111,8 @@ def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work
     record["held"] = still
     # the release's own reach: a build that has seen the partition before restates from here only
     record.setdefault("releases", []).append(
-        {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat(), "touches_from": touches})
+        {"ds": ds, "released": released, "quarantined": quarantined, "at": now.isoformat(), "touches_from": touches}
+    )
     if touches and (record.get("touches_from") is None or touches < record["touches_from"]):
         record["touches_from"] = touches
     write_json(new_raw / RECORD, record)
@@ -955,8 +1122,12 @@ def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work
     if still:
         new_held = work / "held"
         new_held.mkdir()
-        _copy(con, f"SELECT {', '.join(contract.column_names(source))}, _ds, _file, _line, _extra, _raw_text, "
-                   f"_held_at FROM outcome WHERE {mine} AND _qrule IS NULL ORDER BY _line", new_held / ROWS_FILE)
+        _copy(
+            con,
+            f"SELECT {', '.join(contract.column_names(source))}, _ds, _file, _line, _extra, _raw_text, "
+            f"_held_at FROM outcome WHERE {mine} AND _qrule IS NULL ORDER BY _line",
+            new_held / ROWS_FILE,
+        )
         make_private(new_held)
 
     trash = work / "trash"
@@ -965,13 +1136,21 @@ def _commit_release(con, paths: Paths, source: str, their_ds: str, ds: str, work
     swap(new_raw, raw_part, trash)
     swap(new_held, held_part, trash)
     shutil.rmtree(trash, ignore_errors=True)
-    log.info("orphans of %s %s on %s: %d released, %d quarantined, %d still held",
-             source, their_ds, ds, released, quarantined, still)
+    log.info(
+        "orphans of %s %s on %s: %d released, %d quarantined, %d still held",
+        source,
+        their_ds,
+        ds,
+        released,
+        quarantined,
+        still,
+    )
     return {"released": released, "quarantined": quarantined, "held": still, "touches_from": touches}
 
 
 # --------------------------------------------------------------------------
 # reconciliation
+
 
 def reconciliation(paths: Paths | None = None) -> list[dict]:
     """Every landed delivery's reconciliation record, by source then ds."""

@@ -34,7 +34,7 @@ def partition(layer: Path, source: str, ds: str) -> Path:
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_workdir(paths: Paths, label: str) -> Path:
@@ -138,7 +138,7 @@ def source_lock(paths: Paths, source: str):
             for stale in paths.tmp.glob(f"{label}-{source}-*"):
                 shutil.rmtree(stale, ignore_errors=True)
         for spill in paths.tmp.glob(f"{READ_LABEL}-{source}-*"):
-            if not _alive(spill.name[len(READ_LABEL) + len(source) + 2:].split("-", 1)[0]):
+            if not _alive(spill.name[len(READ_LABEL) + len(source) + 2 :].split("-", 1)[0]):
                 shutil.rmtree(spill, ignore_errors=True)
         try:
             yield

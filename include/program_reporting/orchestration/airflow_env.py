@@ -86,33 +86,33 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
     p = paths()
     home = airflow_home()
     env.update(NO_TELEMETRY)
-    env.update({
-        "PROGRAM_REPORTING_DROP": str(p.drop),
-        "PROGRAM_REPORTING_HOME": str(p.home),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # Two cores: a handful of task processes at a time is all a laptop needs.
-        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
-        # New DAGs start paused, as on any Airflow: `make airflow` must not start
-        # waiting for today's deliveries before someone asks it to. `run` does not
-        # need the scheduler, and the BI refresh is unpaused by `run` (see run.py).
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # Let the DAG processor see edited DAG files quickly on a laptop.
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
-        # Airflow's own children (standalone starts `airflow scheduler` etc.) are
-        # found on PATH: put this interpreter's bin/ (the project venv) first.
-        "PATH": os.pathsep.join(x for x in (str(Path(sys.executable).parent), env.get("PATH", "")) if x),
-        # `program_reporting` is installed into the venv in editable mode; the
-        # repository's include/ on the path keeps a plain checkout working too.
-        "PYTHONPATH": os.pathsep.join(
-            x for x in (str(REPO_ROOT / "include"), env.get("PYTHONPATH", "")) if x
-        ),
-    })
+    env.update(
+        {
+            "PROGRAM_REPORTING_DROP": str(p.drop),
+            "PROGRAM_REPORTING_HOME": str(p.home),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # Two cores: a handful of task processes at a time is all a laptop needs.
+            "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            # New DAGs start paused, as on any Airflow: `make airflow` must not start
+            # waiting for today's deliveries before someone asks it to. `run` does not
+            # need the scheduler, and the BI refresh is unpaused by `run` (see run.py).
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            # Let the DAG processor see edited DAG files quickly on a laptop.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
+            # Airflow's own children (standalone starts `airflow scheduler` etc.) are
+            # found on PATH: put this interpreter's bin/ (the project venv) first.
+            "PATH": os.pathsep.join(x for x in (str(Path(sys.executable).parent), env.get("PATH", "")) if x),
+            # `program_reporting` is installed into the venv in editable mode; the
+            # repository's include/ on the path keeps a plain checkout working too.
+            "PYTHONPATH": os.pathsep.join(x for x in (str(REPO_ROOT / "include"), env.get("PYTHONPATH", "")) if x),
+        }
+    )
     return env
 
 

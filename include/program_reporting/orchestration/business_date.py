@@ -30,7 +30,7 @@ def logical_date_for(ds: str) -> dt.datetime:
     """The logical date (UTC) of the scheduled run that processes `ds`."""
     day = parse_ds(ds) + dt.timedelta(days=1)
     local = dt.datetime.combine(day, RUN_AT_LOCAL, tzinfo=ZoneInfo(PROGRAM_TIME_ZONE))
-    return local.astimezone(dt.timezone.utc)
+    return local.astimezone(dt.UTC)
 
 
 def new_run_id(ds: str, now: dt.datetime | None = None) -> str:
@@ -38,5 +38,5 @@ def new_run_id(ds: str, now: dt.datetime | None = None) -> str:
 
     Unique per run, so that every published set and report is kept, and it
     sorts chronologically within a ds. Safe in a path (no ':' or '+')."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return f"{ds}_{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}Z"
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{ds}_{now.astimezone(dt.UTC):%Y%m%dT%H%M%S}Z"

@@ -57,31 +57,33 @@ def celery_env(dep: CeleryDeployment, base: dict[str, str] | None = None) -> dic
     env = airflow_env(base)  # telemetry off, the project's paths, PATH and PYTHONPATH
     home = dep.airflow_home
     pg = dep.warehouse
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{dep.admin_user}:admin",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": dep.metadata_db_url,
-        "AIRFLOW__CELERY__BROKER_URL": dep.broker_url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": dep.result_backend,
-        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": dep.queue,
-        "AIRFLOW__CORE__FERNET_KEY": dep.fernet_key,
-        "AIRFLOW__API_AUTH__JWT_SECRET": dep.jwt_secret,
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": dep.api_server_url.rstrip("/") + "/execution/",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dep.dags_folder),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # The warehouse, GX validation and the BI serving schema are PostgreSQL.
-        "PROGRAM_REPORTING_TARGET": "postgres",
-        "PROGRAM_REPORTING_PG_HOST": pg.host,
-        "PROGRAM_REPORTING_PG_PORT": str(pg.port),
-        "PROGRAM_REPORTING_PG_USER": pg.user,
-        "PROGRAM_REPORTING_PG_PASSWORD": pg.password,
-        "PROGRAM_REPORTING_PG_DATABASE": pg.database,
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{dep.admin_user}:admin",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": dep.metadata_db_url,
+            "AIRFLOW__CELERY__BROKER_URL": dep.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": dep.result_backend,
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": dep.queue,
+            "AIRFLOW__CORE__FERNET_KEY": dep.fernet_key,
+            "AIRFLOW__API_AUTH__JWT_SECRET": dep.jwt_secret,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": dep.api_server_url.rstrip("/") + "/execution/",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dep.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            # The warehouse, GX validation and the BI serving schema are PostgreSQL.
+            "PROGRAM_REPORTING_TARGET": "postgres",
+            "PROGRAM_REPORTING_PG_HOST": pg.host,
+            "PROGRAM_REPORTING_PG_PORT": str(pg.port),
+            "PROGRAM_REPORTING_PG_USER": pg.user,
+            "PROGRAM_REPORTING_PG_PASSWORD": pg.password,
+            "PROGRAM_REPORTING_PG_DATABASE": pg.database,
+        }
+    )
     if importlib.util.find_spec("asyncpg") is None:
         # Airflow derives an asyncpg URL for its async engine; without asyncpg
         # (not in requirements.lock) that engine is switched off. The task
@@ -103,7 +105,14 @@ def processes(api_port: int, queue: str, concurrency: int = 2) -> dict[str, list
         "airflow-apiserver": ["api-server", "--port", str(api_port), "--host", "127.0.0.1"],
         "airflow-scheduler": ["scheduler"],
         "airflow-dag-processor": ["dag-processor"],
-        "airflow-worker": ["celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
-                           "--without-gossip", "--without-mingle"],
+        "airflow-worker": [
+            "celery",
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+        ],
     }
-

@@ -37,11 +37,13 @@ FAILURE_KEY = "failure"  # XCom key under which a failing step leaves its messag
 
 # --- business date ------------------------------------------------------------
 
+
 def ds_of(context: Any) -> str:
     return business_date(context["logical_date"])
 
 
 # --- assets -----------------------------------------------------------------
+
 
 def mart_assets() -> list[Asset]:
     """The three published marts, as Airflow Assets.
@@ -50,13 +52,11 @@ def mart_assets() -> list[Asset]:
     table as a query parameter (Airflow's file-URI normalizer drops a
     `#fragment`, which would make the three URIs collide)."""
     current = paths().current_db
-    return [
-        Asset(name=table, uri=f"{current.as_uri()}?table={table}", group=ASSET_GROUP)
-        for table in MARTS
-    ]
+    return [Asset(name=table, uri=f"{current.as_uri()}?table={table}", group=ASSET_GROUP) for table in MARTS]
 
 
 # --- the delivery sensor ----------------------------------------------------------
+
 
 class DeliverySensor(BaseSensorOperator):
     """Waits for `<drop>/<source>/ds=<ds>/_control.json` (written last by the source).
@@ -78,8 +78,9 @@ class DeliverySensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         control = self.control_file(context)
         found = os.path.lexists(control)  # a folder or FIFO there is landing's to refuse, not to wait for
-        self.log.info("%s delivery for ds=%s: %s %s", self.source, ds_of(context), control,
-                      "found" if found else "not there yet")
+        self.log.info(
+            "%s delivery for ds=%s: %s %s", self.source, ds_of(context), control, "found" if found else "not there yet"
+        )
         return found
 
     def execute(self, context: Any) -> Any:
@@ -95,6 +96,7 @@ class DeliverySensor(BaseSensorOperator):
 
 
 # --- steps ------------------------------------------------------------------
+
 
 def record_failure(context: Any, message: str) -> None:
     """Leave a step's failure message where the report task can read it."""
@@ -260,7 +262,9 @@ def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
         not_ok = [t for t in step_ids if states.get(t) not in ("success", None)]
         reason = "; ".join(failures.values()) or (
             "steps did not succeed: " + ", ".join(f"{t} ({states.get(t)})" for t in not_ok)
-            if not_ok else "publishing did not happen")
+            if not_ok
+            else "publishing did not happen"
+        )
         path = wap.withhold(run_id, ds, wap.kept_gates(run_id), reason, airflow_run_id=ti.run_id)
         log.warning("nothing published for ds=%s: %s", ds, reason)
     wap.forget_gates(run_id)

@@ -102,7 +102,7 @@ def run_one(ds: str, env: dict[str, str]) -> Outcome:
     from program_reporting.reporting import report as reporting
 
     logical = logical_date_for(ds).isoformat()
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     log.info("ds=%s: running %s for logical date %s through Airflow", ds, NIGHTLY_DAG_ID, logical)
     rc, log_file, failures, seconds, running = _airflow_dags_test(NIGHTLY_DAG_ID, logical, env, label=ds)
     run_dir = _report_dir(ds, started)
@@ -124,13 +124,21 @@ def run_one(ds: str, env: dict[str, str]) -> Outcome:
         if rc == 0:
             reason = f"the DAG run succeeded but no published set was found for ds={ds} ({reason})"
         elif run_id and (paths().runs / run_id).exists():
-            reason = (f"run {run_id} reached published/runs/ but current.duckdb was not swapped to it "
-                      f"({ended}; see {log_file}); run the date again")
-    outcome = Outcome(ds, published, reason, run_id, run_dir / "report.html" if run_dir else None, seconds,
-                      log_file, warning)
+            reason = (
+                f"run {run_id} reached published/runs/ but current.duckdb was not swapped to it "
+                f"({ended}; see {log_file}); run the date again"
+            )
+    outcome = Outcome(
+        ds, published, reason, run_id, run_dir / "report.html" if run_dir else None, seconds, log_file, warning
+    )
     (log.info if published else log.error)(
-        "ds=%s: %s in %.0f s (run %s, report %s)", ds, "published" if published else "NOT published",
-        seconds, run_id, outcome.report)
+        "ds=%s: %s in %.0f s (run %s, report %s)",
+        ds,
+        "published" if published else "NOT published",
+        seconds,
+        run_id,
+        outcome.report,
+    )
     return outcome
 
 
@@ -162,15 +170,22 @@ def _airflow_dags_test(dag_id: str, logical_date: str | None, env: dict[str, str
     the task that had started and not ended when it exited (None if none)."""
     log_dir = Path(env["AIRFLOW_HOME"]) / "logs" / "program-reporting-run"
     log_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log_file = log_dir / f"{label}_{stamp}.log"
     cmd = [airflow_bin(), "dags", "test", dag_id] + ([logical_date] if logical_date else [])
     t0 = time.monotonic()
     failures: list[str] = []
     starts: dict[str, float] = {}
     with open(log_file, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", cwd=str(Path(env["AIRFLOW_HOME"])))
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            cwd=str(Path(env["AIRFLOW_HOME"])),
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)
@@ -213,5 +228,5 @@ def _exclusive(home: Path):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"another run is using {home} (lock {home / '.run.lock'}); try again when it ends")
+            raise SystemExit(f"another run is using {home} (lock {home / '.run.lock'}); try again when it ends") from None
         yield

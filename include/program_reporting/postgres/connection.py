@@ -81,8 +81,14 @@ def sqlalchemy_url(pg: settings.PostgresSettings | None = None) -> str:
     from sqlalchemy.engine import URL
 
     pg = pg or settings.postgres()
-    url = URL.create("postgresql+psycopg2", username=pg.user, password=pg.password or None,
-                     host=pg.host, port=pg.port, database=pg.database)
+    url = URL.create(
+        "postgresql+psycopg2",
+        username=pg.user,
+        password=pg.password or None,
+        host=pg.host,
+        port=pg.port,
+        database=pg.database,
+    )
     return url.render_as_string(hide_password=False)
 
 
@@ -118,19 +124,31 @@ def copy_query_to_pg(duck, query: str, cur, schema: str, table: str, tmp_dir: Pa
     rel = duck.sql(query)
     columns, types = rel.columns, [str(t) for t in rel.types]
     target = sql.Identifier(schema, table)
-    cur.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(pg_type(t))) for c, t in zip(columns, types))))
+    cur.execute(
+        sql.SQL("CREATE TABLE {} ({})").format(
+            target,
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(pg_type(t))) for c, t in zip(columns, types)
+            ),
+        )
+    )
     texts = [c for c, t in zip(columns, types) if t.upper() == "VARCHAR"]
     with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="pgcopy-") as d:
         csv_path = Path(d) / "rows.csv"
         # Text is always quoted, so a text value equal to the NULL marker stays text.
         force = f", FORCE_QUOTE ({', '.join(_duck_ident(c) for c in texts)})" if texts else ""
         duck.execute("SET TimeZone = 'UTC'")
-        duck.execute(f"COPY ({query}) TO {_duck_literal(csv_path)} "
-                     f"(FORMAT csv, HEADER false, NULLSTR '{NULL}', QUOTE '\"', ESCAPE '\"'{force})")
+        duck.execute(
+            f"COPY ({query}) TO {_duck_literal(csv_path)} "
+            f"(FORMAT csv, HEADER false, NULLSTR '{NULL}', QUOTE '\"', ESCAPE '\"'{force})"
+        )
         with open(csv_path, encoding="utf-8") as fh:
-            cur.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT csv, NULL {})").format(
-                target, sql.Literal(NULL)).as_string(cur), fh)
+            cur.copy_expert(
+                sql.SQL("COPY {} FROM STDIN WITH (FORMAT csv, NULL {})")
+                .format(target, sql.Literal(NULL))
+                .as_string(cur),
+                fh,
+            )
     cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target))
     return cur.fetchone()[0]
 
@@ -141,9 +159,12 @@ def _duck_ident(name: str) -> str:
 
 def pg_columns(cur, schema: str, table: str) -> list[tuple[str, str]]:
     """[(column, DuckDB type)] of a PostgreSQL table, in order; [] when it does not exist."""
-    cur.execute("""SELECT column_name, data_type, numeric_precision, numeric_scale
+    cur.execute(
+        """SELECT column_name, data_type, numeric_precision, numeric_scale
                    FROM information_schema.columns WHERE table_schema = %s AND table_name = %s
-                   ORDER BY ordinal_position""", (schema, table))
+                   ORDER BY ordinal_position""",
+        (schema, table),
+    )
     return [(name, duck_type(dt_, p, s)) for name, dt_, p, s in cur.fetchall()]
 
 
@@ -157,12 +178,18 @@ def copy_pg_to_duck(cur, schema: str, table: str, duck, name: str, tmp_dir: Path
     with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="pgcopy-") as d:
         csv_path = Path(d) / "rows.csv"
         with open(csv_path, "w", encoding="utf-8") as fh:
-            cur.copy_expert(sql.SQL("COPY {} TO STDOUT WITH (FORMAT csv, NULL {})").format(
-                sql.Identifier(schema, table), sql.Literal(NULL)).as_string(cur), fh)
+            cur.copy_expert(
+                sql.SQL("COPY {} TO STDOUT WITH (FORMAT csv, NULL {})")
+                .format(sql.Identifier(schema, table), sql.Literal(NULL))
+                .as_string(cur),
+                fh,
+            )
         spec = "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': '{t}'" for c, t in cols) + "}"
-        duck.execute(f"CREATE TABLE {_duck_ident(name)} AS SELECT * FROM read_csv({_duck_literal(csv_path)}, "
-                     f"columns = {spec}, header = false, nullstr = '{NULL}', allow_quoted_nulls = false, "
-                     f"quote = '\"', escape = '\"', auto_detect = false)")
+        duck.execute(
+            f"CREATE TABLE {_duck_ident(name)} AS SELECT * FROM read_csv({_duck_literal(csv_path)}, "
+            f"columns = {spec}, header = false, nullstr = '{NULL}', allow_quoted_nulls = false, "
+            f"quote = '\"', escape = '\"', auto_detect = false)"
+        )
     return duck.execute(f"SELECT count(*) FROM {_duck_ident(name)}").fetchone()[0]
 
 

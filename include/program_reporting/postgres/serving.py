@@ -96,12 +96,13 @@ def _run_info(source: Path) -> tuple[str, str]:
 
 def _require_serving_schema(cur) -> None:
     if not pg.schema_exists(cur, settings.PUBLISHED_SCHEMA):
-        raise pg.PgError(f"schema {settings.PUBLISHED_SCHEMA!r} is missing in database "
-                         f"{settings.postgres().database!r}: run `program-reporting init-warehouse`")
+        raise pg.PgError(
+            f"schema {settings.PUBLISHED_SCHEMA!r} is missing in database "
+            f"{settings.postgres().database!r}: run `program-reporting init-warehouse`"
+        )
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.BI_READER_ROLE,))
     if cur.fetchone() is None:
-        raise pg.PgError(f"role {settings.BI_READER_ROLE!r} is missing: run "
-                         "`program-reporting init-warehouse`")
+        raise pg.PgError(f"role {settings.BI_READER_ROLE!r} is missing: run `program-reporting init-warehouse`")
 
 
 def current_run(cur) -> str | None:
@@ -124,8 +125,12 @@ def _stage(conn, source: Path, tmp_dir: Path) -> dict:
     duck = duckdb.connect(config=settings.duckdb_config())
     try:
         duck.execute(f"ATTACH '{str(source).replace(chr(39), chr(39) * 2)}' AS src (READ_ONLY)")
-        present = {r[0] for r in duck.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src'").fetchall()}
+        present = {
+            r[0]
+            for r in duck.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src'"
+            ).fetchall()
+        }
         missing = [t for t in TABLES if t not in present]
         if missing:
             raise PublishError(f"{source} lacks {', '.join(missing)}")
@@ -134,8 +139,11 @@ def _stage(conn, source: Path, tmp_dir: Path) -> dict:
             cur.execute(sql.SQL("CREATE SCHEMA {}").format(staging))
             for t in TABLES:  # names are the contract's constants, not settings text
                 rows[t] = pg.copy_query_to_pg(duck, f"SELECT * FROM src.main.{t}", cur, STAGING_SCHEMA, t, tmp_dir)
-            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN published_at timestamptz").format(
-                sql.Identifier(STAGING_SCHEMA, "run_info")))
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN published_at timestamptz").format(
+                    sql.Identifier(STAGING_SCHEMA, "run_info")
+                )
+            )
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -174,8 +182,9 @@ def _swap_once(conn) -> None:
         with conn.cursor() as cur:
             # Only a contract change (re-created table) can wait on readers: bounded.
             cur.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
-            cur.execute(sql.SQL("UPDATE {} SET published_at = now()").format(
-                sql.Identifier(STAGING_SCHEMA, "run_info")))
+            cur.execute(
+                sql.SQL("UPDATE {} SET published_at = now()").format(sql.Identifier(STAGING_SCHEMA, "run_info"))
+            )
             for t in TABLES:
                 target, staged = sql.Identifier(pub, t), sql.Identifier(STAGING_SCHEMA, t)
                 if pg.pg_columns(cur, pub, t) != pg.pg_columns(cur, STAGING_SCHEMA, t):
@@ -183,8 +192,10 @@ def _swap_once(conn) -> None:
                     cur.execute(sql.SQL("CREATE TABLE {} (LIKE {})").format(target, staged))
                 cur.execute(sql.SQL("DELETE FROM {}").format(target))
                 cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(target, staged))
-                cur.execute("SELECT has_table_privilege(%s, %s, 'SELECT')",
-                            (settings.BI_READER_ROLE, sql.Identifier(pub, t).as_string(cur)))
+                cur.execute(
+                    "SELECT has_table_privilege(%s, %s, 'SELECT')",
+                    (settings.BI_READER_ROLE, sql.Identifier(pub, t).as_string(cur)),
+                )
                 if not cur.fetchone()[0]:
                     cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(target, role))
         conn.commit()
@@ -193,9 +204,14 @@ def _swap_once(conn) -> None:
         raise
 
 
-def publish(run_id: str, paths: Paths | None = None, source: Path | None = None,
-            pg_settings: settings.PostgresSettings | None = None, validate: bool = True,
-            on_gate: Callable[[gate.GateResult], None] | None = None) -> PgPublication:
+def publish(
+    run_id: str,
+    paths: Paths | None = None,
+    source: Path | None = None,
+    pg_settings: settings.PostgresSettings | None = None,
+    validate: bool = True,
+    on_gate: Callable[[gate.GateResult], None] | None = None,
+) -> PgPublication:
     """Copy run `run_id`'s validated set into PostgreSQL, validate it there, and
     make it the published set in one transaction. Raises PublishError (the
     published schema unchanged) when the set is not validated, GateBlocked when
@@ -237,8 +253,9 @@ def publish(run_id: str, paths: Paths | None = None, source: Path | None = None,
                 raise GateBlocked(f"run {run_id} was not published to PostgreSQL: {result.reason()}")
         _swap(conn)
         seconds = time.monotonic() - started
-        log.info("run %s (ds %s) published to PostgreSQL schema %s in %.2fs", run_id, ds,
-                 settings.PUBLISHED_SCHEMA, seconds)
+        log.info(
+            "run %s (ds %s) published to PostgreSQL schema %s in %.2fs", run_id, ds, settings.PUBLISHED_SCHEMA, seconds
+        )
         return PgPublication(run_id, ds, True, "published", rows, result, seconds)
     finally:
         try:

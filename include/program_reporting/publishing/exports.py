@@ -72,9 +72,7 @@ def export_parquet(paths: Paths | None = None) -> dict:
             target.mkdir()
             file = target / f"{table}.parquet"
             order = _order_by(con, table)
-            con.execute(
-                f'copy (select * from "{table}"{order}) to \'{file}\' (format parquet, compression zstd)'
-            )
+            con.execute(f"copy (select * from \"{table}\"{order}) to '{file}' (format parquet, compression zstd)")
             staged[table] = target
     finally:
         con.close()
@@ -88,10 +86,13 @@ def export_parquet(paths: Paths | None = None) -> dict:
 
 
 def _order_by(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    cols = [r[0] for r in con.execute(
-        "select column_name from information_schema.columns where table_name = ? order by ordinal_position",
-        [table],
-    ).fetchall()]
+    cols = [
+        r[0]
+        for r in con.execute(
+            "select column_name from information_schema.columns where table_name = ? order by ordinal_position",
+            [table],
+        ).fetchall()
+    ]
     keys = [c for c in ("program_code", "as_of_date", "region", "business_type", "size_class", "metric") if c in cols]
     return (" order by " + ", ".join(f'"{k}"' for k in keys)) if keys else ""
 

@@ -44,32 +44,36 @@ def _timeout() -> float:
 
 def _post(url: str, payload: dict) -> bool:
     data = json.dumps(payload).encode("utf-8")
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": "program-reporting-notify"})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "program-reporting-notify"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=_timeout()) as response:  # noqa: S310 - operator's URL
             ok = 200 <= response.status < 300
             if not ok:
                 log.error("alert webhook answered HTTP %s", response.status)
             return ok
-    except (urllib.error.URLError, OSError, ValueError, socket.timeout) as exc:
+    except (TimeoutError, urllib.error.URLError, OSError, ValueError) as exc:
         log.error("alert webhook %s failed: %s", url.split("?")[0], exc)
         return False
 
 
-def notify(event: str, message: str, report_path: Path | None = None, paths: Paths | None = None,
-           **details) -> dict:
+def notify(event: str, message: str, report_path: Path | None = None, paths: Paths | None = None, **details) -> dict:
     """Raise an alert. Returns the record written (with `webhook`: delivered or not)."""
     p = paths or default_paths()
-    record = scrub({
-        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "event": event,
-        "message": message,
-        "report_path": str(report_path) if report_path else None,
-        "host": socket.gethostname(),
-        **details,
-    })
+    record = scrub(
+        {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "event": event,
+            "message": message,
+            "report_path": str(report_path) if report_path else None,
+            "host": socket.gethostname(),
+            **details,
+        }
+    )
     log.error("ALERT %s: %s%s", event, record["message"], f" (report: {report_path})" if report_path else "")
     url = os.environ.get("PROGRAM_REPORTING_WEBHOOK_URL", "").strip()
     record["webhook"] = _post(url, {k: v for k, v in record.items() if k != "webhook"}) if url else None

@@ -80,16 +80,20 @@ def _recover_interrupted(p: Paths) -> None:
     for run_id in reporting.pending_publication_reports(p):
         if not (p.runs / run_id).exists():
             reporting.discard_publication_report(run_id, p)
-            log.warning("publish of run %s was interrupted before its set was published; its report is removed",
-                        run_id)
+            log.warning("publish of run %s was interrupted before its set was published; its report is removed", run_id)
             continue
         try:
             reporting.place_publication_report(run_id, p)
-            log.warning("publish of run %s was interrupted after its set was published; its report is in place now",
-                        run_id)
+            log.warning(
+                "publish of run %s was interrupted after its set was published; its report is in place now", run_id
+            )
         except OSError as exc:  # kept where it is: the set's manifest names its checksums
-            log.error("published run %s: its report stays in %s: %s", run_id,
-                      p.reports / f".{run_id}{reporting.PUBLISHING}", exc)
+            log.error(
+                "published run %s: its report stays in %s: %s",
+                run_id,
+                p.reports / f".{run_id}{reporting.PUBLISHING}",
+                exc,
+            )
 
 
 def recover(paths: Paths | None = None) -> None:
@@ -149,8 +153,9 @@ def published_reason(gates: list) -> str:
     return "every critical check passed" + (f" ({warnings} warning(s) reported)" if warnings else "")
 
 
-def publish(run_id: str, paths: Paths | None = None, gates: list | tuple = (),
-            airflow_run_id: str | None = None) -> Path:
+def publish(
+    run_id: str, paths: Paths | None = None, gates: list | tuple = (), airflow_run_id: str | None = None
+) -> Path:
     """Publish a validated candidate set with its report: the report is fixed,
     the set moves to published/runs/<run_id>/, the report goes in place in
     reports/<run_id>/, current.duckdb is swapped to the set, and the report is
@@ -168,8 +173,9 @@ def publish(run_id: str, paths: Paths | None = None, gates: list | tuple = (),
         published_db = _finish_interrupted_swap(run_id, p)
         if published_db is None:
             published_db = _publish_new(run_id, list(gates), airflow_run_id, p)
-            log.info("published run %s as %s, with its report, in %.3fs", run_id, published_db,
-                     time.monotonic() - started)
+            log.info(
+                "published run %s as %s, with its report, in %.3fs", run_id, published_db, time.monotonic() - started
+            )
     _index_publication(run_id, p)
     return published_db
 
@@ -184,13 +190,21 @@ def _publish_new(run_id: str, gates: list, airflow_run_id: str | None, p: Paths)
     published_db = dest / "kpi.duckdb"
     try:
         report_sha256 = reporting.write_publication_report(
-            run_id, verdict["ds"], gates, published_reason(gates), airflow_run_id, published_db,
-            verdict["candidate_sha256"], p)
+            run_id,
+            verdict["ds"],
+            gates,
+            published_reason(gates),
+            airflow_run_id,
+            published_db,
+            verdict["candidate_sha256"],
+            p,
+        )
         failpoints.hit("publish.report_written")
     except Exception as exc:  # whatever stops the report stops the publication
         reporting.discard_publication_report(run_id, p)
-        raise PublishError(f"the report of run {run_id} could not be written, so nothing was published: "
-                           f"{type(exc).__name__}: {exc}") from exc
+        raise PublishError(
+            f"the report of run {run_id} could not be written, so nothing was published: {type(exc).__name__}: {exc}"
+        ) from exc
     p.runs.mkdir(parents=True, exist_ok=True)
     staging = p.runs / f".{run_id}.staging-{os.getpid()}"
     if staging.exists():
@@ -200,9 +214,11 @@ def _publish_new(run_id: str, gates: list, airflow_run_id: str | None, p: Paths)
     try:
         os.rename(candidate, staged_db)  # same file system: the audited bytes, not a copy
         manifest = {
-            "run_id": run_id, "ds": verdict.get("ds"), "sha256": verdict["candidate_sha256"],
+            "run_id": run_id,
+            "ds": verdict.get("ds"),
+            "sha256": verdict["candidate_sha256"],
             "validated_at": verdict.get("validated_at"),
-            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "report": {"path": str((p.reports / run_id).relative_to(p.home)), **report_sha256},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -238,5 +254,10 @@ def _index_publication(run_id: str, p: Paths) -> None:
         failpoints.hit("publish.before_index")
         reporting.index_reports(p)
     except Exception as exc:  # noqa: BLE001 - published is published; the index catches up later
-        log.warning("run %s is published and its report is in %s, but the report index could not be "
-                    "updated (the next report written adds it): %s", run_id, p.reports / run_id, exc)
+        log.warning(
+            "run %s is published and its report is in %s, but the report index could not be "
+            "updated (the next report written adds it): %s",
+            run_id,
+            p.reports / run_id,
+            exc,
+        )

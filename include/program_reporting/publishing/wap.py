@@ -59,6 +59,7 @@ class Outcome:
 
 # --------------------------------------------------------------------------- the gates that ran
 
+
 def _kept_dir(run_id: str, p: Paths) -> Path:
     return p.tmp / "gates" / run_id
 
@@ -89,8 +90,9 @@ def kept_gates(run_id: str, paths: Paths | None = None) -> list:
     import pickle
 
     folder = _kept_dir(run_id, paths or default_paths())
-    return [pickle.loads((folder / f"{name}.pickle").read_bytes())
-            for name in GATES if (folder / f"{name}.pickle").exists()]
+    return [
+        pickle.loads((folder / f"{name}.pickle").read_bytes()) for name in GATES if (folder / f"{name}.pickle").exists()
+    ]
 
 
 def forget_gates(run_id: str, paths: Paths | None = None) -> None:
@@ -99,6 +101,7 @@ def forget_gates(run_id: str, paths: Paths | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- the steps
+
 
 def gate_landed(run_id: str, ds: str, paths: Paths | None = None):
     """Step 1. Raises GateError or ValueError when the gate cannot run."""
@@ -145,8 +148,9 @@ def publish(run_id: str, airflow_run_id: str | None = None, paths: Paths | None 
     return files.publish(run_id, p, kept_gates(run_id, p), airflow_run_id)
 
 
-def withhold(run_id: str, ds: str, gates: list, reason: str, airflow_run_id: str | None = None,
-             paths: Paths | None = None) -> Path:
+def withhold(
+    run_id: str, ds: str, gates: list, reason: str, airflow_run_id: str | None = None, paths: Paths | None = None
+) -> Path:
     """Step 5: write the report of a run that was not published. Returns its report.html.
 
     A publish of this run that was interrupted is settled first, so its report
@@ -159,8 +163,9 @@ def withhold(run_id: str, ds: str, gates: list, reason: str, airflow_run_id: str
     p = paths or default_paths()
     recover(p)
     try:
-        return reporting.write_report(run_id, ds, gates, published=False, reason=reason,
-                                      airflow_run_id=airflow_run_id, paths=p)
+        return reporting.write_report(
+            run_id, ds, gates, published=False, reason=reason, airflow_run_id=airflow_run_id, paths=p
+        )
     except reporting.ReportExists:
         final = p.reports / run_id / "report.html"
         if not final.exists():
@@ -171,8 +176,10 @@ def withhold(run_id: str, ds: str, gates: list, reason: str, airflow_run_id: str
 
 # --------------------------------------------------------------------------- the path in one process
 
-def audit_and_publish(run_id: str, ds: str, airflow_run_id: str | None = None, paths: Paths | None = None,
-                      landed: bool = True) -> Outcome:
+
+def audit_and_publish(
+    run_id: str, ds: str, airflow_run_id: str | None = None, paths: Paths | None = None, landed: bool = True
+) -> Outcome:
     """The gates, then publish (with the report) or withhold (report, then the alert).
 
     `landed=False` skips re-checking the landed deliveries (when an earlier
@@ -207,8 +214,9 @@ def audit_and_publish(run_id: str, ds: str, airflow_run_id: str | None = None, p
             else:
                 gates = kept_gates(run_id, p)
                 forget_gates(run_id, p)
-                return Outcome(run_id, ds, True, published_reason(gates), p.reports / run_id / "report.html",
-                               published_path, gates)
+                return Outcome(
+                    run_id, ds, True, published_reason(gates), p.reports / run_id / "report.html", published_path, gates
+                )
     gates = kept_gates(run_id, p)
     report_path = withhold(run_id, ds, gates, reason, airflow_run_id, p)
     forget_gates(run_id, p)

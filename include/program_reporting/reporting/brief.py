@@ -16,9 +16,9 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import duckdb
 from markupsafe import Markup, escape
@@ -74,6 +74,7 @@ def _run_info(con: duckdb.DuckDBPyConnection) -> dict:
 
 # --- rendering ------------------------------------------------------------------
 
+
 def render(daily: list[dict], targets: list[dict], run: dict | None = None) -> str:
     programs: dict[str, list[dict]] = {}
     for row in daily:
@@ -82,10 +83,12 @@ def render(daily: list[dict], targets: list[dict], run: dict | None = None) -> s
     run = run or {}
     return render_template(
         "brief.html.j2",
-        programs=[_program(code, rows, [t for t in targets if t["program_code"] == code], currency.get(code, ""))
-                  for code, rows in programs.items()],
+        programs=[
+            _program(code, rows, [t for t in targets if t["program_code"] == code], currency.get(code, ""))
+            for code, rows in programs.items()
+        ],
         run_line=", ".join(f"{k}: {_text(v)}" for k, v in run.items() if v is not None),
-        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
 
@@ -108,9 +111,11 @@ def _program(code: str, rows: list[dict], targets: list[dict], currency: str) ->
     money = lambda v: _money(v, currency)  # noqa: E731
     charts = [
         ("Enrolled merchants", [("enrolled", _series(rows, "enrolled_merchants"))], _int),
-        (f"Credit drawn and outstanding ({currency})" if currency else "Credit drawn and outstanding",
-         [("drawn to date", _series(rows, "drawn_to_date")), ("outstanding", _series(rows, "outstanding_balance"))],
-         _compact),
+        (
+            f"Credit drawn and outstanding ({currency})" if currency else "Credit drawn and outstanding",
+            [("drawn to date", _series(rows, "drawn_to_date")), ("outstanding", _series(rows, "outstanding_balance"))],
+            _compact,
+        ),
         ("PAR30 (share of outstanding 30+ days past due)", [("PAR30", _series(rows, "par30_rate"))], _pct),
     ]
     chart_id = lambda n: f"chart-{_id_part(code)}-{n}"  # noqa: E731 - unique in the page: charts share one document
@@ -125,8 +130,11 @@ def _program(code: str, rows: list[dict], targets: list[dict], currency: str) ->
             ("Jobs retained", _int(last.get("jobs_retained"))),
         ],
         "charts": [
-            {"title": title, "series": [(name, COLORS[i % len(COLORS)]) for i, (name, _) in enumerate(series)],
-             "svg": _svg(chart_id(n), title, dates, series, fmt)}
+            {
+                "title": title,
+                "series": [(name, COLORS[i % len(COLORS)]) for i, (name, _) in enumerate(series)],
+                "svg": _svg(chart_id(n), title, dates, series, fmt),
+            }
             for n, (title, series, fmt) in enumerate(charts)
         ],
         "jobs": _jobs(chart_id(len(charts)), dates, _series(rows, "jobs_retained"), jobs_target),
@@ -141,8 +149,14 @@ def _jobs(chart_id: str, dates: Sequence, jobs: list[float | None], target: Deci
         "latest": _int(latest),
         "share": f"{share:.1%}",
         "bar_width": f"{min(share, 1) * 100:.2f}%",
-        "svg": _svg(chart_id, "Jobs retained against the target", dates, [("jobs retained", jobs)], _int,
-                    reference=float(target) if target else None),
+        "svg": _svg(
+            chart_id,
+            "Jobs retained against the target",
+            dates,
+            [("jobs retained", jobs)],
+            _int,
+            reference=float(target) if target else None,
+        ),
     }
 
 
@@ -165,8 +179,9 @@ CHART_STYLE = {
 NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # no timestamp, no version, no RDF
 
 
-def _svg(chart_id: str, title: str, dates: Sequence, series: list[tuple[str, list]], fmt,
-         reference: float | None = None) -> Markup | None:
+def _svg(
+    chart_id: str, title: str, dates: Sequence, series: list[tuple[str, list]], fmt, reference: float | None = None
+) -> Markup | None:
     """A line chart as inline SVG, identical bytes for identical data; None when there is nothing to draw."""
     values = [v for _, vs in series for v in vs if v is not None]
     if not values:
@@ -183,8 +198,9 @@ def _svg(chart_id: str, title: str, dates: Sequence, series: list[tuple[str, lis
     with matplotlib.rc_context(CHART_STYLE):
         fig = Figure(figsize=(WIDTH / 72, HEIGHT / 72))
         fig.patch.set_visible(False)
-        ax = fig.add_axes((LEFT / WIDTH, BOTTOM / HEIGHT,
-                           (WIDTH - LEFT - RIGHT) / WIDTH, (HEIGHT - TOP - BOTTOM) / HEIGHT))
+        ax = fig.add_axes(
+            (LEFT / WIDTH, BOTTOM / HEIGHT, (WIDTH - LEFT - RIGHT) / WIDTH, (HEIGHT - TOP - BOTTOM) / HEIGHT)
+        )
         ax.patch.set_visible(False)
         for spine in ax.spines.values():
             spine.set_visible(False)
@@ -206,8 +222,17 @@ def _svg(chart_id: str, title: str, dates: Sequence, series: list[tuple[str, lis
             for segment in _segments(vs):
                 xs, ys = zip(*segment, strict=True)
                 if len(segment) == 1:
-                    ax.plot(xs, ys, linestyle="none", marker="o", markersize=5, markeredgewidth=0, color=color,
-                            clip_on=False, zorder=2)
+                    ax.plot(
+                        xs,
+                        ys,
+                        linestyle="none",
+                        marker="o",
+                        markersize=5,
+                        markeredgewidth=0,
+                        color=color,
+                        clip_on=False,
+                        zorder=2,
+                    )
                 else:
                     ax.plot(xs, ys, color=color, linewidth=2, clip_on=False, zorder=2)
         out = io.StringIO()
@@ -217,7 +242,7 @@ def _svg(chart_id: str, title: str, dates: Sequence, series: list[tuple[str, lis
 
 def _inline(svg: str, chart_id: str, title: str) -> Markup:
     """matplotlib's standalone SVG file as an element of the HTML page."""
-    svg = svg[svg.index("<svg"):]  # the XML declaration and DOCTYPE belong to files, not to an HTML body
+    svg = svg[svg.index("<svg") :]  # the XML declaration and DOCTYPE belong to files, not to an HTML body
     # HTML's parser puts xlink:href in its namespace itself; the declaration would be the page's only URL.
     svg = svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "", 1)
     # Every chart numbers its groups, markers and clip paths alike: prefix them so ids stay unique in the page.

@@ -35,8 +35,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from program_reporting.core.checksums import sha256_file
 from program_reporting.core.durable import fsync_dir
@@ -58,6 +58,7 @@ class ReportExists(FileExistsError):
 
 # --------------------------------------------------------------------------- inputs
 
+
 def deliveries(ds: str, p: Paths) -> list[dict]:
     """Reconciliation records of every delivery in force for a run of `ds`."""
     from program_reporting.validation.gate import reconciliation_records
@@ -70,13 +71,23 @@ def deliveries(ds: str, p: Paths) -> list[dict]:
         balanced = None
         if r.get("delivered") is not None and None not in parts:
             balanced = r["delivered"] == sum(parts)
-        rows.append({
-            "source": r.get("source"), "ds": r.get("ds"), "file": r.get("file"), "sha256": r.get("sha256"),
-            "control_row_count": r.get("control_row_count"), "delivered": r.get("delivered"),
-            "loaded": r.get("loaded"), "quarantined": r.get("quarantined"), "held": r.get("held"),
-            "balanced": balanced, "quarantine_by_rule": r.get("quarantine_by_rule") or {},
-            "extra_columns": r.get("extra_columns") or [], "landed_at": r.get("landed_at"),
-        })
+        rows.append(
+            {
+                "source": r.get("source"),
+                "ds": r.get("ds"),
+                "file": r.get("file"),
+                "sha256": r.get("sha256"),
+                "control_row_count": r.get("control_row_count"),
+                "delivered": r.get("delivered"),
+                "loaded": r.get("loaded"),
+                "quarantined": r.get("quarantined"),
+                "held": r.get("held"),
+                "balanced": balanced,
+                "quarantine_by_rule": r.get("quarantine_by_rule") or {},
+                "extra_columns": r.get("extra_columns") or [],
+                "landed_at": r.get("landed_at"),
+            }
+        )
     rows.sort(key=lambda r: (str(r["ds"]), str(r["source"])), reverse=True)
     return scrub(rows)
 
@@ -101,12 +112,16 @@ def landing_failures(ds: str, p: Paths) -> list[dict]:
 
 # --------------------------------------------------------------------------- Data Docs
 
+
 def build_data_docs(run_id: str, gates: Iterable, target: Path) -> str | None:
     """GX Data Docs of the (already scrubbed) results into `target`; None or an error."""
     # The marts gate runs on DuckDB and again on PostgreSQL with the same suites: the
     # engine keeps their results apart (Data Docs would file both under one name).
-    results = [(name if getattr(g, "engine", "duckdb") == "duckdb" else f"{g.engine}.{name}", r)
-               for g in gates for name, r in getattr(g, "gx_results", [])]
+    results = [
+        (name if getattr(g, "engine", "duckdb") == "duckdb" else f"{g.engine}.{name}", r)
+        for g in gates
+        for name, r in getattr(g, "gx_results", [])
+    ]
     if not results:
         return "no GX results to render"
     try:
@@ -119,12 +134,16 @@ def build_data_docs(run_id: str, gates: Iterable, target: Path) -> str | None:
         from program_reporting.validation.suites import new_context
 
         context = new_context()
-        context.add_data_docs_site("run", {
-            "class_name": "SiteBuilder", "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(target)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
-        run_time = dt.datetime.now(dt.timezone.utc)
+        context.add_data_docs_site(
+            "run",
+            {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(target)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        run_time = dt.datetime.now(dt.UTC)
         for name, result in results:
             key = ValidationResultIdentifier(
                 expectation_suite_identifier=ExpectationSuiteIdentifier(name=name),
@@ -141,9 +160,18 @@ def build_data_docs(run_id: str, gates: Iterable, target: Path) -> str | None:
 
 # --------------------------------------------------------------------------- the report
 
-def build_report(run_id: str, ds: str, gates: list, published: bool, reason: str,
-                 airflow_run_id: str | None, published_path: Path | None, p: Paths,
-                 published_sha256: str | None = None) -> dict:
+
+def build_report(
+    run_id: str,
+    ds: str,
+    gates: list,
+    published: bool,
+    reason: str,
+    airflow_run_id: str | None,
+    published_path: Path | None,
+    p: Paths,
+    published_sha256: str | None = None,
+) -> dict:
     gate_docs = [g.to_dict() for g in gates]
     checks = [c for g in gate_docs for c in g["results"]]
     recs = deliveries(ds, p)
@@ -151,30 +179,33 @@ def build_report(run_id: str, ds: str, gates: list, published: bool, reason: str
     for r in recs:
         for rule, n in (r.get("quarantine_by_rule") or {}).items():
             reasons[rule] = reasons.get(rule, 0) + int(n or 0)
-    return scrub({
-        "report_version": REPORT_VERSION,
-        "run_id": run_id,
-        "ds": ds,
-        "airflow_run_id": airflow_run_id,
-        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "decision": "published" if published else "withheld",
-        "reason": reason,
-        "published_path": str(published_path.relative_to(p.home)) if published_path else None,
-        "published_sha256": published_sha256,
-        "summary": {
-            "checks": len(checks),
-            "evaluated": sum(c["evaluated"] for c in checks),
-            "passed": sum(c["status"] == "passed" for c in checks),
-            "critical_failures": sum(c["blocking"] for c in checks),
-            "warnings": sum(c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")
-                            for c in checks),
-            "skipped": sum(c["status"] == "skipped" for c in checks),
-        },
-        "deliveries": recs,
-        "quarantine_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "landing_failures": landing_failures(ds, p),
-        "gates": gate_docs,
-    })
+    return scrub(
+        {
+            "report_version": REPORT_VERSION,
+            "run_id": run_id,
+            "ds": ds,
+            "airflow_run_id": airflow_run_id,
+            "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "decision": "published" if published else "withheld",
+            "reason": reason,
+            "published_path": str(published_path.relative_to(p.home)) if published_path else None,
+            "published_sha256": published_sha256,
+            "summary": {
+                "checks": len(checks),
+                "evaluated": sum(c["evaluated"] for c in checks),
+                "passed": sum(c["status"] == "passed" for c in checks),
+                "critical_failures": sum(c["blocking"] for c in checks),
+                "warnings": sum(
+                    c["severity"] == "warning" and c["status"] in ("failed", "not evaluated") for c in checks
+                ),
+                "skipped": sum(c["status"] == "skipped" for c in checks),
+            },
+            "deliveries": recs,
+            "quarantine_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "landing_failures": landing_failures(ds, p),
+            "gates": gate_docs,
+        }
+    )
 
 
 def _check_id(*parts: str) -> str:
@@ -202,8 +233,11 @@ def render_html(doc: dict) -> str:
         "report.html.j2",
         doc=doc,
         blocking=[(c, engine) for c, engine in checks if c["blocking"]],
-        warnings=[(c, engine) for c, engine in checks
-                  if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")],
+        warnings=[
+            (c, engine)
+            for c, engine in checks
+            if c["severity"] == "warning" and c["status"] in ("failed", "not evaluated")
+        ],
         check_id=_engine_check_id,
         engine_of=_engine_of,
         columns=_columns,
@@ -211,6 +245,7 @@ def render_html(doc: dict) -> str:
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def _index_lines(index: Path) -> list[dict]:
     if not index.exists():
@@ -254,9 +289,14 @@ def _entry(folder: Path) -> dict:
     if doc["run_id"] != folder.name:
         raise ValueError(f"it names run {doc['run_id']!r}")
     return {
-        "run_id": doc["run_id"], "ds": doc["ds"], "airflow_run_id": doc.get("airflow_run_id"),
-        "written_at": doc["written_at"], "decision": doc["decision"], "reason": doc["reason"],
-        "critical_failures": doc["summary"]["critical_failures"], "warnings": doc["summary"]["warnings"],
+        "run_id": doc["run_id"],
+        "ds": doc["ds"],
+        "airflow_run_id": doc.get("airflow_run_id"),
+        "written_at": doc["written_at"],
+        "decision": doc["decision"],
+        "reason": doc["reason"],
+        "critical_failures": doc["summary"]["critical_failures"],
+        "warnings": doc["summary"]["warnings"],
         "report_json_sha256": sha256_file(folder / "report.json"),
         "report_html_sha256": sha256_file(folder / "report.html"),
     }
@@ -308,8 +348,17 @@ def _check_run_id(run_id: str) -> None:
         raise ValueError(f"run id {run_id!r} is not usable as a folder name")
 
 
-def _render(run_id: str, ds: str, gates: list, published: bool, reason: str, airflow_run_id: str | None,
-            published_path: Path | None, published_sha256: str | None, p: Paths) -> tuple[Path, dict[str, str]]:
+def _render(
+    run_id: str,
+    ds: str,
+    gates: list,
+    published: bool,
+    reason: str,
+    airflow_run_id: str | None,
+    published_path: Path | None,
+    published_sha256: str | None,
+    p: Paths,
+) -> tuple[Path, dict[str, str]]:
     """Build the report in a staging folder of this process, its files read-only
     and on disk (fsynced). Returns the folder and the SHA-256 of report.json and report.html."""
     parse_ds(ds)
@@ -320,8 +369,7 @@ def _render(run_id: str, ds: str, gates: list, published: bool, reason: str, air
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        doc = build_report(run_id, ds, gates, published, reason, airflow_run_id, published_path, p,
-                           published_sha256)
+        doc = build_report(run_id, ds, gates, published, reason, airflow_run_id, published_path, p, published_sha256)
         doc["data_docs"] = "data_docs/index.html"
         doc["data_docs_error"] = build_data_docs(run_id, gates, staging / "data_docs")
         if doc["data_docs_error"]:
@@ -342,13 +390,21 @@ def _render(run_id: str, ds: str, gates: list, published: bool, reason: str, air
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return staging, {f"{name.replace('.', '_')}_sha256": hashlib.sha256(data).hexdigest()
-                     for name, data in files.items()}
+    return staging, {
+        f"{name.replace('.', '_')}_sha256": hashlib.sha256(data).hexdigest() for name, data in files.items()
+    }
 
 
-def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str,
-                 airflow_run_id: str | None = None, published_path: Path | None = None,
-                 paths: Paths | None = None) -> Path:
+def write_report(
+    run_id: str,
+    ds: str,
+    gates: list,
+    published: bool,
+    reason: str,
+    airflow_run_id: str | None = None,
+    published_path: Path | None = None,
+    paths: Paths | None = None,
+) -> Path:
     """Write the report of a run that published nothing to reports/<run_id>/, once,
     and add it to the index. Returns report.html's path.
 
@@ -362,8 +418,9 @@ def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str
         index_reports(p)
         raise ReportExists(f"{final} exists: a report is never rewritten (run ids must be unique per attempt)")
     if published or published_path:
-        raise ValueError(f"run {run_id}: the report of a published run is written by publish.publish, "
-                         "before its set becomes current")
+        raise ValueError(
+            f"run {run_id}: the report of a published run is written by publish.publish, before its set becomes current"
+        )
     staging, _ = _render(run_id, ds, gates, False, reason, airflow_run_id, None, None, p)
     try:
         os.rename(staging, final)
@@ -378,12 +435,21 @@ def write_report(run_id: str, ds: str, gates: list, published: bool, reason: str
 
 # --------------------------------------------------------------------------- a publication's report
 
+
 def _pending(run_id: str, p: Paths) -> Path:
     return p.reports / f".{run_id}{PUBLISHING}"
 
 
-def write_publication_report(run_id: str, ds: str, gates: list, reason: str, airflow_run_id: str | None,
-                             published_path: Path, published_sha256: str, paths: Paths) -> dict[str, str]:
+def write_publication_report(
+    run_id: str,
+    ds: str,
+    gates: list,
+    reason: str,
+    airflow_run_id: str | None,
+    published_path: Path,
+    published_sha256: str,
+    paths: Paths,
+) -> dict[str, str]:
     """Fix the report of a run about to be published, decision "published": in
     reports/.<run_id>.publishing, on disk, listed nowhere. Returns the SHA-256
     of report.json and report.html (publish records them in the set's manifest).
@@ -393,8 +459,9 @@ def write_publication_report(run_id: str, ds: str, gates: list, reason: str, air
     final = paths.reports / run_id
     if final.exists():
         raise ReportExists(f"{final} exists: run {run_id} has a report already, and a report is never rewritten")
-    staging, checksums = _render(run_id, ds, gates, True, reason, airflow_run_id, published_path, published_sha256,
-                                 paths)
+    staging, checksums = _render(
+        run_id, ds, gates, True, reason, airflow_run_id, published_path, published_sha256, paths
+    )
     try:
         os.rename(staging, _pending(run_id, paths))
     except OSError:
@@ -424,4 +491,4 @@ def pending_publication_reports(paths: Paths) -> list[str]:
     """Run ids whose publication report is fixed but not in place: publications under way or interrupted."""
     if not paths.reports.exists():
         return []
-    return sorted(d.name[1:-len(PUBLISHING)] for d in paths.reports.glob(f".*{PUBLISHING}") if d.is_dir())
+    return sorted(d.name[1 : -len(PUBLISHING)] for d in paths.reports.glob(f".*{PUBLISHING}") if d.is_dir())

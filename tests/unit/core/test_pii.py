@@ -20,13 +20,22 @@ from pathlib import Path
 import duckdb
 import pytest
 from helpers import reliability_log
+
 from program_reporting.core import redaction
 from program_reporting.core.settings import Paths
 
 pytestmark = [pytest.mark.e2e]
 
-SCANS = ["published tables", "Parquet exports", "KPI brief", "validation reports", "warehouse and raw layer",
-         "every other file", "restricted layer", "quarantine"]
+SCANS = [
+    "published tables",
+    "Parquet exports",
+    "KPI brief",
+    "validation reports",
+    "warehouse and raw layer",
+    "every other file",
+    "restricted layer",
+    "quarantine",
+]
 reliability_log.expect("pii", SCANS)
 PII = ("owner_name", "owner_phone", "owner_national_id")
 PATTERNS = {k: re.compile(v) for k, v in redaction.PII_VALUE_PATTERNS.items()}
@@ -70,7 +79,9 @@ class Scan:
         text_cols = [n for n, t, *_ in cols if "VARCHAR" in t or "JSON" in t]
         self.tables += 1
         if text_cols:
-            for row in con.execute(f"SELECT {', '.join(chr(34) + c + chr(34) for c in text_cols)} FROM {rel_sql}").fetchall():
+            for row in con.execute(
+                f"SELECT {', '.join(chr(34) + c + chr(34) for c in text_cols)} FROM {rel_sql}"
+            ).fetchall():
                 self.cells += len(row)
                 self.text(where, "\x1f".join(str(v) for v in row if v is not None))
 
@@ -78,7 +89,9 @@ class Scan:
         self.files += 1
         con = duckdb.connect(str(path), read_only=True)
         try:
-            for schema, table in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall():
+            for schema, table in con.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables"
+            ).fetchall():
                 self.relation(f"{label}:{table}", con, f'"{schema}"."{table}"')
         finally:
             con.close()
@@ -147,8 +160,12 @@ def _files(p: Paths, pattern: str) -> list[Path]:
 
 def _check(reliability, key: str, how: str, scan: Scan, what: str) -> None:
     assert scan.hits == [], scan.hits[:10]
-    reliability.record("pii", key, {"what": key, "how": how, "finding": f"no personal data ({what})"},
-                       measured={"files": scan.files, "tables": scan.tables, "cells": scan.cells})
+    reliability.record(
+        "pii",
+        key,
+        {"what": key, "how": how, "finding": f"no personal data ({what})"},
+        measured={"files": scan.files, "tables": scan.tables, "cells": scan.cells},
+    )
     reliability.passed("pii", key)
 
 
@@ -184,8 +201,9 @@ def test_kpi_brief(pipeline, reliability):
 
     path = brief.brief_path(p)
     scan.any_file(path, "kpi_brief.html")
-    _check(reliability, "KPI brief", "the whole HTML for the delivered values and the PII patterns", scan,
-           "kpi_brief.html")
+    _check(
+        reliability, "KPI brief", "the whole HTML for the delivered values and the PII patterns", scan, "kpi_brief.html"
+    )
 
 
 def test_validation_reports(pipeline, reliability):
@@ -195,8 +213,13 @@ def test_validation_reports(pipeline, reliability):
     assert any(f.name == "report.json" for f in files) and any(f.name == "index.html" for f in files)
     for f in files:
         scan.any_file(f, f.relative_to(p.home).as_posix())
-    _check(reliability, "validation reports", "report.json, report.html, Data Docs and the index: whole text",
-           scan, "every file under reports/")
+    _check(
+        reliability,
+        "validation reports",
+        "report.json, report.html, Data Docs and the index: whole text",
+        scan,
+        "every file under reports/",
+    )
 
 
 def test_warehouse_and_raw_layer(pipeline, reliability):
@@ -212,16 +235,29 @@ def test_every_other_file(pipeline, reliability):
     """Whatever else the pipeline wrote (records, audit sets, logs, alerts, dbt artifacts)."""
     p = pipeline
     scan = Scan(_pii_values(p.drop))
-    skip = ("restricted/", "quarantine/", "reports/", "raw/", "held/", "published/", "exports/",
-            "warehouse/warehouse.duckdb")
+    skip = (
+        "restricted/",
+        "quarantine/",
+        "reports/",
+        "raw/",
+        "held/",
+        "published/",
+        "exports/",
+        "warehouse/warehouse.duckdb",
+    )
     for f in _files(p, "**/*"):
         rel = f.relative_to(p.home).as_posix()
         if rel.startswith(skip) or rel.endswith((".wal", ".lock")):
             continue
         scan.any_file(f, rel)
     assert scan.files > 0
-    _check(reliability, "every other file", "whole text (DuckDB and Parquet files by table)", scan,
-           "everything else under PROGRAM_REPORTING_HOME outside restricted/ and quarantine/")
+    _check(
+        reliability,
+        "every other file",
+        "whole text (DuckDB and Parquet files by table)",
+        scan,
+        "everything else under PROGRAM_REPORTING_HOME outside restricted/ and quarantine/",
+    )
 
 
 def _owner_only(paths: list[Path]) -> None:
@@ -240,9 +276,15 @@ def test_restricted_layer_is_owner_only(pipeline, reliability):
     cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{p.restricted}/**/*.parquet')").fetchall()}
     con.close()
     assert set(PII) <= cols
-    reliability.record("pii", "restricted layer", {
-        "what": "restricted layer (home/restricted/)", "how": "modes of every folder and file",
-        "finding": "holds owner name, phone, national id; folders 0700, files 0600"})
+    reliability.record(
+        "pii",
+        "restricted layer",
+        {
+            "what": "restricted layer (home/restricted/)",
+            "how": "modes of every folder and file",
+            "finding": "holds owner name, phone, national id; folders 0700, files 0600",
+        },
+    )
     reliability.passed("pii", "restricted layer")
 
 
@@ -251,10 +293,16 @@ def test_quarantine_is_owner_only(pipeline, reliability):
     files = sorted(p.quarantine.rglob("*"))
     parts = [f for f in files if f.is_dir() and f.name.startswith("ds=")]
     _owner_only(parts + [f for f in files if f.is_file()])
-    reliability.record("pii", "quarantine", {
-        "what": "quarantine (home/quarantine/, keeps raw rows)", "how": "modes of every partition and file",
-        "finding": "partitions 0700, files 0600 (the corpus checks the same for every quarantining case)"},
-        measured={"files": len([f for f in files if f.is_file()])})
+    reliability.record(
+        "pii",
+        "quarantine",
+        {
+            "what": "quarantine (home/quarantine/, keeps raw rows)",
+            "how": "modes of every partition and file",
+            "finding": "partitions 0700, files 0600 (the corpus checks the same for every quarantining case)",
+        },
+        measured={"files": len([f for f in files if f.is_file()])},
+    )
     reliability.passed("pii", "quarantine")
 
 
@@ -273,9 +321,14 @@ def test_file_modes(pipeline, reliability):
             if f.is_file():
                 assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     assert stat.S_IMODE(p.warehouse_db.stat().st_mode) & 0o002 == 0
-    reliability.record("safety", "file modes", {
-        "check": "modes of everything under PROGRAM_REPORTING_HOME after a real two-day run",
-        "outcome": "nothing world-writable (the rest follows the umask); published sets and reports read-only "
-                   "(0444); restricted, quarantine and held files 0600; warehouse.duckdb holds no personal data "
-                   "(scanned above)"})
+    reliability.record(
+        "safety",
+        "file modes",
+        {
+            "check": "modes of everything under PROGRAM_REPORTING_HOME after a real two-day run",
+            "outcome": "nothing world-writable (the rest follows the umask); published sets and reports read-only "
+            "(0444); restricted, quarantine and held files 0600; warehouse.duckdb holds no personal data "
+            "(scanned above)",
+        },
+    )
     reliability.passed("safety", "file modes")

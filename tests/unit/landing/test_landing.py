@@ -11,6 +11,7 @@ import stat
 import duckdb
 import pytest
 from helpers.deliveries import csv_text, row, write_delivery
+
 from program_reporting import cli
 from program_reporting.core import contract
 from program_reporting.landing import land as landing
@@ -30,22 +31,30 @@ def quarantine(paths, source, ds=DS):
 
 
 def merchants_day(paths, ds=DS, ids=(1, 2, 3)):
-    write_delivery(paths.drop, "merchants", ds, [row("merchants", i, updated_at=f"{ds}T09:00:00+08:00",
-                                                     enrolled_on=ds) for i in ids])
+    write_delivery(
+        paths.drop,
+        "merchants",
+        ds,
+        [row("merchants", i, updated_at=f"{ds}T09:00:00+08:00", enrolled_on=ds) for i in ids],
+    )
     return landing.land("merchants", ds, paths)
 
 
 # --- formats ----------------------------------------------------------------
 
-@pytest.mark.parametrize("kw", [{}, {"bom": True}, {"crlf": True}, {"gz": True}, {"gz": True, "bom": True, "crlf": True}])
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"bom": True}, {"crlf": True}, {"gz": True}, {"gz": True, "bom": True, "crlf": True}]
+)
 def test_formats_land_the_same_rows(env_paths, kw):
     rows = [row("merchants", i) for i in range(1, 6)]
     rows[2]["business_name"] = 'Li\'s "Best", shop\nsecond line'
     write_delivery(env_paths.drop, "merchants", DS, rows, **kw)
     record = landing.land("merchants", DS, env_paths)
     assert record["loaded"] == 5 and record["quarantined"] == 0
-    got = duckdb.sql(f"SELECT merchant_id, business_name, _line FROM "
-                     f"'{env_paths.raw}/merchants/ds={DS}/rows.parquet' ORDER BY _line").fetchall()
+    got = duckdb.sql(
+        f"SELECT merchant_id, business_name, _line FROM '{env_paths.raw}/merchants/ds={DS}/rows.parquet' ORDER BY _line"
+    ).fetchall()
     assert got[2] == ("M3", rows[2]["business_name"], 4)  # an embedded newline is kept as delivered
     assert [g[2] for g in got] == [2, 3, 4, 5, 6]
     assert record["file"].endswith(".csv.gz" if kw.get("gz") else ".csv")
@@ -58,16 +67,21 @@ def test_columns_reordered_and_extra_column_kept(env_paths):
     write_delivery(env_paths.drop, "merchants", DS, rows, columns=cols)
     record = landing.land("merchants", DS, env_paths)
     assert record["extra_columns"] == ["loyalty_tier"] and record["loaded"] == 2
-    got = duckdb.sql(f"SELECT merchant_id, region, _extra FROM '{env_paths.raw}/merchants/ds={DS}/rows.parquet' "
-                     "ORDER BY _line").fetchall()
+    got = duckdb.sql(
+        f"SELECT merchant_id, region, _extra FROM '{env_paths.raw}/merchants/ds={DS}/rows.parquet' ORDER BY _line"
+    ).fetchall()
     assert got[0][:2] == ("M1", "CN-GD") and json.loads(got[0][2]) == {"loyalty_tier": "gold"}
     assert json.loads(got[1][2]) == {"loyalty_tier": None}
 
 
 def test_typed_raw_schema(env_paths):
     merchants_day(env_paths)
-    write_delivery(env_paths.drop, "credit_events", DS, [
-        row("credit_events", 1, event_type="line_opened", annual_interest_rate="0.0435", amount="100000.00")])
+    write_delivery(
+        env_paths.drop,
+        "credit_events",
+        DS,
+        [row("credit_events", 1, event_type="line_opened", annual_interest_rate="0.0435", amount="100000.00")],
+    )
     landing.land("credit_events", DS, env_paths)
     f = env_paths.raw / "credit_events" / f"ds={DS}" / "rows.parquet"
     types = dict(duckdb.sql(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM '{f}')").fetchall())
@@ -108,13 +122,15 @@ def test_blank_line_inside_file_keeps_line_numbers(env_paths, monkeypatch):
     monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "1")
     header = contract.column_names("merchants")
     body = csv_text([row("merchants", 1), row("merchants", 2, region="XX-YY")], header)
-    write_delivery(env_paths.drop, "merchants", DS, data=(body.replace("\nM2", "\n\nM2") + "\n\n").encode(),
-                   row_count=2)
+    write_delivery(
+        env_paths.drop, "merchants", DS, data=(body.replace("\nM2", "\n\nM2") + "\n\n").encode(), row_count=2
+    )
     landing.land("merchants", DS, env_paths)
     assert quarantine(env_paths, "merchants") == [(4, "region_unknown")]
 
 
 # --- deliveries that fail whole ----------------------------------------------
+
 
 def _rejected(paths, source, cause, ds=DS):
     with pytest.raises(landing.DeliveryRejected) as info:
@@ -133,11 +149,20 @@ def test_no_control_file_is_not_ready(env_paths):
     assert not (env_paths.raw / "merchants").exists()
 
 
-@pytest.mark.parametrize("control, text", [
-    (None, "{not json"), (None, "[1, 2]"), ({"ds": "2020-06-03"}, None), ({"source": "credit_events"}, None),
-    ({"schema_version": "2"}, None), ({"row_count": "1"}, None), ({"sha256": "abc"}, None),
-    ({"produced_at": None}, None), ({"produced_at": "2020-06-02T23:00:00"}, None),
-])
+@pytest.mark.parametrize(
+    "control, text",
+    [
+        (None, "{not json"),
+        (None, "[1, 2]"),
+        ({"ds": "2020-06-03"}, None),
+        ({"source": "credit_events"}, None),
+        ({"schema_version": "2"}, None),
+        ({"row_count": "1"}, None),
+        ({"sha256": "abc"}, None),
+        ({"produced_at": None}, None),
+        ({"produced_at": "2020-06-02T23:00:00"}, None),
+    ],
+)
 def test_bad_control_file(env_paths, control, text):
     write_delivery(env_paths.drop, "merchants", DS, [row("merchants", 1)], control=control, control_text=text)
     _rejected(env_paths, "merchants", "control_file")
@@ -172,8 +197,9 @@ def test_missing_and_doubled_columns(env_paths):
     cols = [c for c in contract.column_names("merchants") if c != "city"]
     write_delivery(env_paths.drop, "merchants", DS, [row("merchants", 1)], columns=cols)
     assert "city" in _rejected(env_paths, "merchants", "missing_column")
-    write_delivery(env_paths.drop, "merchants", DS, [row("merchants", 1)],
-                   columns=contract.column_names("merchants") + ["city"])
+    write_delivery(
+        env_paths.drop, "merchants", DS, [row("merchants", 1)], columns=contract.column_names("merchants") + ["city"]
+    )
     _rejected(env_paths, "merchants", "duplicate_column")
 
 
@@ -181,7 +207,7 @@ def test_invalid_utf8_and_unparseable_csv(env_paths):
     good = csv_text([row("merchants", 1), row("merchants", 2)], contract.column_names("merchants")).encode()
     write_delivery(env_paths.drop, "merchants", DS, data=good.replace(b"Guangzhou", b"Guangzh\xffou", 1), row_count=2)
     assert "line 2" in _rejected(env_paths, "merchants", "invalid_utf8")
-    write_delivery(env_paths.drop, "merchants", DS, data=good.replace(b"Zhang's", b'"Zhang\'s', 1), row_count=2)
+    write_delivery(env_paths.drop, "merchants", DS, data=good.replace(b"Zhang's", b"\"Zhang's", 1), row_count=2)
     _rejected(env_paths, "merchants", "unparseable_csv")
     write_delivery(env_paths.drop, "merchants", DS, data=good, gz=True, row_count=2)
     (env_paths.drop / "merchants" / f"ds={DS}" / "merchants.csv").write_bytes(good)
@@ -205,6 +231,7 @@ def test_too_many_quarantined_rows_fail_whole_and_keep_previous(env_paths):
 
 # --- re-delivery, reconciliation, orphans, PII --------------------------------
 
+
 def test_landing_a_day_twice_replaces_it(env_paths):
     merchants_day(env_paths)
     write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", i) for i in range(1, 4)])
@@ -221,9 +248,16 @@ def test_landing_a_day_twice_replaces_it(env_paths):
 def test_reconciliation_identity_and_touches_from(env_paths, monkeypatch):
     monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "1")
     merchants_day(env_paths)
-    write_delivery(env_paths.drop, "credit_events", DS, [
-        row("credit_events", 1, event_at="2020-05-10T01:00:00+08:00"), row("credit_events", 2, amount="-1"),
-        row("credit_events", 3, merchant_id="M404")])
+    write_delivery(
+        env_paths.drop,
+        "credit_events",
+        DS,
+        [
+            row("credit_events", 1, event_at="2020-05-10T01:00:00+08:00"),
+            row("credit_events", 2, amount="-1"),
+            row("credit_events", 3, merchant_id="M404"),
+        ],
+    )
     landing.land("credit_events", DS, env_paths)
     records = {(r["source"], r["ds"]): r for r in landing.reconciliation(env_paths)}
     ce = records[("credit_events", DS)]
@@ -239,8 +273,12 @@ def test_reconciliation_identity_and_touches_from(env_paths, monkeypatch):
 
 def test_orphans_are_held_released_and_expire(env_paths):
     merchants_day(env_paths, ids=(1,))
-    write_delivery(env_paths.drop, "credit_events", DS, [
-        row("credit_events", 1), row("credit_events", 2, merchant_id="M2"), row("credit_events", 3, merchant_id="M3")])
+    write_delivery(
+        env_paths.drop,
+        "credit_events",
+        DS,
+        [row("credit_events", 1), row("credit_events", 2, merchant_id="M2"), row("credit_events", 3, merchant_id="M3")],
+    )
     write_delivery(env_paths.drop, "employment_reports", DS, [row("employment_reports", 1, merchant_id="M2")])
     assert landing.land("credit_events", DS, env_paths)["held"] == 2
     assert landing.land("employment_reports", DS, env_paths)["held"] == 1
@@ -275,9 +313,17 @@ def test_release_interrupted_between_its_swaps_loses_and_doubles_nothing(env_pat
     job: every row in exactly one place and the record's counts true."""
     monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "1")
     merchants_day(env_paths, ids=(1,))
-    write_delivery(env_paths.drop, "credit_events", DS, [
-        row("credit_events", 1), row("credit_events", 2, merchant_id="M2"),
-        row("credit_events", 3, merchant_id="M3"), row("credit_events", 4, amount="-5.00")])
+    write_delivery(
+        env_paths.drop,
+        "credit_events",
+        DS,
+        [
+            row("credit_events", 1),
+            row("credit_events", 2, merchant_id="M2"),
+            row("credit_events", 3, merchant_id="M3"),
+            row("credit_events", 4, amount="-5.00"),
+        ],
+    )
     assert landing.land("credit_events", DS, env_paths)["held"] == 2
     day = "2020-06-09"  # E2's merchant arrives; E3 has waited 7 days and expires
     merchants_day(env_paths, day, ids=(2,))
@@ -296,8 +342,9 @@ def test_release_interrupted_between_its_swaps_loses_and_doubles_nothing(env_pat
     monkeypatch.setattr(landing, "swap", real_swap)
     landing.release_orphans(day, env_paths)
 
-    loaded = [r[0] for r in rows_of(env_paths, "credit_events")] + \
-        [r[0] for r in rows_of(env_paths, "credit_events", name=f"released-{day}.parquet")]
+    loaded = [r[0] for r in rows_of(env_paths, "credit_events")] + [
+        r[0] for r in rows_of(env_paths, "credit_events", name=f"released-{day}.parquet")
+    ]
     assert sorted(loaded) == ["E1", "E2"]
     assert quarantine(env_paths, "credit_events") == [(4, "orphan_merchant_unknown"), (5, "amount_negative")]
     assert not (env_paths.held / "credit_events" / f"ds={DS}").exists()
@@ -308,12 +355,29 @@ def test_release_interrupted_between_its_swaps_loses_and_doubles_nothing(env_pat
 
 def test_released_orphan_still_checked_against_its_merchant(env_paths):
     merchants_day(env_paths, ids=(1,))
-    write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1),
-                                                          row("credit_events", 2, merchant_id="MUS", currency="CNY")])
+    write_delivery(
+        env_paths.drop,
+        "credit_events",
+        DS,
+        [row("credit_events", 1), row("credit_events", 2, merchant_id="MUS", currency="CNY")],
+    )
     landing.land("credit_events", DS, env_paths)
-    write_delivery(env_paths.drop, "merchants", "2020-06-03", [row(
-        "merchants", None, merchant_id="MUS", program_code="PPP-2020", region="US-VT",
-        updated_at="2020-06-03T09:00:00-04:00", enrolled_on="2020-06-03")])
+    write_delivery(
+        env_paths.drop,
+        "merchants",
+        "2020-06-03",
+        [
+            row(
+                "merchants",
+                None,
+                merchant_id="MUS",
+                program_code="PPP-2020",
+                region="US-VT",
+                updated_at="2020-06-03T09:00:00-04:00",
+                enrolled_on="2020-06-03",
+            )
+        ],
+    )
     landing.land("merchants", "2020-06-03", env_paths)
     landing.release_orphans("2020-06-03", env_paths)
     assert quarantine(env_paths, "credit_events") == [(3, "currency_not_program_currency")]
@@ -346,8 +410,12 @@ def test_held_days_released_together_each_against_its_own_past(env_paths, monkey
     assert quarantine(env_paths, "credit_events", d4) == [(3, "event_id_conflict")]
     assert [r[0] for r in rows_of(env_paths, "credit_events", d2, name=f"released-{d4}.parquet")] == ["E5"]
     # each release records its own reach, which is what the next build restates from
-    releases = {d: json.loads((env_paths.raw / "credit_events" / f"ds={d}" / "_reconciliation.json").read_text()
-                              )["releases"][-1] for d in (d2, d4)}
+    releases = {
+        d: json.loads((env_paths.raw / "credit_events" / f"ds={d}" / "_reconciliation.json").read_text())["releases"][
+            -1
+        ]
+        for d in (d2, d4)
+    }
     assert releases[d2]["touches_from"] == "2020-06-01" and releases[d4]["touches_from"] is None
 
 
@@ -373,6 +441,7 @@ def test_quarantine_file_is_private(env_paths, monkeypatch):
 
 # --- command line -------------------------------------------------------------
 
+
 def test_cli_lands_all_and_says_why_on_rejection(env_paths, capsys):
     merchants_day(env_paths)
     write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1)])
@@ -392,6 +461,7 @@ def test_gzip_with_corrupt_bytes_is_rejected(env_paths):
     f.write_bytes(data)
     ctl = json.loads((f.parent / "_control.json").read_text())
     import hashlib
+
     ctl["sha256"] = hashlib.sha256(data).hexdigest()
     (f.parent / "_control.json").write_text(json.dumps(ctl))
     with pytest.raises(landing.DeliveryRejected):
@@ -418,9 +488,12 @@ def test_kept_source_holds_its_lock_and_index_across_dates(env_paths, monkeypatc
     monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "0.9")
     d2 = "2020-06-03"
     merchants_day(env_paths, ids=(1,))
-    write_delivery(env_paths.drop, "credit_events", DS, [row("credit_events", 1), row("credit_events", 2, merchant_id="M2")])
-    write_delivery(env_paths.drop, "credit_events", d2, [row("credit_events", 3),
-                                                         row("credit_events", 1, amount="999.00")])
+    write_delivery(
+        env_paths.drop, "credit_events", DS, [row("credit_events", 1), row("credit_events", 2, merchant_id="M2")]
+    )
+    write_delivery(
+        env_paths.drop, "credit_events", d2, [row("credit_events", 3), row("credit_events", 1, amount="999.00")]
+    )
     kept = landing.Kept("credit_events", env_paths)
     try:
         assert _held_by_someone(env_paths, "credit_events")
@@ -433,15 +506,23 @@ def test_kept_source_holds_its_lock_and_index_across_dates(env_paths, monkeypatc
         assert landing.release_kept(kept, d2)[DS]["released"] == 1
         assert not (env_paths.held / "credit_events" / f"ds={DS}").exists()
         assert [r[0] for r in rows_of(env_paths, "credit_events", DS, name=f"released-{d2}.parquet")] == ["E2"]
-        assert kept.con.execute("SELECT database_name, table_name FROM duckdb_tables() "
-                                "WHERE database_name <> 'idx'").fetchall() == []
+        assert (
+            kept.con.execute(
+                "SELECT database_name, table_name FROM duckdb_tables() WHERE database_name <> 'idx'"
+            ).fetchall()
+            == []
+        )
         assert kept.con.execute("SELECT current_setting('allocator_background_threads')").fetchall() == [(True,)]
     finally:
         kept.close()
     assert not _held_by_someone(env_paths, "credit_events")
     # the released row is in the index the next holder opens: E2 again, changed, conflicts
-    write_delivery(env_paths.drop, "credit_events", "2020-06-04",
-                   [row("credit_events", 4), row("credit_events", 2, merchant_id="M2", amount="5.00")])
+    write_delivery(
+        env_paths.drop,
+        "credit_events",
+        "2020-06-04",
+        [row("credit_events", 4), row("credit_events", 2, merchant_id="M2", amount="5.00")],
+    )
     assert landing.land("credit_events", "2020-06-04", env_paths)["quarantine_by_rule"] == {"event_id_conflict": 1}
 
 
@@ -451,12 +532,19 @@ def test_backlog_lands_dates_in_order_and_stops_at_a_rejected_delivery(env_paths
     backlog, names itself, and the range from that date lands once fixed."""
     d1, d2, d3 = DS, "2020-06-03", "2020-06-04"
     for ds, ids in ((d1, (1,)), (d2, (2,)), (d3, (3,))):
-        write_delivery(env_paths.drop, "merchants", ds, [row("merchants", i, enrolled_on=ds,
-                                                            updated_at=f"{ds}T09:00:00+08:00") for i in ids])
-        write_delivery(env_paths.drop, "employment_reports", ds, [row("employment_reports", ids[0],
-                                                                      merchant_id=f"M{ids[0]}")])
+        write_delivery(
+            env_paths.drop,
+            "merchants",
+            ds,
+            [row("merchants", i, enrolled_on=ds, updated_at=f"{ds}T09:00:00+08:00") for i in ids],
+        )
+        write_delivery(
+            env_paths.drop, "employment_reports", ds, [row("employment_reports", ids[0], merchant_id=f"M{ids[0]}")]
+        )
     # E2's merchant is registered a day after the ledger saw it: held on d1, released on d2
-    write_delivery(env_paths.drop, "credit_events", d1, [row("credit_events", 1), row("credit_events", 2, merchant_id="M2")])
+    write_delivery(
+        env_paths.drop, "credit_events", d1, [row("credit_events", 1), row("credit_events", 2, merchant_id="M2")]
+    )
     write_delivery(env_paths.drop, "credit_events", d2, [row("credit_events", 3)])
     write_delivery(env_paths.drop, "credit_events", d3, [row("credit_events", 4)], control={"row_count": 2})
 
@@ -465,7 +553,9 @@ def test_backlog_lands_dates_in_order_and_stops_at_a_rejected_delivery(env_paths
     assert "credit_events delivery for 2020-06-04 rejected (row_count)" in err
     # E1 lands on d1 (held, then released the same day, when its merchant's landing came second)
     d1_files = str(env_paths.raw / "credit_events" / f"ds={d1}" / "*.parquet")
-    assert duckdb.execute("SELECT list(event_id ORDER BY event_id) FROM read_parquet(?)", [d1_files]).fetchall() == [(["E1", "E2"],)]
+    assert duckdb.execute("SELECT list(event_id ORDER BY event_id) FROM read_parquet(?)", [d1_files]).fetchall() == [
+        (["E1", "E2"],)
+    ]
     assert [r[0] for r in rows_of(env_paths, "credit_events", d1, name=f"released-{d2}.parquet")] == ["E2"]
     assert [r[0] for r in rows_of(env_paths, "credit_events", d2)] == ["E3"]
     assert not (env_paths.raw / "credit_events" / f"ds={d3}").exists()

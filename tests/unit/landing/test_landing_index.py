@@ -11,6 +11,7 @@ import shutil
 import duckdb
 import pytest
 from helpers.deliveries import row, write_delivery
+
 from program_reporting.landing import key_index as landing_index
 from program_reporting.landing import land as landing
 
@@ -46,8 +47,12 @@ def env_paths(env_paths, monkeypatch):
     tiny deliveries, so no share limit."""
     monkeypatch.setenv("PROGRAM_REPORTING_MAX_QUARANTINE_SHARE", "1")
     merchant = row("credit_events")["merchant_id"]
-    write_delivery(env_paths.drop, "merchants", "2020-06-01", [
-        row("merchants", updated_at="2020-06-01T09:00:00+08:00", enrolled_on="2020-06-01", merchant_id=merchant)])
+    write_delivery(
+        env_paths.drop,
+        "merchants",
+        "2020-06-01",
+        [row("merchants", updated_at="2020-06-01T09:00:00+08:00", enrolled_on="2020-06-01", merchant_id=merchant)],
+    )
     assert landing.land("merchants", "2020-06-01", env_paths)["loaded"] == 1
     return env_paths
 
@@ -99,8 +104,9 @@ def test_only_the_partitions_holding_a_key_are_read(env_paths):
         land_events(env_paths, ds, [row("credit_events", i)])
     con = duckdb.connect()
     landing_index.attach(con, env_paths, "credit_events")
-    hits = landing_index.candidate_files(con, env_paths, "credit_events", "2020-06-05",
-                                         "SELECT * FROM (VALUES ('E2'), ('E77')) v(event_id)")
+    hits = landing_index.candidate_files(
+        con, env_paths, "credit_events", "2020-06-05", "SELECT * FROM (VALUES ('E2'), ('E77')) v(event_id)"
+    )
     con.close()
     assert [f.parent.name for f in hits] == [f"ds={D2}"]
 
@@ -110,15 +116,16 @@ def test_held_rows_are_compared_only_with_files_that_came_since(env_paths):
     release reads only the files the index learnt of afterwards."""
     land_events(env_paths, D1, [row("credit_events", 1)])
     land_events(env_paths, D2, [row("credit_events", 2)])
-    held_at = dt.datetime.now(dt.timezone.utc)
+    held_at = dt.datetime.now(dt.UTC)
     land_events(env_paths, D1, [row("credit_events", 1), row("credit_events", 3)])  # a re-delivery after it
     con = duckdb.connect()
     landing_index.attach(con, env_paths, "credit_events")
     keys = "SELECT * FROM (VALUES ('E1'), ('E2'), ('E3')) v(event_id)"
     everything = landing_index.candidate_files(con, env_paths, "credit_events", "2020-06-05", keys)
     since = landing_index.candidate_files(con, env_paths, "credit_events", "2020-06-05", keys, added_after=held_at)
-    later = landing_index.candidate_files(con, env_paths, "credit_events", "2020-06-05", keys,
-                                          added_after=dt.datetime.now(dt.timezone.utc))
+    later = landing_index.candidate_files(
+        con, env_paths, "credit_events", "2020-06-05", keys, added_after=dt.datetime.now(dt.UTC)
+    )
     con.close()
     assert [f.parent.name for f in everything] == [f"ds={D1}", f"ds={D2}"]
     assert [f.parent.name for f in since] == [f"ds={D1}"]
@@ -126,8 +133,9 @@ def test_held_rows_are_compared_only_with_files_that_came_since(env_paths):
 
 
 def test_merchants_index_answers_known_as_of_a_date(env_paths):
-    write_delivery(env_paths.drop, "merchants", D1, [row("merchants", 7, updated_at=f"{D1}T09:00:00+08:00",
-                                                         enrolled_on=D1)])
+    write_delivery(
+        env_paths.drop, "merchants", D1, [row("merchants", 7, updated_at=f"{D1}T09:00:00+08:00", enrolled_on=D1)]
+    )
     landing.land("merchants", D1, env_paths)
     con = duckdb.connect()
     landing_index.known_merchants(con, env_paths, D1)
@@ -146,9 +154,16 @@ def test_an_index_open_elsewhere_is_an_error_never_a_rebuild(env_paths):
 
     land_events(env_paths, D1, [E1])
     path = landing_index.index_path(env_paths, "credit_events")
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                               "print('open', flush=True); time.sleep(60)", str(path)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         con = duckdb.connect()

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 from helpers import reliability_log
 from helpers.deliveries import amount_total, csv_text, row, write_delivery
+
 from program_reporting.core import contract
 from program_reporting.landing import datafile as landing_csv
 from program_reporting.landing import land as landing
@@ -42,9 +43,15 @@ def _version(n: int, gz: bool) -> tuple[bytes, dict, list[tuple]]:
     data = csv_text(rows, contract.column_names("credit_events"), "\n").encode("utf-8")
     if gz:
         data = gzip.compress(data, mtime=0)
-    control = {"source": "credit_events", "ds": DS, "schema_version": "1", "row_count": len(rows),
-               "sha256": hashlib.sha256(data).hexdigest(), "produced_at": "2020-06-02T23:30:00+08:00",
-               "amount_total": amount_total(rows)}
+    control = {
+        "source": "credit_events",
+        "ds": DS,
+        "schema_version": "1",
+        "row_count": len(rows),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "produced_at": "2020-06-02T23:30:00+08:00",
+        "amount_total": amount_total(rows),
+    }
     return data, control, [(r["event_id"], r["amount"]) for r in rows]
 
 
@@ -75,7 +82,7 @@ class Rewriter:
                     fh.truncate(0)
                 step = self.rng.choice([4096, 65536, 262144])
                 for at in range(0, len(data), step):
-                    fh.write(data[at:at + step])
+                    fh.write(data[at : at + step])
                     fh.flush()
                     time.sleep(self.rng.choice([0, 0.0001, 0.0005]))
                 fh.truncate(len(data))
@@ -165,13 +172,18 @@ def test_a_delivery_rewritten_while_it_lands_lands_only_verified_rows(env_paths,
     assert outcomes.get("refused: delivery_changed", 0) >= 1, outcomes  # the race was really run
     leftovers = [x for x in (p.tmp).iterdir() if x.name.startswith("read-")] if p.tmp.exists() else []
     assert leftovers == [], f"snapshots left behind: {leftovers}"
-    reliability.record("concurrency", "delivery rewritten while it lands", {
-        "check": f"a source rewrites its delivery (in place, truncated, or renamed over; plain and gzip) the "
-                 f"moment the landing opens it, then its control file; {TRIES} landings of ~{ROWS} rows",
-        "readers": "1 landing",
-        "publishes": f"{TRIES} rewrites",
-        "outcome": "every row in raw/ belongs to the version whose SHA-256 the reconciliation record names; "
-                   "a refused landing (delivery_changed or checksum) kept the previous one; the landing after "
-                   "each finished rewrite landed it exactly",
-    }, measured={"outcomes": outcomes, "rows_checked": checked_rows})
+    reliability.record(
+        "concurrency",
+        "delivery rewritten while it lands",
+        {
+            "check": f"a source rewrites its delivery (in place, truncated, or renamed over; plain and gzip) the "
+            f"moment the landing opens it, then its control file; {TRIES} landings of ~{ROWS} rows",
+            "readers": "1 landing",
+            "publishes": f"{TRIES} rewrites",
+            "outcome": "every row in raw/ belongs to the version whose SHA-256 the reconciliation record names; "
+            "a refused landing (delivery_changed or checksum) kept the previous one; the landing after "
+            "each finished rewrite landed it exactly",
+        },
+        measured={"outcomes": outcomes, "rows_checked": checked_rows},
+    )
     reliability.passed("concurrency", "delivery rewritten while it lands")

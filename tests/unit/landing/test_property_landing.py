@@ -19,33 +19,61 @@ import tempfile
 from decimal import Decimal
 from pathlib import Path
 
-from helpers import corpus_kit
 import duckdb
 import pytest
-from helpers import reliability_log
+from helpers import corpus_kit, reliability_log
 from helpers.deliveries import row
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from program_reporting.core import contract
 from program_reporting.core.settings import Paths
 from program_reporting.landing import land as landing
 
-CAUSES = {"control_file", "data_file", "checksum", "row_count", "amount_total", "missing_column",
-          "duplicate_column", "invalid_utf8", "unparseable_csv", "unreadable", "unreadable_gzip", "line_too_long",
-          "delivery_changed", "quarantine_share", "symlink"}
+CAUSES = {
+    "control_file",
+    "data_file",
+    "checksum",
+    "row_count",
+    "amount_total",
+    "missing_column",
+    "duplicate_column",
+    "invalid_utf8",
+    "unparseable_csv",
+    "unreadable",
+    "unreadable_gzip",
+    "line_too_long",
+    "delivery_changed",
+    "quarantine_share",
+    "symlink",
+}
 PROPERTIES = {
-    "values": ("well-formed CSV, hostile field values (any Unicode, NUL, quotes, commas, newlines, "
-               "separators, exponents, bad dates and time zones), 1-8 rows", 80),
-    "bytes": ("the same files with random bytes inserted, deleted or overwritten (control file "
-              "honest about the bytes)", 80),
+    "values": (
+        "well-formed CSV, hostile field values (any Unicode, NUL, quotes, commas, newlines, "
+        "separators, exponents, bad dates and time zones), 1-8 rows",
+        80,
+    ),
+    "bytes": (
+        "the same files with random bytes inserted, deleted or overwritten (control file honest about the bytes)",
+        80,
+    ),
     "counts": ("control row_count off by -2..+2 from the records delivered", 30),
-    "gzip": ("the well-formed deliveries gzipped as 1-3 members, each with any of the optional header "
-             "fields FEXTRA, FNAME, FCOMMENT, FHCRC: the same rows land as from the plain file", 40),
-    "control": ("the control file made non-strict JSON: NaN, Infinity or -Infinity for a value, or a key "
-                "twice (same or other value, top level or nested): always refused as control_file", 40),
-    "edges": ("values at the engine's edges: amounts of 1-60 digits, UTC offsets from -15:59 to +15:59, "
-              "records with 1-3 empty fields beyond the header's: each row lands or is quarantined under "
-              "the rule extracts.md gives, and the counts reconcile", 60),
+    "gzip": (
+        "the well-formed deliveries gzipped as 1-3 members, each with any of the optional header "
+        "fields FEXTRA, FNAME, FCOMMENT, FHCRC: the same rows land as from the plain file",
+        40,
+    ),
+    "control": (
+        "the control file made non-strict JSON: NaN, Infinity or -Infinity for a value, or a key "
+        "twice (same or other value, top level or nested): always refused as control_file",
+        40,
+    ),
+    "edges": (
+        "values at the engine's edges: amounts of 1-60 digits, UTC offsets from -15:59 to +15:59, "
+        "records with 1-3 empty fields beyond the header's: each row lands or is quarantined under "
+        "the rule extracts.md gives, and the counts reconcile",
+        60,
+    ),
 }
 reliability_log.expect("property", list(PROPERTIES))
 COLUMNS = contract.column_names("credit_events")
@@ -78,11 +106,43 @@ def _fresh() -> tuple[Paths, Path]:
 
 hostile = st.one_of(
     st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
-    st.sampled_from(["", " ", "\x00", '"', '""', ",", "\n", "\r\n", "\r", "\ufeff", "NaN", "Infinity", "-0",
-                     "1,200.50", "1.2E3", "12.345", "-5.00", "1e-2", "2020-02-30", "2020/07/02",
-                     "2020-06-02T10:00:00", "2020-06-02 10:00:00+08:00", "2020-06-02T25:00:00+08:00",
-                     "2020-06-04T00:00:00+08:00", "X'); DROP TABLE x; --", "M999", "E1", "USD",
-                     "line_opened", "line_closed", "refund", "1" * 40, "١٢٣"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            '"',
+            '""',
+            ",",
+            "\n",
+            "\r\n",
+            "\r",
+            "\ufeff",
+            "NaN",
+            "Infinity",
+            "-0",
+            "1,200.50",
+            "1.2E3",
+            "12.345",
+            "-5.00",
+            "1e-2",
+            "2020-02-30",
+            "2020/07/02",
+            "2020-06-02T10:00:00",
+            "2020-06-02 10:00:00+08:00",
+            "2020-06-02T25:00:00+08:00",
+            "2020-06-04T00:00:00+08:00",
+            "X'); DROP TABLE x; --",
+            "M999",
+            "E1",
+            "USD",
+            "line_opened",
+            "line_closed",
+            "refund",
+            "1" * 40,
+            "١٢٣",
+        ]
+    ),
 )
 
 
@@ -116,13 +176,20 @@ def _amount_total(rows: list[dict]) -> str:
 
 
 def _control(rows: list[dict], data: bytes, row_count: int) -> dict:
-    return {"source": "credit_events", "ds": corpus_kit.DS, "schema_version": "1", "row_count": row_count,
-            "sha256": hashlib.sha256(data).hexdigest(), "produced_at": "2020-06-03T23:30:00+08:00",
-            "amount_total": _amount_total(rows)}
+    return {
+        "source": "credit_events",
+        "ds": corpus_kit.DS,
+        "schema_version": "1",
+        "row_count": row_count,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "produced_at": "2020-06-03T23:30:00+08:00",
+        "amount_total": _amount_total(rows),
+    }
 
 
-def _write(p: Paths, rows: list[dict], data: bytes, row_count: int, gz: bool = False,
-           control_text: str | None = None) -> None:
+def _write(
+    p: Paths, rows: list[dict], data: bytes, row_count: int, gz: bool = False, control_text: str | None = None
+) -> None:
     folder = p.drop / "credit_events" / f"ds={corpus_kit.DS}"
     folder.mkdir(parents=True)
     (folder / contract.data_file_name("credit_events", gz)).write_bytes(data)
@@ -158,8 +225,12 @@ def _land_and_check(p: Paths, delivered_rows: int, must_land: bool) -> str:
     return "landed"
 
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-                derandomize=True, database=None)
+SETTINGS = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+    database=None,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -191,9 +262,16 @@ def test_corrupted_bytes_land_or_fail_whole(reliability):
     outcomes: dict[str, int] = {}
 
     @settings(max_examples=PROPERTIES["bytes"][1], **SETTINGS)
-    @given(deliveries(), st.lists(st.tuples(st.sampled_from(["insert", "delete", "overwrite"]),
-                                            st.floats(0, 1), st.binary(min_size=1, max_size=3)),
-                                  min_size=1, max_size=3))
+    @given(
+        deliveries(),
+        st.lists(
+            st.tuples(
+                st.sampled_from(["insert", "delete", "overwrite"]), st.floats(0, 1), st.binary(min_size=1, max_size=3)
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    )
     def prop(delivery, edits):
         rows, data = delivery
         for op, where, blob in edits:
@@ -201,9 +279,9 @@ def test_corrupted_bytes_land_or_fail_whole(reliability):
             if op == "insert":
                 data = data[:i] + blob + data[i:]
             elif op == "delete":
-                data = data[:i] + data[i + len(blob):]
+                data = data[:i] + data[i + len(blob) :]
             else:
-                data = data[:i] + blob + data[i + len(blob):]
+                data = data[:i] + blob + data[i + len(blob) :]
         records = _records(data)
         p, root = _fresh()
         try:
@@ -253,13 +331,17 @@ def test_gzip_members_and_header_flags_land_as_the_plain_file(reliability):
     outcomes: dict[str, int] = {}
 
     @settings(max_examples=PROPERTIES["gzip"][1], **SETTINGS)
-    @given(deliveries(), st.integers(1, 3),
-           st.lists(st.sets(st.sampled_from(sorted(corpus_kit.GZIP_FLAGS))), min_size=3, max_size=3))
+    @given(
+        deliveries(),
+        st.integers(1, 3),
+        st.lists(st.sets(st.sampled_from(sorted(corpus_kit.GZIP_FLAGS))), min_size=3, max_size=3),
+    )
     def prop(delivery, members, flags):
         rows, data = delivery
         cuts = [len(data) * i // members for i in range(members + 1)]
-        gz = b"".join(corpus_kit.gzip_member(data[a:b], sorted(flags[i]))
-                      for i, (a, b) in enumerate(zip(cuts, cuts[1:])))
+        gz = b"".join(
+            corpus_kit.gzip_member(data[a:b], sorted(flags[i])) for i, (a, b) in enumerate(zip(cuts, cuts[1:]))
+        )
         plain, root_a = _fresh()
         zipped, root_b = _fresh()
         try:
@@ -281,9 +363,11 @@ def test_control_files_that_are_not_strict_json_are_refused(reliability):
     outcomes: dict[str, int] = {}
 
     @settings(max_examples=PROPERTIES["control"][1], **SETTINGS)
-    @given(deliveries(), st.sampled_from(["source", "ds", "schema_version", "row_count", "sha256", "produced_at",
-                                          "amount_total"]),
-           st.sampled_from(["NaN", "Infinity", "-Infinity", "same twice", "other twice", "nested twice"]))
+    @given(
+        deliveries(),
+        st.sampled_from(["source", "ds", "schema_version", "row_count", "sha256", "produced_at", "amount_total"]),
+        st.sampled_from(["NaN", "Infinity", "-Infinity", "same twice", "other twice", "nested twice"]),
+    )
     def prop(delivery, key, how):
         rows, data = delivery
         control = _control(rows, data, len(rows))
@@ -322,7 +406,7 @@ def edge_deliveries(draw):
         r = row("credit_events", i)
         r["merchant_id"] = f"M{(i - 1) % 3 + 1}"
         digits = draw(st.integers(1, 60))
-        r["amount"] = str(draw(st.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits - 1))) + ".50"
+        r["amount"] = str(draw(st.integers(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1))) + ".50"
         hours, minutes = draw(st.integers(-15, 15)), draw(st.sampled_from([0, 30, 45, 59]))
         sign = "-" if hours < 0 else "+"
         offset = f"{sign}{abs(hours):02d}:{minutes:02d}"
@@ -383,15 +467,22 @@ def _records(data: bytes) -> int:
 def _record(reliability, key: str, outcomes: dict[str, int]) -> None:
     what, n = PROPERTIES[key]
     assert sum(outcomes.values()) >= n, outcomes  # every example ran
-    kinds = ", ".join(sorted(k if k == "landed" else f"rejected: {k}" if not k.startswith("rejected") else k
-                             for k in outcomes))
+    kinds = ", ".join(
+        sorted(k if k == "landed" else f"rejected: {k}" if not k.startswith("rejected") else k for k in outcomes)
+    )
     # The kinds of outcome seen go to the measurements, not the document: for
     # bytes that break several rules at once, which cause is named first is not
     # yet deterministic (landing checks them concurrently), and RELIABILITY.md
     # must be the same on every run.
-    reliability.record("property", key, {
-        "property": what, "examples": n,
-        "outcome": "never crashed, never lost or doubled a row; each example landed or was rejected whole "
-                   "with a documented cause",
-    }, measured={"outcomes": outcomes, "kinds": kinds})
+    reliability.record(
+        "property",
+        key,
+        {
+            "property": what,
+            "examples": n,
+            "outcome": "never crashed, never lost or doubled a row; each example landed or was rejected whole "
+            "with a documented cause",
+        },
+        measured={"outcomes": outcomes, "kinds": kinds},
+    )
     reliability.passed("property", key)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+
 from program_reporting.orchestration.airflow_env import DAGS_FOLDER, airflow_env
 
 INSPECT = r"""
@@ -84,11 +85,14 @@ def bag(tmp_path_factory):
         env = airflow_env()
     proc = subprocess.run(
         [sys.executable, "-c", f"DAGS_FOLDER = {str(DAGS_FOLDER)!r}\n" + INSPECT],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("@@JSON@@"))
-    data = json.loads(line[len("@@JSON@@"):])
+    data = json.loads(line[len("@@JSON@@") :])
     # The AIRFLOW_HOME of the subprocess was the temporary one, never ~/airflow.
     assert env["AIRFLOW_HOME"] == str(home / "home" / "airflow")
     return data
@@ -191,8 +195,9 @@ def test_the_nightly_end_leaves_the_heap_to_the_operating_system():
         "nightly.end()\n"
         "print(tracked, gc.get_freeze_count(), len(gc.get_objects()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=airflow_env(),
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=airflow_env(), timeout=120, check=True
+    )
     tracked, frozen, left = map(int, out.stdout.split()[-3:])
     assert tracked > 100_000
     assert frozen >= tracked

@@ -34,8 +34,10 @@ def _failing(monkeypatch, errors: list[BaseException]) -> list[int]:
 def test_a_swap_that_keeps_waiting_for_readers_gives_up_after_five_attempts(monkeypatch, sleeps, caplog):
     lock_timeout = psycopg2.errors.LockNotAvailable("canceling statement due to lock timeout")
     calls = _failing(monkeypatch, [lock_timeout] * 10)
-    with caplog.at_level(logging.WARNING, logger=publish_pg.log.name), \
-            pytest.raises(pg.PgError, match="after 5 attempts"):
+    with (
+        caplog.at_level(logging.WARNING, logger=publish_pg.log.name),
+        pytest.raises(pg.PgError, match="after 5 attempts"),
+    ):
         publish_pg._swap(object())
     assert len(calls) == publish_pg.SWAP_ATTEMPTS == 5
     assert sleeps == [1, 2, 3, 4]

@@ -9,12 +9,13 @@ import stat
 
 import duckdb
 import pytest
+from helpers.landed import land_all
 from helpers.marts import mutate, write_audit
+
 from program_reporting.publishing.publish import publish
 from program_reporting.publishing.wap import audit_and_publish
 from program_reporting.validation import gate
 from program_reporting.validation.candidate import PublishError
-from helpers.landed import land_all
 
 DS = "2020-06-05"
 
@@ -140,6 +141,7 @@ def test_retry_after_a_kill_between_runs_and_current_finishes_the_swap(env_paths
 
 # --------------------------------------------------------------------------- a published set always has its report
 
+
 def _sha256(path) -> str:
     import hashlib
 
@@ -240,8 +242,9 @@ def test_publish_recovers_the_report_of_a_publication_killed_half_way(env_paths)
         write_audit(env_paths, run_id, DS)
         assert gate.validate(run_id, DS, env_paths).passed
     # r1: killed right after its report was fixed
-    write_publication_report("r1", DS, [], "every critical check passed", None,
-                             env_paths.runs / "r1" / "kpi.duckdb", "0" * 64, env_paths)
+    write_publication_report(
+        "r1", DS, [], "every critical check passed", None, env_paths.runs / "r1" / "kpi.duckdb", "0" * 64, env_paths
+    )
     assert (env_paths.reports / ".r1.publishing" / "report.json").exists()
     assert not (env_paths.reports / "r1").exists()
     publish("r2", env_paths)

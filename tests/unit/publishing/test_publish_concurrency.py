@@ -9,6 +9,7 @@ import time
 
 import duckdb
 from helpers.marts import write_audit
+
 from program_reporting.publishing.publish import publish
 from program_reporting.validation import gate
 
@@ -68,8 +69,10 @@ def test_readers_never_block_and_never_see_a_mix(env_paths):
 
     ctx = mp.get_context("spawn")
     stop, out = ctx.Event(), ctx.Queue()
-    readers = [ctx.Process(target=_reader, args=(str(env_paths.current_db), hold, stop, out))
-               for hold in (False, False, False, True)]
+    readers = [
+        ctx.Process(target=_reader, args=(str(env_paths.current_db), hold, stop, out))
+        for hold in (False, False, False, True)
+    ]
     for r in readers:
         r.start()
     time.sleep(5.0)  # let every reader get going (spawned interpreters import duckdb)

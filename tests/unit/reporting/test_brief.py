@@ -14,15 +14,26 @@ CHART = (DATES, [("a", [1.0, None, 3.0, None, 5.0]), ("b", [2.0, 2.5, None, 1.0,
 
 
 def _daily(code: str) -> list[dict]:
-    return [{"program_code": code, "as_of_date": d, "enrolled_merchants": 10 * i, "drawn_to_date": 1000.5 * i,
-             "outstanding_balance": 700.25 * i, "par30_rate": None if i < 2 else 0.01 * i, "jobs_retained": 50 * i}
-            for i, d in enumerate(DATES)]
+    return [
+        {
+            "program_code": code,
+            "as_of_date": d,
+            "enrolled_merchants": 10 * i,
+            "drawn_to_date": 1000.5 * i,
+            "outstanding_balance": 700.25 * i,
+            "par30_rate": None if i < 2 else 0.01 * i,
+            "jobs_retained": 50 * i,
+        }
+        for i, d in enumerate(DATES)
+    ]
 
 
 def test_a_chart_is_the_same_bytes_in_every_process():
     here = str(brief._svg("c", "t", *CHART, brief._int, reference=2.0))
-    code = ("import datetime, sys; from program_reporting.reporting import brief; "
-            f"sys.stdout.write(str(brief._svg('c', 't', *{CHART!r}, brief._int, reference=2.0)))")
+    code = (
+        "import datetime, sys; from program_reporting.reporting import brief; "
+        f"sys.stdout.write(str(brief._svg('c', 't', *{CHART!r}, brief._int, reference=2.0)))"
+    )
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert here == there
     assert here.startswith("<svg ") and "<use " in here  # an isolated point is drawn, not dropped
@@ -40,6 +51,8 @@ def test_the_page_escapes_values_and_links_nothing():
 
 
 def test_drawing_nothing_imports_no_matplotlib():
-    code = ("import sys; from program_reporting.reporting import brief, report; "
-            "brief.render([], [], {}); sys.exit('matplotlib' in sys.modules)")
+    code = (
+        "import sys; from program_reporting.reporting import brief, report; "
+        "brief.render([], [], {}); sys.exit('matplotlib' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -10,11 +10,12 @@ import stat
 import subprocess
 
 import pytest
+from helpers.landed import land, land_all
 from helpers.marts import mutate, write_audit
+
 from program_reporting.core.settings import paths
 from program_reporting.publishing.wap import audit_and_publish
 from program_reporting.reporting.report import ReportExists, write_report
-from helpers.landed import land, land_all
 
 DS = "2020-06-05"
 
@@ -38,17 +39,28 @@ def _two_runs(env_paths):
     land(env_paths.home, "credit_events", DS, rows=10, quarantined=3, held=2)
     failures = env_paths.home / "landing_failures" / "merchants"
     failures.mkdir(parents=True)
-    (failures / "ds=2020-06-05.json").write_text(json.dumps({
-        "source": "merchants", "ds": DS, "file": "merchants/ds=2020-06-05/merchants.csv",
-        "error": "control row_count 12 but the file has 11 rows", "failed_at": "2020-06-05T23:10:00+00:00"}))
+    (failures / "ds=2020-06-05.json").write_text(
+        json.dumps(
+            {
+                "source": "merchants",
+                "ds": DS,
+                "file": "merchants/ds=2020-06-05/merchants.csv",
+                "error": "control row_count 12 but the file has 11 rows",
+                "failed_at": "2020-06-05T23:10:00+00:00",
+            }
+        )
+    )
     write_audit(env_paths, "r1", DS)
     first = audit_and_publish("r1", DS, airflow_run_id="scheduled__2020-06-05T00:00:00+00:00", paths=env_paths)
     assert first.published, first.reason
     db = write_audit(env_paths, "r2", DS, bump=1)
-    mutate(db, "UPDATE kpi_segment_daily SET outstanding_balance = outstanding_balance + 3 "
-               "WHERE region = 'CN-ZJ' AND as_of_date = DATE '2020-06-04'",
-           "ALTER TABLE kpi_program_daily ADD COLUMN remark VARCHAR",
-           "UPDATE kpi_program_daily SET remark = 'owner Li, mobile 13912345678'")
+    mutate(
+        db,
+        "UPDATE kpi_segment_daily SET outstanding_balance = outstanding_balance + 3 "
+        "WHERE region = 'CN-ZJ' AND as_of_date = DATE '2020-06-04'",
+        "ALTER TABLE kpi_program_daily ADD COLUMN remark VARCHAR",
+        "UPDATE kpi_program_daily SET remark = 'owner Li, mobile 13912345678'",
+    )
     second = audit_and_publish("r2", DS, paths=env_paths)
     assert not second.published
     return env_paths
@@ -62,7 +74,8 @@ def test_report_json_has_what_compliance_signs_off(two_runs):
     assert doc["decision"] == "published" and doc["published_path"] == "published/runs/r1/kpi.duckdb"
     # deliveries used: all in force up to ds, with checksums and the reconciliation
     assert {(d["source"], d["ds"]) for d in doc["deliveries"]} == {
-        (s, d) for s in ("merchants", "credit_events", "employment_reports") for d in ("2020-06-04", DS)}
+        (s, d) for s in ("merchants", "credit_events", "employment_reports") for d in ("2020-06-04", DS)
+    }
     ce = next(d for d in doc["deliveries"] if d["source"] == "credit_events" and d["ds"] == DS)
     assert (ce["delivered"], ce["loaded"], ce["quarantined"], ce["held"], ce["balanced"]) == (15, 10, 3, 2, True)
     assert len(ce["sha256"]) == 64
@@ -138,13 +151,29 @@ def test_withheld_report_in_headless_chromium_shows_the_failing_check(two_runs, 
         pytest.skip("chromium is not installed here (CI installs it): cannot render the HTML report")
     report = two_runs.reports / "r2" / "report.html"
     proc = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     dom = proc.stdout
     assert "<html" in dom, proc.stderr[-2000:]
-    block = re.search(r'<div class="check critical" id="check-kpi_segment_daily-sd_segments_sum_to_program"'
-                      r'[^>]*>(.*?)</div>', dom, re.S)
+    block = re.search(
+        r'<div class="check critical" id="check-kpi_segment_daily-sd_segments_sum_to_program"'
+        r"[^>]*>(.*?)</div>",
+        dom,
+        re.S,
+    )
     assert block, "the failing check is not an element of the rendered page"
     assert 'id="blocking-failures"' in dom
     assert re.search(r'id="decision" class="decision withheld"', dom)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, REALDATA
+
 from program_reporting.core import contract, reference
 from program_reporting.tools.ppp import compare as ppp_compare
 from program_reporting.tools.ppp import convert as ppp
@@ -41,8 +42,11 @@ def raw_rows(path: Path) -> list[dict[str, str]]:
 
 def raw_figures(path: Path, as_of: str = "2020-06-30") -> dict:
     """kpi_program_daily figures a July 2020 file must produce, from the raw CSV alone."""
-    rows = [r for r in raw_rows(path)
-            if r["DateApproved"] and dt.datetime.strptime(r["DateApproved"], "%m/%d/%Y").date().isoformat() <= as_of]
+    rows = [
+        r
+        for r in raw_rows(path)
+        if r["DateApproved"] and dt.datetime.strptime(r["DateApproved"], "%m/%d/%Y").date().isoformat() <= as_of
+    ]
     return {
         "enrolled_merchants": len(rows),
         "credit_limit_total": sum((Decimal(r["LoanAmount"]) for r in rows), Decimal(0)),
@@ -60,12 +64,31 @@ def read_delivery(drop: Path, source: str, ds: str) -> tuple[list[dict[str, str]
 
 # --------------------------------------------------------------------------- the raw files
 
-@pytest.mark.parametrize("path, expected", [
-    pytest.param(VT, {"enrolled_merchants": 10387, "credit_limit_total": Decimal("367908247.80"),
-                      "jobs_current": 45179, "loans_without_jobs": 690}, marks=needs(VT)),
-    (AS, {"enrolled_merchants": 204, "credit_limit_total": Decimal("5387688.81"),
-          "jobs_current": 2166, "loans_without_jobs": 2}),
-])
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        pytest.param(
+            VT,
+            {
+                "enrolled_merchants": 10387,
+                "credit_limit_total": Decimal("367908247.80"),
+                "jobs_current": 45179,
+                "loans_without_jobs": 690,
+            },
+            marks=needs(VT),
+        ),
+        (
+            AS,
+            {
+                "enrolled_merchants": 204,
+                "credit_limit_total": Decimal("5387688.81"),
+                "jobs_current": 2166,
+                "loans_without_jobs": 2,
+            },
+        ),
+    ],
+)
 def test_issue_figures_hold_in_the_raw_files(path, expected):
     """The issue's figures: every row of VT and AS is a loan approved by 2020-06-30."""
     assert raw_figures(path) == expected
@@ -75,6 +98,7 @@ def test_issue_figures_hold_in_the_raw_files(path, expected):
 
 
 # --------------------------------------------------------------------------- deliveries
+
 
 @needs(VT)
 def test_import_writes_contract_deliveries(env_paths):
@@ -154,7 +178,7 @@ def test_ids_are_stable_across_imports_and_column_order(env_paths, tmp_path):
         w.writerows(rows)
     ppp.import_files([reordered], drop=tmp_path / "drop2")
     ids2 = [m["merchant_id"] for m in read_delivery(tmp_path / "drop2", "merchants", "2020-06-30")[0]]
-    assert ids2 == ids1[-len(rows):]
+    assert ids2 == ids1[-len(rows) :]
 
 
 @needs(VT)
@@ -181,8 +205,9 @@ def test_2021_schema_with_forgiveness(env_paths):
     raw = raw_rows(WV)
     result = ppp.import_files([WV])
     # cut-off: the latest approval or forgiveness date in the file
-    assert result.ds == max(max(r["date_approved"] for r in raw),
-                            max(r["forgiveness_date"] for r in raw if r["forgiveness_date"] != "NA"))
+    assert result.ds == max(
+        max(r["date_approved"] for r in raw), max(r["forgiveness_date"] for r in raw if r["forgiveness_date"] != "NA")
+    )
     assert result.ds == "2021-06-30"
     merchants, _ = read_delivery(env_paths.drop, "merchants", result.ds)
     events, control = read_delivery(env_paths.drop, "credit_events", result.ds)
@@ -223,11 +248,22 @@ def test_bad_values_follow_the_documented_rules(env_paths, tmp_path):
     rows = raw_rows(AS)[:40]
     header = list(rows[0].keys())
     bad = {
-        0: {"LoanAmount": "0"}, 1: {"LoanAmount": "1.5"}, 2: {"LoanAmount": "2"},
-        3: {"State": "XX"}, 4: {"State": "AE"}, 5: {"State": "FI"},
-        6: {"NAICSCode": ""}, 7: {"NAICSCode": "NA"}, 8: {"JobsRetained": ""}, 9: {"JobsRetained": "NA"},
-        10: {"DateApproved": ""}, 11: {"LoanAmount": "-100"}, 12: {"JobsRetained": "-3"},
-        13: {"JobsRetained": "12.0"}, 14: {"City": ""}, 15: {"LoanAmount": "1.234"},
+        0: {"LoanAmount": "0"},
+        1: {"LoanAmount": "1.5"},
+        2: {"LoanAmount": "2"},
+        3: {"State": "XX"},
+        4: {"State": "AE"},
+        5: {"State": "FI"},
+        6: {"NAICSCode": ""},
+        7: {"NAICSCode": "NA"},
+        8: {"JobsRetained": ""},
+        9: {"JobsRetained": "NA"},
+        10: {"DateApproved": ""},
+        11: {"LoanAmount": "-100"},
+        12: {"JobsRetained": "-3"},
+        13: {"JobsRetained": "12.0"},
+        14: {"City": ""},
+        15: {"LoanAmount": "1.234"},
         16: {"DateApproved": "13/45/2020"},
     }
     for i, change in bad.items():
@@ -289,9 +325,11 @@ def test_loan_range_file_uses_the_lower_bound(env_paths, tmp_path):
     path.write_bytes(
         "\ufeffLoanRange,BusinessName,Address,City,State,Zip,NAICSCode,BusinessType,RaceEthnicity,Gender,"
         "Veteran,NonProfit,JobsRetained,DateApproved,Lender,CD\n"
-        "a $5-10 million,\"BIG, INC\",1 Main St,BILLINGS,MT,59101,561330,Corporation,U,U,U,,348,4/14/20,Bank,MT - 00\n"
-        "\"d $350,000-1 million\",CAFE LLC,2 Main St,HELENA,MT,59601,722511,LLC,U,U,U,,,6/30/20,Bank,MT - 00\n"
-        .encode("utf-8"))
+        'a $5-10 million,"BIG, INC",1 Main St,BILLINGS,MT,59101,561330,Corporation,U,U,U,,348,4/14/20,Bank,MT - 00\n'
+        '"d $350,000-1 million",CAFE LLC,2 Main St,HELENA,MT,59601,722511,LLC,U,U,U,,,6/30/20,Bank,MT - 00\n'.encode(
+            "utf-8"
+        )
+    )
     ppp.import_files([path])
     merchants, _ = read_delivery(env_paths.drop, "merchants", "2020-06-30")
     events, _ = read_delivery(env_paths.drop, "credit_events", "2020-06-30")
@@ -334,13 +372,17 @@ def test_cli_help_and_run(env_paths):
     exe = Path(sys.executable).with_name("program-reporting")
     out = subprocess.run([str(exe), "import-ppp", "--help"], capture_output=True, text=True, check=True).stdout
     assert "merchant_id" in out and "business_type" in out and "--drop" in out and "--ds" in out
-    proc = subprocess.run([str(exe), "import-ppp", str(AS), "--drop", str(env_paths.drop / "cli")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(exe), "import-ppp", str(AS), "--drop", str(env_paths.drop / "cli")], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ds=2020-06-30" in proc.stdout and "program-reporting run --ds 2020-06-30" in proc.stdout
     assert (env_paths.drop / "cli" / "merchants" / "ds=2020-06-30" / "_control.json").exists()
-    proc = subprocess.run([str(exe), "import-ppp", str(AS), "--ds", "2020-05-01",
-                           "--drop", str(env_paths.drop / "cli")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(exe), "import-ppp", str(AS), "--ds", "2020-05-01", "--drop", str(env_paths.drop / "cli")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "cut-off" in proc.stderr.strip().splitlines()[-1]
 
 
@@ -392,14 +434,20 @@ def test_landed_deliveries_give_the_issue_figures(env_paths):
     """Landing accepts the AS and WV deliveries whole, and kpis.md read by the
     independent oracle (tests/helpers/kpi_oracle.py, no dbt) gives the issue's figures.
     The dbt marts are checked against the same figures in test_ppp_e2e.py."""
-    from program_reporting.landing import land as landing
     from helpers import kpi_oracle
+
+    from program_reporting.landing import land as landing
+
     result = ppp.import_files([AS, WV])
     assert result.ds == "2021-06-30"
     for source in contract.COLUMNS:
         record = landing.land(source, result.ds)
-        assert (record["delivered"], record["loaded"], record["quarantined"], record["held"]) == \
-            (result.rows[source], result.rows[source], 0, 0), record
+        assert (record["delivered"], record["loaded"], record["quarantined"], record["held"]) == (
+            result.rows[source],
+            result.rows[source],
+            0,
+            0,
+        ), record
     program, segments = kpi_oracle.compute(env_paths.home)
     by_day = {str(r["as_of_date"]): r for r in program if r["program_code"] == "PPP-2020"}
     as_ = raw_figures(AS)
@@ -408,7 +456,8 @@ def test_landed_deliveries_give_the_issue_figures(env_paths):
     wv_by_then = [r for r in wv_rows if r["date_approved"] <= "2020-06-30"]
     assert day["enrolled_merchants"] == as_["enrolled_merchants"] + len(wv_by_then)
     assert day["credit_limit_total"] == as_["credit_limit_total"] + sum(
-        (Decimal(r["current_approval_amount"]) for r in wv_by_then), Decimal(0))
+        (Decimal(r["current_approval_amount"]) for r in wv_by_then), Decimal(0)
+    )
     assert day["jobs_current"] == as_["jobs_current"] + sum(int(r["jobs_retained"]) for r in wv_by_then)
     seg_as = [s for s in segments if str(s["as_of_date"]) == "2020-06-30" and s["region"] == "US-AS"]
     assert sum(s["enrolled_merchants"] for s in seg_as) == 204

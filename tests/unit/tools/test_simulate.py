@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from program_reporting import cli
 from program_reporting.core import contract, reference
 from program_reporting.tools.simulate.simulator import INJECT_KINDS, read_delivery, redeliver_ds, simulate
@@ -73,8 +74,19 @@ def end_of(ds: str) -> dt.datetime:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     drop = tmp_path_factory.mktemp("sim") / "drop"
-    summary = simulate(start=START, days=DAYS, merchants=300, seed=7, drop=drop, bad_row_share=0.03,
-                       gzip_share=0.3, crlf_share=0.3, bom_share=0.2, extra_column_share=0.2, shuffle_share=0.2)
+    summary = simulate(
+        start=START,
+        days=DAYS,
+        merchants=300,
+        seed=7,
+        drop=drop,
+        bad_row_share=0.03,
+        gzip_share=0.3,
+        crlf_share=0.3,
+        bom_share=0.2,
+        extra_column_share=0.2,
+        shuffle_share=0.2,
+    )
     data = {s: {ds: records(drop, s, ds) for ds in DS} for s in SOURCES}
     injected = {(i["source"], i["ds"], i["line"]): i for i in summary["injected"]}
     return drop, summary, data, injected
@@ -153,8 +165,9 @@ def test_a_day_without_activity_is_a_header_only_delivery(tmp_path):
 
 def test_a_quiet_source_day_in_a_busy_run_is_header_only(tmp_path):
     # Before any program has launched there is nothing to deliver, but every day is delivered.
-    summary = simulate(start="2020-04-01", days=7, merchants=50, drop=tmp_path, programs=["SPRING-THUNDER-2020"],
-                       progress=False)
+    summary = simulate(
+        start="2020-04-01", days=7, merchants=50, drop=tmp_path, programs=["SPRING-THUNDER-2020"], progress=False
+    )
     assert summary["programs"]["SPRING-THUNDER-2020"]["first_ds"] == "2020-04-07"
     for ds in ("2020-04-01", "2020-04-06"):
         for source in SOURCES:
@@ -189,7 +202,9 @@ def test_gzip_crlf_bom_extra_column_and_column_order_all_occur(run):
                 assert not any(line.endswith(b"\r") for line in lines)
             kinds["extra"] += bool(d["extra_columns"])
             header = records(drop, source, ds)[0]
-            kinds["shuffled"] += [c for c in header if c in contract.column_names(source)] != contract.column_names(source)
+            kinds["shuffled"] += [c for c in header if c in contract.column_names(source)] != contract.column_names(
+                source
+            )
     assert kinds["gzip"] and kinds["crlf"] and kinds["bom"] and kinds["extra"] and kinds["shuffled"]
     assert kinds["gzip"] < 3 * DAYS and kinds["crlf"] < 3 * DAYS
 
@@ -238,8 +253,9 @@ def test_injected_rows_are_in_the_files_as_recorded(run):
                 assert earlier["amount"] != row["amount"]
             elif kind == "duplicate_event_same_values":
                 earlier = seen_events[row["event_id"]]
-                assert {k: v for k, v in earlier.items() if k in contract.column_names(source)} == \
-                       {k: v for k, v in row.items() if k in contract.column_names(source)}
+                assert {k: v for k, v in earlier.items() if k in contract.column_names(source)} == {
+                    k: v for k, v in row.items() if k in contract.column_names(source)
+                }
                 assert inj["expect"] == "duplicate"
             elif kind == "region_unknown":
                 assert row["region"] not in reference.regions()
@@ -341,8 +357,7 @@ def test_orphans_are_the_recorded_ones(run):
         for r in data["merchants"][ds][1]:
             first_seen.setdefault(r["merchant_id"], ds)
     for source in ("credit_events", "employment_reports"):
-        orphans = Counter(ds for ds, r in clean_rows(run, source)
-                          if first_seen.get(r["merchant_id"], "9999") > ds)
+        orphans = Counter(ds for ds, r in clean_rows(run, source) if first_seen.get(r["merchant_id"], "9999") > ds)
         assert dict(orphans) == summary["orphans_expected"][source]
     assert sum(sum(v.values()) for v in summary["orphans_expected"].values()) > 0
 
@@ -356,8 +371,11 @@ def test_first_delivery_is_a_full_load_with_history(run):
     assert any(r["enrolled_on"] < "2020-06-02" for r in spark), "SPARK pilots enrolled before launch"
     assert thunder and min(r["enrolled_on"] for r in thunder) < "2020-04-07"
     assert len(first) > sum(summary["rows"]["merchants"][ds] for ds in DS[1:])
-    history = [r for _ds, r in clean_rows(run, "credit_events")
-               if _ds == DS[0] and ts(r["event_at"]).astimezone(SHANGHAI).date().isoformat() < "2020-05-01"]
+    history = [
+        r
+        for _ds, r in clean_rows(run, "credit_events")
+        if _ds == DS[0] and ts(r["event_at"]).astimezone(SHANGHAI).date().isoformat() < "2020-05-01"
+    ]
     assert history, "the first credit delivery carries the history"
     assert any(r["period_month"] < "2020-05" for r in data["employment_reports"][DS[0]][1])
 
@@ -370,17 +388,21 @@ def test_credit_ledger_is_realistic(run):
     assert types["drawdown"] > types["line_opened"]
     rates = {r["annual_interest_rate"] for _ds, r in rows if r["event_type"] == "line_opened"}
     assert "0" in rates and rates - {"0"}
-    terms = {(dt.date.fromisoformat(r["due_on"]) - ts(r["event_at"]).astimezone(SHANGHAI).date()).days
-             for _ds, r in rows if r["event_type"] == "drawdown"}
+    terms = {
+        (dt.date.fromisoformat(r["due_on"]) - ts(r["event_at"]).astimezone(SHANGHAI).date()).days
+        for _ds, r in rows
+        if r["event_type"] == "drawdown"
+    }
     assert min(terms) >= 30 and max(terms) <= 90
     # late postings: event local date before the delivery's ds, after the first delivery
-    late = Counter(ds for ds, r in rows if ds > DS[0] and ts(r["event_at"]).astimezone(SHANGHAI).date().isoformat() < ds)
+    late = Counter(
+        ds for ds, r in rows if ds > DS[0] and ts(r["event_at"]).astimezone(SHANGHAI).date().isoformat() < ds
+    )
     assert late and dict(late) == summary["late_postings"]
     # offsets: mostly +08:00, some Z and +09:00; some rendered dates differ from the local date
     offsets = Counter(r["event_at"][19:] for _ds, r in rows)
     assert offsets.most_common(1)[0][0] == "+08:00" and offsets["Z"] and offsets["+09:00"]
-    crossing = [r for _ds, r in rows
-                if r["event_at"][:10] != ts(r["event_at"]).astimezone(SHANGHAI).date().isoformat()]
+    crossing = [r for _ds, r in rows if r["event_at"][:10] != ts(r["event_at"]).astimezone(SHANGHAI).date().isoformat()]
     assert crossing
 
 
@@ -461,7 +483,10 @@ def test_redelivery_replaces_a_ds_with_corrected_content(env_paths):
     for source in ("merchants", "employment_reports"):
         assert redeliver_ds(source, ds, seed=3)["changed_keys"]
         table, _fmt = read_delivery(source, ds)
-        assert table.num_rows == json.loads((env_paths.drop / source / f"ds={ds}" / "_control.json").read_text())["row_count"]
+        assert (
+            table.num_rows
+            == json.loads((env_paths.drop / source / f"ds={ds}" / "_control.json").read_text())["row_count"]
+        )
 
 
 def test_cli_writes_into_the_configured_drop_folder(env_paths, capsys):

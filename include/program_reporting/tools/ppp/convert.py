@@ -126,14 +126,18 @@ class ImportResult:
 
     def as_dict(self) -> dict:
         return {
-            "ds": self.ds, "files": self.files, "rows": self.rows,
+            "ds": self.ds,
+            "files": self.files,
+            "rows": self.rows,
             "delivery_dirs": {k: str(v) for k, v in self.delivery_dirs.items()},
-            "expected_quarantine": self.expected_quarantine, "flags": self.flags,
+            "expected_quarantine": self.expected_quarantine,
+            "flags": self.flags,
             "seconds": round(self.seconds, 3),
         }
 
 
 # --------------------------------------------------------------------------- reading
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
@@ -151,7 +155,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
-                strings_can_be_null=False, quoted_strings_can_be_null=False,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError, StopIteration) as exc:
@@ -207,8 +212,8 @@ def read_file(path: Path) -> pd.DataFrame:
         missing.append("amount (LoanAmount, LoanRange or CurrentApprovalAmount)")
     if missing:
         raise PPPImportError(
-            f"{path}: not a PPP FOIA file: no column for {', '.join(missing)} "
-            f"(header: {', '.join(raw.columns)})")
+            f"{path}: not a PPP FOIA file: no column for {', '.join(missing)} (header: {', '.join(raw.columns)})"
+        )
     empty = pd.Series([""] * n, index=raw.index, dtype=str)
     for f in FIELDS:
         s = _pick(raw, f)
@@ -233,10 +238,12 @@ def read_file(path: Path) -> pd.DataFrame:
         # names make the id independent of column order.
         cols = sorted(raw.columns, key=_norm)
         content = pc.binary_join_element_wise(
-            *[pa.array(raw[c]).cast(pa.large_string()) for c in cols], pa.scalar("\x1f", pa.large_string())).to_pylist()
+            *[pa.array(raw[c]).cast(pa.large_string()) for c in cols], pa.scalar("\x1f", pa.large_string())
+        ).to_pylist()
         prefix = "\x1e".join(_norm(c) for c in cols) + "\x1e"
-        digest = pd.Series([hashlib.sha256((prefix + c).encode()).hexdigest()[:20] for c in content],
-                           index=raw.index, dtype=str)
+        digest = pd.Series(
+            [hashlib.sha256((prefix + c).encode()).hexdigest()[:20] for c in content], index=raw.index, dtype=str
+        )
         occurrence = digest.groupby(digest).cumcount() + 1
         suffix = occurrence.map(lambda k: "" if k == 1 else f"-{k}")
         out["merchant_id"] = "PPP20-" + digest + suffix
@@ -244,6 +251,7 @@ def read_file(path: Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- mapping
+
 
 def business_type(naics: pd.Series) -> pd.Series:
     n = naics.fillna("").astype(str)
@@ -326,23 +334,28 @@ def build_deliveries(loans: pd.DataFrame) -> dict[str, pd.DataFrame]:
     mid = loans["merchant_id"]
     state = loans["state"].str.upper()
     amount_cents = _cents(loans["amount"])
-    jobs = loans["jobs"].where(~loans["jobs"].str.fullmatch(r"\d+\.0*"),
-                               loans["jobs"].str.replace(r"\.0*$", "", regex=True))
+    jobs = loans["jobs"].where(
+        ~loans["jobs"].str.fullmatch(r"\d+\.0*"), loans["jobs"].str.replace(r"\.0*$", "", regex=True)
+    )
 
-    merchants = pd.DataFrame({
-        "merchant_id": mid,
-        "program_code": PROGRAM_CODE,
-        "business_name": loans["business_name"].where(loans["business_name"].ne(""), NO_NAME),
-        "owner_name": "", "owner_phone": "", "owner_national_id": "",
-        "region": ("US-" + state).where(state.ne(""), ""),
-        "city": loans["city"],
-        "business_type": business_type(loans["naics"]),
-        "size_class": size_class(jobs, amount_cents),
-        "registered_on": "",
-        "enrolled_on": day,
-        "status": "active",
-        "updated_at": stamp,
-    })[contract.column_names("merchants")]
+    merchants = pd.DataFrame(
+        {
+            "merchant_id": mid,
+            "program_code": PROGRAM_CODE,
+            "business_name": loans["business_name"].where(loans["business_name"].ne(""), NO_NAME),
+            "owner_name": "",
+            "owner_phone": "",
+            "owner_national_id": "",
+            "region": ("US-" + state).where(state.ne(""), ""),
+            "city": loans["city"],
+            "business_type": business_type(loans["naics"]),
+            "size_class": size_class(jobs, amount_cents),
+            "registered_on": "",
+            "enrolled_on": day,
+            "status": "active",
+            "updated_at": stamp,
+        }
+    )[contract.column_names("merchants")]
 
     # credit events: open, draw (and forgiveness) per loan
     term = pd.to_numeric(loans["term"].where(loans["term"].str.fullmatch(r"\d{1,3}")), errors="coerce")
@@ -354,22 +367,47 @@ def build_deliveries(loans: pd.DataFrame) -> dict[str, pd.DataFrame]:
     amount = _money(amount_cents, loans["amount"])
     drawn = _money(drawn_cents, loans["amount"])
     base = {"credit_line_id": mid, "merchant_id": mid, "currency": program.currency}
-    opened = pd.DataFrame({**base, "event_id": mid + ".open", "event_type": "line_opened",
-                           "event_at": stamp, "amount": amount, "annual_interest_rate": INTEREST_RATE,
-                           "due_on": "", "goods_category": ""})
-    draws = pd.DataFrame({**base, "event_id": mid + ".draw", "event_type": "drawdown",
-                          "event_at": stamp, "amount": drawn, "annual_interest_rate": "",
-                          "due_on": due_on, "goods_category": "other"})
+    opened = pd.DataFrame(
+        {
+            **base,
+            "event_id": mid + ".open",
+            "event_type": "line_opened",
+            "event_at": stamp,
+            "amount": amount,
+            "annual_interest_rate": INTEREST_RATE,
+            "due_on": "",
+            "goods_category": "",
+        }
+    )
+    draws = pd.DataFrame(
+        {
+            **base,
+            "event_id": mid + ".draw",
+            "event_type": "drawdown",
+            "event_at": stamp,
+            "amount": drawn,
+            "annual_interest_rate": "",
+            "due_on": due_on,
+            "goods_category": "other",
+        }
+    )
     forgiven = loans["forgiveness_amount"].ne("") | loans["forgiveness_date"].ne("")
     f = loans[forgiven]
     f_dates = _parse_dates(f["forgiveness_date"])
-    repay = pd.DataFrame({
-        "credit_line_id": f["merchant_id"], "merchant_id": f["merchant_id"], "currency": program.currency,
-        "event_id": f["merchant_id"] + ".forgiven", "event_type": "repayment",
-        "event_at": _dates_or_raw(f_dates, f["forgiveness_date"], "timestamp", tz),
-        "amount": _money(_cents(f["forgiveness_amount"]), f["forgiveness_amount"]),
-        "annual_interest_rate": "", "due_on": "", "goods_category": "",
-    })
+    repay = pd.DataFrame(
+        {
+            "credit_line_id": f["merchant_id"],
+            "merchant_id": f["merchant_id"],
+            "currency": program.currency,
+            "event_id": f["merchant_id"] + ".forgiven",
+            "event_type": "repayment",
+            "event_at": _dates_or_raw(f_dates, f["forgiveness_date"], "timestamp", tz),
+            "amount": _money(_cents(f["forgiveness_amount"]), f["forgiveness_amount"]),
+            "annual_interest_rate": "",
+            "due_on": "",
+            "goods_category": "",
+        }
+    )
     # Interleave per loan (open, draw, repayment) so a loan's events sit together.
     opened["_k"], draws["_k"], repay["_k"] = 0, 1, 2
     opened["_o"], draws["_o"] = range(len(opened)), range(len(draws))
@@ -379,19 +417,22 @@ def build_deliveries(loans: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
     reporting = loans["jobs"].ne("")
     r = loans[reporting]
-    reports = pd.DataFrame({
-        "report_id": r["merchant_id"] + ".jobs",
-        "merchant_id": r["merchant_id"],
-        "period_month": _dates_or_raw(approved[reporting], r["approved"], "month", tz),
-        "employees": jobs[reporting],
-        "baseline_employees": jobs[reporting],
-        "reported_at": stamp[reporting],
-        "verification_status": "self_reported",
-    })[contract.column_names("employment_reports")]
+    reports = pd.DataFrame(
+        {
+            "report_id": r["merchant_id"] + ".jobs",
+            "merchant_id": r["merchant_id"],
+            "period_month": _dates_or_raw(approved[reporting], r["approved"], "month", tz),
+            "employees": jobs[reporting],
+            "baseline_employees": jobs[reporting],
+            "reported_at": stamp[reporting],
+            "verification_status": "self_reported",
+        }
+    )[contract.column_names("employment_reports")]
     return {"merchants": merchants, "credit_events": events, "employment_reports": reports}
 
 
 # --------------------------------------------------------------------------- checks
+
 
 def expected_quarantine(frames: dict[str, pd.DataFrame], ds: str) -> dict[str, dict[str, int]]:
     """What landing will quarantine, by the contract's rules, for the warnings."""
@@ -418,6 +459,7 @@ def expected_quarantine(frames: dict[str, pd.DataFrame], ds: str) -> dict[str, d
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def _amount_total(amounts: pd.Series) -> str:
     """Sum of the delivered amounts that are plain decimals (-?d+[.dd]); anything else
@@ -481,9 +523,12 @@ def _commit(st: _Staged, ds: str) -> Path:
             stale.unlink()  # a .csv.gz from another producer would be a second data file
     os.replace(st.tmp, data)
     doc = {
-        "source": st.source, "ds": ds, "schema_version": contract.SCHEMA_VERSION,
-        "row_count": st.row_count, "sha256": st.sha256,
-        "produced_at": dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "source": st.source,
+        "ds": ds,
+        "schema_version": contract.SCHEMA_VERSION,
+        "row_count": st.row_count,
+        "sha256": st.sha256,
+        "produced_at": dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds"),
     }
     if st.amount_total is not None:
         doc["amount_total"] = st.amount_total
@@ -493,8 +538,9 @@ def _commit(st: _Staged, ds: str) -> Path:
     return st.folder
 
 
-def import_files(files: list[str | Path], drop: str | Path | None = None, ds: str | None = None,
-                 replace: bool = False) -> ImportResult:
+def import_files(
+    files: list[str | Path], drop: str | Path | None = None, ds: str | None = None, replace: bool = False
+) -> ImportResult:
     """Import a set of PPP FOIA files as one delivery per source."""
     started = time.monotonic()
     if not files:
@@ -512,15 +558,22 @@ def import_files(files: list[str | Path], drop: str | Path | None = None, ds: st
     for f in files:
         t = time.monotonic()
         frame = read_file(f)
-        log.info("read %s: %d loans (%s schema) in %.1fs", f, len(frame), frame["schema"].iat[0] if len(frame) else "?",
-                 time.monotonic() - t)
+        log.info(
+            "read %s: %d loans (%s schema) in %.1fs",
+            f,
+            len(frame),
+            frame["schema"].iat[0] if len(frame) else "?",
+            time.monotonic() - t,
+        )
         frames.append(frame)
     loans = pd.concat(frames, ignore_index=True)
     dup = loans["merchant_id"].duplicated(keep=False)
     if dup.any():
         first = loans[dup].iloc[0]
-        raise PPPImportError(f"{first['file']} line {first['line']}: loan {first['merchant_id']} appears "
-                             f"{int(dup.sum())} times across the files: the files overlap")
+        raise PPPImportError(
+            f"{first['file']} line {first['line']}: loan {first['merchant_id']} appears "
+            f"{int(dup.sum())} times across the files: the files overlap"
+        )
 
     dates = pd.concat([_parse_dates(loans["approved"]), _parse_dates(loans["forgiveness_date"])])
     cutoff = dates.max()
@@ -532,8 +585,10 @@ def import_files(files: list[str | Path], drop: str | Path | None = None, ds: st
         parse_ds(ds)
         if pd.notna(cutoff) and cutoff.strftime("%Y-%m-%d") > ds:
             later = int((dates > pd.Timestamp(ds)).sum())
-            raise PPPImportError(f"--ds {ds} is before the data's cut-off {cutoff:%Y-%m-%d} ({later} approval or "
-                                 "forgiveness dates after it): those rows would break 'not after ds'")
+            raise PPPImportError(
+                f"--ds {ds} is before the data's cut-off {cutoff:%Y-%m-%d} ({later} approval or "
+                "forgiveness dates after it): those rows would break 'not after ds'"
+            )
 
     t = time.monotonic()
     deliveries = build_deliveries(loans)
@@ -543,11 +598,17 @@ def import_files(files: list[str | Path], drop: str | Path | None = None, ds: st
     for source, rules in quarantine.items():
         n = sum(rules.values())
         share = n / max(len(deliveries[source]), 1)
-        msg = f"{source}: {n} of {len(deliveries[source])} rows ({share:.1%}) break the contract and will be " \
-              f"quarantined by landing: {rules}"
+        msg = (
+            f"{source}: {n} of {len(deliveries[source])} rows ({share:.1%}) break the contract and will be "
+            f"quarantined by landing: {rules}"
+        )
         if share > limit:
-            log.warning("%s; that is more than the limit of %.0f%% (PROGRAM_REPORTING_MAX_QUARANTINE_SHARE), so "
-                        "landing will reject this delivery whole", msg, limit * 100)
+            log.warning(
+                "%s; that is more than the limit of %.0f%% (PROGRAM_REPORTING_MAX_QUARANTINE_SHARE), so "
+                "landing will reject this delivery whole",
+                msg,
+                limit * 100,
+            )
         else:
             log.info(msg)
     cents = _cents(loans["amount"])
@@ -560,8 +621,12 @@ def import_files(files: list[str | Path], drop: str | Path | None = None, ds: st
     }
     if flags["amount_0_to_2_dollars_kept"]:
         tiny = loans[cents <= TINY_AMOUNT_CENTS]
-        log.warning("%d loans of $0-$2 kept as delivered (SBA counted them), e.g. %s line %s",
-                    len(tiny), tiny["file"].iat[0], tiny["line"].iat[0])
+        log.warning(
+            "%d loans of $0-$2 kept as delivered (SBA counted them), e.g. %s line %s",
+            len(tiny),
+            tiny["file"].iat[0],
+            tiny["line"].iat[0],
+        )
 
     p = default_paths()
     if drop is not None:
@@ -575,13 +640,20 @@ def import_files(files: list[str | Path], drop: str | Path | None = None, ds: st
         raise PPPImportError(
             "; ".join(conflicts) + ". A new delivery for the same ds replaces the old one entirely (extracts.md), "
             "which would remove the loans of the files imported before: import all files of this date in one "
-            "command (import-ppp A.csv B.csv ...), or pass --replace.")
+            "command (import-ppp A.csv B.csv ...), or pass --replace."
+        )
     dirs = {}
     for st in staged:  # merchants first: events never wait for their merchant
         dirs[st.source] = _commit(st, ds)
         log.info("wrote %s: %d rows, sha256 %s", dirs[st.source], st.row_count, st.sha256[:12])
-    result = ImportResult(ds=ds, files=[str(f) for f in files],
-                          rows={s: len(d) for s, d in deliveries.items()}, delivery_dirs=dirs,
-                          expected_quarantine=quarantine, flags=flags, seconds=time.monotonic() - started)
+    result = ImportResult(
+        ds=ds,
+        files=[str(f) for f in files],
+        rows={s: len(d) for s, d in deliveries.items()},
+        delivery_dirs=dirs,
+        expected_quarantine=quarantine,
+        flags=flags,
+        seconds=time.monotonic() - started,
+    )
     log.info("imported %d loans from %d file(s) as ds=%s in %.1fs", len(loans), len(files), ds, result.seconds)
     return result

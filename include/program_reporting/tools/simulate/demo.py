@@ -21,8 +21,9 @@ DEFAULT_DAYS = 7
 DEFAULT_MERCHANTS = 2000
 
 
-def run_demo(start: str = DEFAULT_START, days: int = DEFAULT_DAYS, merchants: int = DEFAULT_MERCHANTS,
-             seed: int = 2020) -> int:
+def run_demo(
+    start: str = DEFAULT_START, days: int = DEFAULT_DAYS, merchants: int = DEFAULT_MERCHANTS, seed: int = 2020
+) -> int:
     from program_reporting.orchestration import run
     from program_reporting.tools.simulate import simulator as simulate
 
@@ -34,15 +35,16 @@ def run_demo(start: str = DEFAULT_START, days: int = DEFAULT_DAYS, merchants: in
     p = paths()
     t0 = time.monotonic()
     log.info("simulating %d days from %s for %d merchants into %s", days, dates[0], merchants, p.drop)
-    simulate.simulate(start=dates[0], days=days, merchants=merchants, seed=seed, drop=p.drop,
-                      progress=False)
+    simulate.simulate(start=dates[0], days=days, merchants=merchants, seed=seed, drop=p.drop, progress=False)
     t_sim = time.monotonic() - t0
     outcomes = run.run_dates(dates)
     total = time.monotonic() - t0
     published = [o for o in outcomes if o.published]
     print()
-    print(f"simulated {days} days in {t_sim:.0f} s; nightly runs: "
-          + ", ".join(f"{o.ds} {'published' if o.published else 'WITHHELD'} ({o.seconds:.0f} s)" for o in outcomes))
+    print(
+        f"simulated {days} days in {t_sim:.0f} s; nightly runs: "
+        + ", ".join(f"{o.ds} {'published' if o.published else 'WITHHELD'} ({o.seconds:.0f} s)" for o in outcomes)
+    )
     if published:
         print()
         print(latest_kpis_table())
@@ -78,8 +80,12 @@ def latest_kpis_table() -> str:
 
     con = duckdb.connect(str(paths().current_db), read_only=True)
     try:
-        have = {r[0] for r in con.execute(
-            "select column_name from information_schema.columns where table_name = 'kpi_program_daily'").fetchall()}
+        have = {
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns where table_name = 'kpi_program_daily'"
+            ).fetchall()
+        }
         cols = [c for c in COLUMNS if c[0] in have]
         rows = con.execute(
             f"select {', '.join(c[0] for c in cols)} from kpi_program_daily "
@@ -91,7 +97,9 @@ def latest_kpis_table() -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
     lines = ["latest published KPIs (kpi_program_daily):"]
     for n, r in enumerate(cells):
-        lines.append("  " + "  ".join(v.rjust(w) if n and i > 1 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
+        lines.append(
+            "  " + "  ".join(v.rjust(w) if n and i > 1 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+        )
     return "\n".join(lines)
 
 

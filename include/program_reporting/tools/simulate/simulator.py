@@ -43,7 +43,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -73,86 +73,261 @@ MAX_LIMIT_CENTS = 100_000_00
 PROGRAM_WEIGHTS = {"SPARK-2020": 3.0, "SPRING-THUNDER-2020": 1.0}
 
 CN_CITIES = {
-    "CN-AH": ["合肥", "芜湖", "蚌埠"], "CN-BJ": ["北京"], "CN-CQ": ["重庆"], "CN-FJ": ["福州", "厦门", "泉州"],
-    "CN-GD": ["广州", "深圳", "东莞", "佛山", "汕头"], "CN-GS": ["兰州", "天水"], "CN-GX": ["南宁", "柳州", "桂林"],
-    "CN-GZ": ["贵阳", "遵义"], "CN-HA": ["郑州", "洛阳", "开封"], "CN-HB": ["武汉", "宜昌", "襄阳"],
-    "CN-HE": ["石家庄", "保定", "唐山"], "CN-HI": ["海口", "三亚"], "CN-HL": ["哈尔滨", "齐齐哈尔"],
-    "CN-HN": ["长沙", "株洲", "岳阳"], "CN-JL": ["长春", "吉林"], "CN-JS": ["南京", "苏州", "无锡", "徐州"],
-    "CN-JX": ["南昌", "赣州"], "CN-LN": ["沈阳", "大连"], "CN-NM": ["呼和浩特", "包头"], "CN-NX": ["银川"],
-    "CN-QH": ["西宁"], "CN-SC": ["成都", "绵阳", "南充"], "CN-SD": ["济南", "青岛", "烟台", "临沂"],
-    "CN-SH": ["上海"], "CN-SN": ["西安", "宝鸡"], "CN-SX": ["太原", "大同"], "CN-TJ": ["天津"],
-    "CN-XJ": ["乌鲁木齐", "喀什"], "CN-XZ": ["拉萨"], "CN-YN": ["昆明", "大理"],
+    "CN-AH": ["合肥", "芜湖", "蚌埠"],
+    "CN-BJ": ["北京"],
+    "CN-CQ": ["重庆"],
+    "CN-FJ": ["福州", "厦门", "泉州"],
+    "CN-GD": ["广州", "深圳", "东莞", "佛山", "汕头"],
+    "CN-GS": ["兰州", "天水"],
+    "CN-GX": ["南宁", "柳州", "桂林"],
+    "CN-GZ": ["贵阳", "遵义"],
+    "CN-HA": ["郑州", "洛阳", "开封"],
+    "CN-HB": ["武汉", "宜昌", "襄阳"],
+    "CN-HE": ["石家庄", "保定", "唐山"],
+    "CN-HI": ["海口", "三亚"],
+    "CN-HL": ["哈尔滨", "齐齐哈尔"],
+    "CN-HN": ["长沙", "株洲", "岳阳"],
+    "CN-JL": ["长春", "吉林"],
+    "CN-JS": ["南京", "苏州", "无锡", "徐州"],
+    "CN-JX": ["南昌", "赣州"],
+    "CN-LN": ["沈阳", "大连"],
+    "CN-NM": ["呼和浩特", "包头"],
+    "CN-NX": ["银川"],
+    "CN-QH": ["西宁"],
+    "CN-SC": ["成都", "绵阳", "南充"],
+    "CN-SD": ["济南", "青岛", "烟台", "临沂"],
+    "CN-SH": ["上海"],
+    "CN-SN": ["西安", "宝鸡"],
+    "CN-SX": ["太原", "大同"],
+    "CN-TJ": ["天津"],
+    "CN-XJ": ["乌鲁木齐", "喀什"],
+    "CN-XZ": ["拉萨"],
+    "CN-YN": ["昆明", "大理"],
     "CN-ZJ": ["杭州", "宁波", "温州", "义乌"],
 }
 # Where small shops are: heavier weights for the coastal provinces.
-CN_REGION_WEIGHTS = {"CN-GD": 14, "CN-ZJ": 10, "CN-JS": 9, "CN-SD": 7, "CN-HA": 5, "CN-SC": 5, "CN-FJ": 5,
-                     "CN-HB": 4, "CN-HN": 4, "CN-HE": 4, "CN-AH": 3, "CN-SH": 3, "CN-BJ": 3}
+CN_REGION_WEIGHTS = {
+    "CN-GD": 14,
+    "CN-ZJ": 10,
+    "CN-JS": 9,
+    "CN-SD": 7,
+    "CN-HA": 5,
+    "CN-SC": 5,
+    "CN-FJ": 5,
+    "CN-HB": 4,
+    "CN-HN": 4,
+    "CN-HE": 4,
+    "CN-AH": 3,
+    "CN-SH": 3,
+    "CN-BJ": 3,
+}
 # GB/T 2260 province codes: the first two digits of a resident identity card number.
 CN_GB_CODES = {
-    "CN-BJ": 11, "CN-TJ": 12, "CN-HE": 13, "CN-SX": 14, "CN-NM": 15, "CN-LN": 21, "CN-JL": 22, "CN-HL": 23,
-    "CN-SH": 31, "CN-JS": 32, "CN-ZJ": 33, "CN-AH": 34, "CN-FJ": 35, "CN-JX": 36, "CN-SD": 37, "CN-HA": 41,
-    "CN-HB": 42, "CN-HN": 43, "CN-GD": 44, "CN-GX": 45, "CN-HI": 46, "CN-CQ": 50, "CN-SC": 51, "CN-GZ": 52,
-    "CN-YN": 53, "CN-XZ": 54, "CN-SN": 61, "CN-GS": 62, "CN-QH": 63, "CN-NX": 64, "CN-XJ": 65,
+    "CN-BJ": 11,
+    "CN-TJ": 12,
+    "CN-HE": 13,
+    "CN-SX": 14,
+    "CN-NM": 15,
+    "CN-LN": 21,
+    "CN-JL": 22,
+    "CN-HL": 23,
+    "CN-SH": 31,
+    "CN-JS": 32,
+    "CN-ZJ": 33,
+    "CN-AH": 34,
+    "CN-FJ": 35,
+    "CN-JX": 36,
+    "CN-SD": 37,
+    "CN-HA": 41,
+    "CN-HB": 42,
+    "CN-HN": 43,
+    "CN-GD": 44,
+    "CN-GX": 45,
+    "CN-HI": 46,
+    "CN-CQ": 50,
+    "CN-SC": 51,
+    "CN-GZ": 52,
+    "CN-YN": 53,
+    "CN-XZ": 54,
+    "CN-SN": 61,
+    "CN-GS": 62,
+    "CN-QH": 63,
+    "CN-NX": 64,
+    "CN-XJ": 65,
 }
-CN_SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈姚卢钟陆汪金石廖贾夏方白邹孟熊秦江薛雷侯龙陶贺顾毛龚万钱严武戴孔汤")
+CN_SURNAMES = list(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁沈姚卢钟陆汪金石廖贾夏方白邹孟熊秦江薛雷侯龙陶贺顾毛龚万钱严武戴孔汤"
+)
 CN_GIVEN = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华建国志红玉春梅海燕文斌晓东丹凤鹏飞宁慧琳浩宇欣怡")
-CN_BRANDS = ["鑫源", "福满多", "好邻居", "惠民", "万家乐", "兴隆", "金泰", "利民", "百姓", "顺发", "天天", "聚福",
-             "旺角", "新概念", "佳美", "永辉", "红星", "阳光", "四季", "和顺"]
+CN_BRANDS = [
+    "鑫源",
+    "福满多",
+    "好邻居",
+    "惠民",
+    "万家乐",
+    "兴隆",
+    "金泰",
+    "利民",
+    "百姓",
+    "顺发",
+    "天天",
+    "聚福",
+    "旺角",
+    "新概念",
+    "佳美",
+    "永辉",
+    "红星",
+    "阳光",
+    "四季",
+    "和顺",
+]
 CN_SUFFIX = {
-    "convenience_store": ["便利店", "小卖部", "便民超市"], "street_stall": ["小吃摊", "烧烤摊", "水果摊", "煎饼摊"],
-    "grocery": ["杂货铺", "粮油店", "副食店"], "restaurant": ["饭馆", "面馆", "小厨", "饺子馆"],
-    "retail_shop": ["服装店", "五金店", "文具店", "鞋店"], "service": ["理发店", "修车铺", "洗衣店"],
-    "exporter": ["贸易有限公司", "进出口有限公司", "制品厂"], "other": ["商行", "工作室"],
+    "convenience_store": ["便利店", "小卖部", "便民超市"],
+    "street_stall": ["小吃摊", "烧烤摊", "水果摊", "煎饼摊"],
+    "grocery": ["杂货铺", "粮油店", "副食店"],
+    "restaurant": ["饭馆", "面馆", "小厨", "饺子馆"],
+    "retail_shop": ["服装店", "五金店", "文具店", "鞋店"],
+    "service": ["理发店", "修车铺", "洗衣店"],
+    "exporter": ["贸易有限公司", "进出口有限公司", "制品厂"],
+    "other": ["商行", "工作室"],
 }
 CN_BRANCH = ["", "（一分店）", "（二分店）", "（三分店）", "（总店）"]
-CN_PHONE_PREFIXES = ["130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152", "155",
-                     "156", "157", "158", "159", "166", "177", "180", "181", "182", "185", "186", "187", "188",
-                     "189", "199"]
+CN_PHONE_PREFIXES = [
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "166",
+    "177",
+    "180",
+    "181",
+    "182",
+    "185",
+    "186",
+    "187",
+    "188",
+    "189",
+    "199",
+]
 # A few names that need RFC 4180 quoting (comma, double quote).
-QUOTING_SUFFIXES = ["", " (Co., Ltd.)", "\u201c正宗\u201d \"老字号\""]
+QUOTING_SUFFIXES = ["", " (Co., Ltd.)", '\u201c正宗\u201d "老字号"']
 
-EN_SURNAMES = ["Smith", "Johnson", "Garcia", "Miller", "Davis", "Lopez", "Wilson", "Nguyen", "Patel", "Kim",
-               "O'Brien", "Martinez", "Anderson", "Thomas", "Moore", "Jackson", "Lee", "Walker", "Young", "Hill"]
+EN_SURNAMES = [
+    "Smith",
+    "Johnson",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Lopez",
+    "Wilson",
+    "Nguyen",
+    "Patel",
+    "Kim",
+    "O'Brien",
+    "Martinez",
+    "Anderson",
+    "Thomas",
+    "Moore",
+    "Jackson",
+    "Lee",
+    "Walker",
+    "Young",
+    "Hill",
+]
 EN_GIVEN = ["James", "Mary", "John", "Linda", "Maria", "David", "Susan", "Wei", "Ana", "Ahmed", "Grace", "Luis"]
 EN_SUFFIX = {
-    "convenience_store": [" Corner Store", " Quick Mart"], "street_stall": [" Food Cart", " Stand"],
-    "grocery": [" Grocery", " Market"], "restaurant": [" Diner", " Kitchen"], "retail_shop": [" Hardware", " Boutique"],
-    "service": [" Barber Shop", " Auto Repair"], "exporter": [" Trading LLC", " Exports Inc."],
+    "convenience_store": [" Corner Store", " Quick Mart"],
+    "street_stall": [" Food Cart", " Stand"],
+    "grocery": [" Grocery", " Market"],
+    "restaurant": [" Diner", " Kitchen"],
+    "retail_shop": [" Hardware", " Boutique"],
+    "service": [" Barber Shop", " Auto Repair"],
+    "exporter": [" Trading LLC", " Exports Inc."],
     "other": [" & Sons", " Studio"],
 }
 EN_CITIES = ["Springfield", "Franklin", "Greenville", "Clinton", "Madison", "Salem", "Georgetown", "Fairview"]
 
 RATES = ["0", "0.0185", "0.0275", "0.0365", "0.0435"]  # annual_interest_rate of a line, as delivered
 LIMITS_BY_SIZE = {  # CNY
-    "micro": [10000, 20000, 30000, 50000], "small": [30000, 50000, 80000, 100000], "medium": [50000, 80000, 100000],
+    "micro": [10000, 20000, 30000, 50000],
+    "small": [30000, 50000, 80000, 100000],
+    "medium": [50000, 80000, 100000],
 }
-GOODS_WEIGHTS = {"food": 25, "beverages": 15, "daily_necessities": 20, "fresh_produce": 15, "tobacco_alcohol": 8,
-                 "household": 10, "other": 7}
+GOODS_WEIGHTS = {
+    "food": 25,
+    "beverages": 15,
+    "daily_necessities": 20,
+    "fresh_produce": 15,
+    "tobacco_alcohol": 8,
+    "household": 10,
+    "other": 7,
+}
 EXPORTER_GOODS_WEIGHTS = {"household": 40, "other": 40, "daily_necessities": 20}
 EXIT_WITHIN_90_DAYS = {"micro": 0.22, "small": 0.10, "medium": 0.05}  # see docs/simulator.md
-EXTRA_COLUMNS = {"merchants": ("data_source", ["registry", "partner_app", "field_agent"]),
-                 "credit_events": ("channel", ["app", "branch", "partner"]),
-                 "employment_reports": ("submission_channel", ["app", "web", "paper"])}
+EXTRA_COLUMNS = {
+    "merchants": ("data_source", ["registry", "partner_app", "field_agent"]),
+    "credit_events": ("channel", ["app", "branch", "partner"]),
+    "employment_reports": ("submission_channel", ["app", "web", "paper"]),
+}
 
 # Contract-breaking (or tricky) rows injected on purpose. expect: what landing should do with them.
 #   quarantine: rejected at landing; held: orphan, held, quarantined after 7 days unless released;
 #   duplicate: a harmless repeat of an earlier event (all values equal), counted once.
 INJECT_KINDS = {
     "credit_events": [
-        "amount_negative", "amount_too_many_decimals", "event_type_unknown", "goods_category_unknown",
-        "currency_wrong", "event_at_invalid", "event_at_after_ds", "due_on_invalid", "due_on_missing",
-        "event_id_too_long", "merchant_unknown", "event_id_conflict", "duplicate_event_same_values",
+        "amount_negative",
+        "amount_too_many_decimals",
+        "event_type_unknown",
+        "goods_category_unknown",
+        "currency_wrong",
+        "event_at_invalid",
+        "event_at_after_ds",
+        "due_on_invalid",
+        "due_on_missing",
+        "event_id_too_long",
+        "merchant_unknown",
+        "event_id_conflict",
+        "duplicate_event_same_values",
     ],
     "merchants": [
-        "region_unknown", "region_other_country", "program_unknown", "business_type_unknown",
-        "size_class_unknown", "status_unknown", "enrolled_on_invalid", "enrolled_on_after_ds",
-        "registered_after_enrolled", "updated_at_after_ds", "merchant_id_too_long", "business_name_missing",
+        "region_unknown",
+        "region_other_country",
+        "program_unknown",
+        "business_type_unknown",
+        "size_class_unknown",
+        "status_unknown",
+        "enrolled_on_invalid",
+        "enrolled_on_after_ds",
+        "registered_after_enrolled",
+        "updated_at_after_ds",
+        "merchant_id_too_long",
+        "business_name_missing",
         "duplicate_merchant_id",
     ],
     "employment_reports": [
-        "employees_too_large", "employees_negative", "employees_not_integer", "baseline_negative",
-        "period_month_after_ds", "period_month_invalid", "verification_status_unknown", "reported_at_after_ds",
-        "merchant_unknown", "report_id_too_long",
+        "employees_too_large",
+        "employees_negative",
+        "employees_not_integer",
+        "baseline_negative",
+        "period_month_after_ds",
+        "period_month_invalid",
+        "verification_status_unknown",
+        "reported_at_after_ds",
+        "merchant_unknown",
+        "report_id_too_long",
     ],
 }
 PAIRED_KINDS = {"amount_too_many_decimals", "duplicate_merchant_id"}  # injected two rows at a time
@@ -222,7 +397,7 @@ def _fmt_offset(seconds: int) -> str:
     return f"{sign}{m // 60:02d}:{m % 60:02d}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _utc_offset(tz: str, day: int) -> int:
     noon = dt.datetime.combine(_date(day), dt.time(12), tzinfo=ZoneInfo(tz))
     return int(noon.utcoffset().total_seconds())
@@ -231,8 +406,7 @@ def _utc_offset(tz: str, day: int) -> int:
 def _local_secs(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
     """Seconds after local midnight: mostly business hours, 10% within an hour of
     midnight so that converting to the local date crosses the UTC/+08:00 boundary."""
-    secs = np.where(u1 < 0.90, 8 * 3600 + u2 * 14 * 3600,
-                    np.where(u1 < 0.95, 23 * 3600 + u2 * 3600, u2 * 3600))
+    secs = np.where(u1 < 0.90, 8 * 3600 + u2 * 14 * 3600, np.where(u1 < 0.95, 23 * 3600 + u2 * 3600, u2 * 3600))
     return np.minimum(secs.astype(np.int64), DAY - 1)
 
 
@@ -286,8 +460,11 @@ class _Delivery:
         self.name = contract.data_file_name(source, fmt["gzip"])
         self.tmp = self.dir / f".{self.name}.tmp"
         self._raw = open(self.tmp, "wb")
-        self._out = (gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
-                     if fmt["gzip"] else self._raw)
+        self._out = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+            if fmt["gzip"]
+            else self._raw
+        )
         if fmt["bom"]:
             self._out.write(BOM)
         self.columns: list[str] = fmt["columns"]
@@ -300,7 +477,9 @@ class _Delivery:
     def write(self, table: pa.Table) -> None:
         if self.fmt["extra_column"]:
             name, values = EXTRA_COLUMNS[self.source]
-            table = table.append_column(name, _strings(values, self._extra_rng.integers(0, len(values), table.num_rows)))
+            table = table.append_column(
+                name, _strings(values, self._extra_rng.integers(0, len(values), table.num_rows))
+            )
         buf = io.BytesIO()
         self._options.include_header = self._header
         pacsv.write_csv(table.select(self.columns), buf, self._options)
@@ -345,16 +524,30 @@ def _empty_table(source: str) -> pa.Table:
 
 def _produced_at(source: str, ds: dt.date, tz: str, days_after: int = 1) -> str:
     """Deterministic: the night after the business day, a few minutes apart per source."""
-    when = dt.datetime.combine(ds + dt.timedelta(days=days_after), dt.time(1, 10 * (SOURCES.index(source) + 1)),
-                               tzinfo=ZoneInfo(tz))
+    when = dt.datetime.combine(
+        ds + dt.timedelta(days=days_after), dt.time(1, 10 * (SOURCES.index(source) + 1)), tzinfo=ZoneInfo(tz)
+    )
     return when.isoformat()
 
 
 # --------------------------------------------------------------------------- the world
 class _World:
-    def __init__(self, start: dt.date, days: int, merchants: int, seed: int, programs: Sequence[str],
-                 drop: Path, bad_row_share: float, gzip_share: float, crlf_share: float, bom_share: float,
-                 extra_column_share: float, shuffle_share: float, late_share: float):
+    def __init__(
+        self,
+        start: dt.date,
+        days: int,
+        merchants: int,
+        seed: int,
+        programs: Sequence[str],
+        drop: Path,
+        bad_row_share: float,
+        gzip_share: float,
+        crlf_share: float,
+        bom_share: float,
+        extra_column_share: float,
+        shuffle_share: float,
+        late_share: float,
+    ):
         known = reference.programs()
         unknown = [p for p in programs if p not in known]
         if unknown:
@@ -365,8 +558,13 @@ class _World:
         self.start_day, self.end_day = _day(start), _day(start) + days - 1
         self.days = days
         self.bad_row_share, self.late_share = bad_row_share, late_share
-        self.shares = {"gzip": gzip_share, "crlf": crlf_share, "bom": bom_share,
-                       "extra_column": extra_column_share, "shuffle": shuffle_share}
+        self.shares = {
+            "gzip": gzip_share,
+            "crlf": crlf_share,
+            "bom": bom_share,
+            "extra_column": extra_column_share,
+            "shuffle": shuffle_share,
+        }
         self.programs = [known[p] for p in programs]
         self.calendar_tz = self.programs[0].time_zone
         P = len(self.programs)
@@ -405,18 +603,33 @@ class _World:
         launch = self.launch[self.prog]
         span = np.maximum(self.end_day - launch + 1, 1)
         pilot = rng.random(N) < 0.08
-        self.enrol = np.where(pilot, launch - 1 - rng.integers(0, PILOT_DAYS, N),
-                              launch + np.floor(span * rng.random(N) ** 1.6)).astype(np.int64)
+        self.enrol = np.where(
+            pilot, launch - 1 - rng.integers(0, PILOT_DAYS, N), launch + np.floor(span * rng.random(N) ** 1.6)
+        ).astype(np.int64)
 
         # Static attributes.
         self.size = rng.choice(3, N, p=[0.70, 0.24, 0.06]).astype(np.int8)
         st = np.array([p.code == "SPRING-THUNDER-2020" for p in self.programs])[self.prog]
-        bt_general = rng.choice(len(contract.BUSINESS_TYPES), N,
-                                p=_weights(contract.BUSINESS_TYPES, {"convenience_store": 25, "street_stall": 15,
-                                                                     "grocery": 20, "restaurant": 15, "retail_shop": 12,
-                                                                     "service": 8, "exporter": 1, "other": 4}))
-        bt_export = np.where(rng.random(N) < 0.8, contract.BUSINESS_TYPES.index("exporter"),
-                             contract.BUSINESS_TYPES.index("retail_shop"))
+        bt_general = rng.choice(
+            len(contract.BUSINESS_TYPES),
+            N,
+            p=_weights(
+                contract.BUSINESS_TYPES,
+                {
+                    "convenience_store": 25,
+                    "street_stall": 15,
+                    "grocery": 20,
+                    "restaurant": 15,
+                    "retail_shop": 12,
+                    "service": 8,
+                    "exporter": 1,
+                    "other": 4,
+                },
+            ),
+        )
+        bt_export = np.where(
+            rng.random(N) < 0.8, contract.BUSINESS_TYPES.index("exporter"), contract.BUSINESS_TYPES.index("retail_shop")
+        )
         self.btype = np.where(st, bt_export, bt_general).astype(np.int8)
         self.region = np.zeros(N, np.int16)
         self.new_region = np.zeros(N, np.int16)
@@ -511,8 +724,10 @@ class _World:
     # ----------------------------------------------------------------- formats
     def _format(self, source: str, day: int) -> dict:
         k = (day - self.start_day) * len(SOURCES) + SOURCES.index(source)
-        fmt = {name: _low_discrepancy(k, share, float(self.fmt_u[i]))
-               for i, (name, share) in enumerate(self.shares.items())}
+        fmt = {
+            name: _low_discrepancy(k, share, float(self.fmt_u[i]))
+            for i, (name, share) in enumerate(self.shares.items())
+        }
         cols = contract.column_names(source)
         if fmt["extra_column"]:
             cols = cols + [EXTRA_COLUMNS[source][0]]
@@ -538,8 +753,9 @@ class _World:
         days = np.broadcast_to(np.asarray(days, dtype=np.int64), prog.shape)
         key = prog.astype(np.int64) * (1 << 32) + days
         uniq, inv = np.unique(key, return_inverse=True)
-        offs = np.array([_utc_offset(self.programs[int(k >> 32)].time_zone, int(k & 0xFFFFFFFF)) for k in uniq],
-                        dtype=np.int64)
+        offs = np.array(
+            [_utc_offset(self.programs[int(k >> 32)].time_zone, int(k & 0xFFFFFFFF)) for k in uniq], dtype=np.int64
+        )
         return offs[inv] if len(uniq) else np.zeros(0, np.int64)
 
     def _merchant_ids(self, idx: np.ndarray) -> pa.Array:
@@ -556,8 +772,9 @@ class _World:
         firsts_cn = [s + "记" for s in CN_SURNAMES] + ["老" + s for s in CN_SURNAMES] + CN_BRANDS
         firsts_en = [s + "'s" for s in EN_SURNAMES]
         firsts = firsts_cn + firsts_en
-        f = np.where(cn, _below(_hash(S, 10, idx), len(firsts_cn)),
-                     len(firsts_cn) + _below(_hash(S, 10, idx), len(firsts_en)))
+        f = np.where(
+            cn, _below(_hash(S, 10, idx), len(firsts_cn)), len(firsts_cn) + _below(_hash(S, 10, idx), len(firsts_en))
+        )
         suffixes, soff, sn = [], [], []
         for lang in (CN_SUFFIX, EN_SUFFIX):
             for b in contract.BUSINESS_TYPES:
@@ -571,8 +788,12 @@ class _World:
         branch = np.where(ub < 0.94, 0, 1 + _below(_hash(S, 13, idx), len(CN_BRANCH) - 1))
         branch = np.where(cn, branch, 0)
         quoting = np.where(ub < 0.993, 0, np.where(ub < 0.997, 1, 2))
-        name = _join(_strings(firsts, f), _strings(suffixes, sfx), _strings(CN_BRANCH, branch),
-                     _strings(QUOTING_SUFFIXES, quoting))
+        name = _join(
+            _strings(firsts, f),
+            _strings(suffixes, sfx),
+            _strings(CN_BRANCH, branch),
+            _strings(QUOTING_SUFFIXES, quoting),
+        )
         # owner (personal data: fake but pattern-realistic)
         sur = _below(_hash(S, 20, idx), 1 << 20)
         g1, g2 = _below(_hash(S, 21, idx), len(CN_GIVEN)), _below(_hash(S, 22, idx), len(CN_GIVEN) + 3)
@@ -581,9 +802,13 @@ class _World:
         owner_en = _join(_strings(EN_GIVEN, g1 % len(EN_GIVEN)), " ", _strings(EN_SURNAMES, sur % len(EN_SURNAMES)))
         owner = pc.if_else(pa.array(cn), owner_cn, owner_en)
         hp = _hash(S, 23, idx)
-        phone_cn = _join(_strings(CN_PHONE_PREFIXES, _below(hp, len(CN_PHONE_PREFIXES))),
-                         _int_str(_below(hp >> np.uint64(8), 10**8), 8))
-        phone_en = _join("(", _int_str(200 + _below(hp, 800)), ") 555-01", _int_str(_below(hp >> np.uint64(16), 100), 2))
+        phone_cn = _join(
+            _strings(CN_PHONE_PREFIXES, _below(hp, len(CN_PHONE_PREFIXES))),
+            _int_str(_below(hp >> np.uint64(8), 10**8), 8),
+        )
+        phone_en = _join(
+            "(", _int_str(200 + _below(hp, 800)), ") 555-01", _int_str(_below(hp >> np.uint64(16), 100), 2)
+        )
         phone = pc.if_else(pa.array(cn), phone_cn, phone_en)
         region = np.where(self.move[idx] <= t, self.new_region[idx], self.region[idx]).astype(np.int64)
         natid = self._national_ids(idx, region, cn)
@@ -593,30 +818,37 @@ class _World:
         enrol = self.enrol[idx]
         registered = enrol - 30 - _below(_hash(S, 40, idx), 3650)
         status = self._status(idx, t)
-        kinds = [(self.enrol[idx], 50), (self.suspend[idx], 51), (self.resume[idx], 52), (self.exit[idx], 53),
-                 (self.move[idx], 54)]
+        kinds = [
+            (self.enrol[idx], 50),
+            (self.suspend[idx], 51),
+            (self.resume[idx], 52),
+            (self.exit[idx], 53),
+            (self.move[idx], 54),
+        ]
         upd = np.full(n, -1, np.int64)
         for day, salt in kinds:
             secs = _local_secs(_unit(_hash(S, salt, idx)), _unit(_hash(S, salt + 10, idx)))
             upd = np.where(day <= t, np.maximum(upd, day * DAY + secs), upd)
         local_off = self._offsets(prog, upd // DAY)
         updated_at = _render_ts(upd - local_off, local_off, _unit(_hash(S, 60 + t % 1000, idx)))
-        return pa.table({
-            "merchant_id": self._merchant_ids(idx),
-            "program_code": _strings(self.prog_codes, prog),
-            "business_name": name,
-            "owner_name": pc.if_else(pa.array(nulls[0]), pa.scalar(None, pa.string()), owner),
-            "owner_phone": pc.if_else(pa.array(nulls[1]), pa.scalar(None, pa.string()), phone),
-            "owner_national_id": pc.if_else(pa.array(nulls[2]), pa.scalar(None, pa.string()), natid),
-            "region": _strings(self.regions, region),
-            "city": _strings(self.cities, city),
-            "business_type": _strings(contract.BUSINESS_TYPES, btype),
-            "size_class": _strings(contract.SIZE_CLASSES, self.size[idx]),
-            "registered_on": _dates(registered, _unit(_hash(S, 41, idx)) < 0.10),
-            "enrolled_on": _dates(enrol),
-            "status": _strings(contract.MERCHANT_STATUSES, status),
-            "updated_at": updated_at,
-        })
+        return pa.table(
+            {
+                "merchant_id": self._merchant_ids(idx),
+                "program_code": _strings(self.prog_codes, prog),
+                "business_name": name,
+                "owner_name": pc.if_else(pa.array(nulls[0]), pa.scalar(None, pa.string()), owner),
+                "owner_phone": pc.if_else(pa.array(nulls[1]), pa.scalar(None, pa.string()), phone),
+                "owner_national_id": pc.if_else(pa.array(nulls[2]), pa.scalar(None, pa.string()), natid),
+                "region": _strings(self.regions, region),
+                "city": _strings(self.cities, city),
+                "business_type": _strings(contract.BUSINESS_TYPES, btype),
+                "size_class": _strings(contract.SIZE_CLASSES, self.size[idx]),
+                "registered_on": _dates(registered, _unit(_hash(S, 41, idx)) < 0.10),
+                "enrolled_on": _dates(enrol),
+                "status": _strings(contract.MERCHANT_STATUSES, status),
+                "updated_at": updated_at,
+            }
+        )
 
     def _national_ids(self, idx: np.ndarray, region: np.ndarray, cn: np.ndarray) -> pa.Array:
         """18-character resident identity numbers (GB 11643: area, birth date,
@@ -637,8 +869,13 @@ class _World:
         check = _strings(list("10X98765432"), total % 11)
         cn_id = _join(_int_str(body, 17), check)
         h = _hash(S, 73, idx)
-        us_id = _join(_int_str(900 + _below(h, 100), 3), "-", _int_str(_below(h >> np.uint64(8), 100), 2), "-",
-                      _int_str(_below(h >> np.uint64(16), 10000), 4))
+        us_id = _join(
+            _int_str(900 + _below(h, 100), 3),
+            "-",
+            _int_str(_below(h >> np.uint64(8), 100), 2),
+            "-",
+            _int_str(_below(h >> np.uint64(16), 10000), 4),
+        )
         return pc.if_else(pa.array(cn), cn_id, us_id)
 
     def merchants_day(self, t: int) -> None:
@@ -654,10 +891,16 @@ class _World:
         def emit(lines, etype, cents, rate=None, due=None, goods=None):
             k = len(lines)
             if k:
-                parts.append((lines, np.full(k, etype, np.int8), cents,
-                              np.full(k, -1, np.int64) if rate is None else rate,
-                              np.full(k, -1, np.int64) if due is None else due,
-                              np.full(k, -1, np.int64) if goods is None else goods))
+                parts.append(
+                    (
+                        lines,
+                        np.full(k, etype, np.int8),
+                        cents,
+                        np.full(k, -1, np.int64) if rate is None else rate,
+                        np.full(k, -1, np.int64) if due is None else due,
+                        np.full(k, -1, np.int64) if goods is None else goods,
+                    )
+                )
 
         T = contract.EVENT_TYPES.index
         # closures (state at the start of the day): exited merchants, written-off lines
@@ -695,13 +938,15 @@ class _World:
         due_day = t + term
         exporter = self.btype[cand] == contract.BUSINESS_TYPES.index("exporter")
         g_gen = rng.choice(len(contract.GOODS_CATEGORIES), k, p=_weights(contract.GOODS_CATEGORIES, GOODS_WEIGHTS, 0))
-        g_exp = rng.choice(len(contract.GOODS_CATEGORIES), k,
-                           p=_weights(contract.GOODS_CATEGORIES, EXPORTER_GOODS_WEIGHTS, 0))
+        g_exp = rng.choice(
+            len(contract.GOODS_CATEGORIES), k, p=_weights(contract.GOODS_CATEGORIES, EXPORTER_GOODS_WEIGHTS, 0)
+        )
         self.outstanding[cand] += cents
         emit(cand, T("drawdown"), cents, due=due_day, goods=np.where(exporter, g_exp, g_gen))
         late = self.lateness[cand]
-        repay = np.where(late == 0, np.maximum(t + 1, due_day - rng.integers(0, 11, k)),
-                         due_day + late + rng.integers(-3, 4, k))
+        repay = np.where(
+            late == 0, np.maximum(t + 1, due_day - rng.integers(0, 11, k)), due_day + late + rng.integers(-3, 4, k)
+        )
         order = np.argsort(repay, kind="stable")
         days_sorted = repay[order]
         uniq, starts = np.unique(days_sorted, return_index=True)
@@ -724,25 +969,29 @@ class _World:
         lines, etype, cents, rate, due, goods, lsec = (a[order] for a in (lines, etype, cents, rate, due, goods, lsec))
         # late postings: some drawdowns and repayments reach the ledger 1-30 days later
         movable = (etype == T("drawdown")) | (etype == T("repayment"))
-        lag = np.where(movable & (rng.random(n) < self.late_share),
-                       np.minimum(30, 1 + np.floor(rng.exponential(4.0, n))), 0).astype(np.int64)
+        lag = np.where(
+            movable & (rng.random(n) < self.late_share), np.minimum(30, 1 + np.floor(rng.exponential(4.0, n))), 0
+        ).astype(np.int64)
         prog = self.prog[lines]
         record = np.minimum(np.maximum(t + lag, self.first_day[prog]), self.end_day)
         local_off = self._offsets(prog, t)
         ymd = _date(t).strftime("%Y%m%d")
-        table = pa.table({
-            "event_id": _join(f"CE{ymd}-", _int_str(np.arange(n), 8)),
-            "credit_line_id": _join("CL", _int_str(lines, 9)),
-            "merchant_id": self._merchant_ids(lines),
-            "event_type": _strings(contract.EVENT_TYPES, etype),
-            "event_at": _render_ts(t * DAY + lsec - local_off, local_off, rng.random(n)),
-            "amount": _money(cents),
-            "currency": _strings(self.currency, prog),
-            "annual_interest_rate": _strings(RATES + [None], np.where(rate < 0, len(RATES), rate)),
-            "due_on": _dates(np.where(due < 0, 0, due), due < 0),
-            "goods_category": _strings(list(contract.GOODS_CATEGORIES) + [None],
-                                       np.where(goods < 0, len(contract.GOODS_CATEGORIES), goods)),
-        })
+        table = pa.table(
+            {
+                "event_id": _join(f"CE{ymd}-", _int_str(np.arange(n), 8)),
+                "credit_line_id": _join("CL", _int_str(lines, 9)),
+                "merchant_id": self._merchant_ids(lines),
+                "event_type": _strings(contract.EVENT_TYPES, etype),
+                "event_at": _render_ts(t * DAY + lsec - local_off, local_off, rng.random(n)),
+                "amount": _money(cents),
+                "currency": _strings(self.currency, prog),
+                "annual_interest_rate": _strings(RATES + [None], np.where(rate < 0, len(RATES), rate)),
+                "due_on": _dates(np.where(due < 0, 0, due), due < 0),
+                "goods_category": _strings(
+                    list(contract.GOODS_CATEGORIES) + [None], np.where(goods < 0, len(contract.GOODS_CATEGORIES), goods)
+                ),
+            }
+        )
         late = (lag > 0) & (record > np.maximum(t, self.first_day[prog]))  # not history of a first delivery
         if late.any():
             late_by_ds = self.summary["late_postings"]
@@ -760,8 +1009,12 @@ class _World:
         regular = np.flatnonzero(alive & (self.report_dom == date.day))
         regular = regular[rng.random(len(regular)) < self.p_report[regular]]
         # a first report right after enrolling, when no regular report follows the enrolment this month
-        first = np.flatnonzero(alive & (self.enrol + self.first_report_lag == t) & (self.enrol_month == month)
-                               & (self.report_dom <= self.enrol_dom))
+        first = np.flatnonzero(
+            alive
+            & (self.enrol + self.first_report_lag == t)
+            & (self.enrol_month == month)
+            & (self.report_dom <= self.enrol_dom)
+        )
         idx = np.concatenate([regular, first])
         n = len(idx)
         if n == 0:
@@ -786,15 +1039,17 @@ class _World:
         local_off = self._offsets(prog, report_day)
         ymd = date.strftime("%Y%m%d")
         pm = f"{period // 12:04d}-{period % 12 + 1:02d}"
-        table = pa.table({
-            "report_id": _join(f"ER{ymd}-", _int_str(np.arange(m), 8)),
-            "merchant_id": self._merchant_ids(idx),
-            "period_month": _strings([pm], np.zeros(m, np.int64)),
-            "employees": _int_str(employees),
-            "baseline_employees": _int_str(self.baseline[idx]),
-            "reported_at": _render_ts(report_day * DAY + lsec - local_off, local_off, rng.random(m)),
-            "verification_status": _strings(contract.VERIFICATION_STATUSES, verified.astype(np.int64)),
-        })
+        table = pa.table(
+            {
+                "report_id": _join(f"ER{ymd}-", _int_str(np.arange(m), 8)),
+                "merchant_id": self._merchant_ids(idx),
+                "period_month": _strings([pm], np.zeros(m, np.int64)),
+                "employees": _int_str(employees),
+                "baseline_employees": _int_str(self.baseline[idx]),
+                "reported_at": _render_ts(report_day * DAY + lsec - local_off, local_off, rng.random(m)),
+                "verification_status": _strings(contract.VERIFICATION_STATUSES, verified.astype(np.int64)),
+            }
+        )
         record = np.maximum(report_day, self.first_day[prog])
         if len(fix):
             corr = self.summary["corrections"]
@@ -804,8 +1059,9 @@ class _World:
         self._deliver("employment_reports", t, table, record, merchants=idx)
 
     # ----------------------------------------------------------------- routing
-    def _deliver(self, source: str, t: int, table: pa.Table, record: np.ndarray,
-                 merchants: np.ndarray | None = None) -> None:
+    def _deliver(
+        self, source: str, t: int, table: pa.Table, record: np.ndarray, merchants: np.ndarray | None = None
+    ) -> None:
         """Append rows to the delivery of the ds each is recorded on; the rows
         recorded on t itself are the day's own chunk, where bad rows go."""
         record = np.asarray(record, dtype=np.int64)
@@ -847,8 +1103,11 @@ class _World:
             return chunk
         ds = _date(t)
         kinds = INJECT_KINDS[source]
-        templates = chunk.to_pylist() if chunk.num_rows <= 2000 else chunk.take(
-            pa.array(rng.choice(chunk.num_rows, 2000, replace=False))).to_pylist()
+        templates = (
+            chunk.to_pylist()
+            if chunk.num_rows <= 2000
+            else chunk.take(pa.array(rng.choice(chunk.num_rows, 2000, replace=False))).to_pylist()
+        )
         if source == "credit_events":  # drawdowns first: the drawdown-only kinds need one
             drawdowns = [r for r in templates if r["event_type"] == "drawdown"]
             templates = drawdowns or templates
@@ -874,14 +1133,21 @@ class _World:
         order[is_bad] = m + np.arange(b)
         key_col = {"merchants": "merchant_id", "credit_events": "event_id", "employment_reports": "report_id"}[source]
         for p, row, (kind, expect) in zip(pos, bad, meta):
-            self.summary["injected"].append({
-                "source": source, "ds": ds.isoformat(), "kind": kind, "expect": expect,
-                "key": row[key_col], "line": int(rows_before + p + 2),
-            })
+            self.summary["injected"].append(
+                {
+                    "source": source,
+                    "ds": ds.isoformat(),
+                    "kind": kind,
+                    "expect": expect,
+                    "key": row[key_col],
+                    "line": int(rows_before + p + 2),
+                }
+            )
         return pa.concat_tables([chunk, bad_table]).take(pa.array(order))
 
-    def _bad_rows(self, source: str, kind: str, ds: dt.date, k: int, templates: list[dict],
-                  rng: np.random.Generator) -> list[dict] | None:
+    def _bad_rows(
+        self, source: str, kind: str, ds: dt.date, k: int, templates: list[dict], rng: np.random.Generator
+    ) -> list[dict] | None:
         ymd = ds.strftime("%Y%m%d")
         next_day = (ds + dt.timedelta(days=1)).isoformat()
         nxt_month = dt.date(ds.year + ds.month // 12, ds.month % 12 + 1, 1)
@@ -990,9 +1256,14 @@ class _World:
             rel = (w.dir / w.name).relative_to(self.drop).as_posix()
             self.summary["rows"][source][ds] = w.rows
             self.summary["deliveries"][source][ds] = {
-                "file": rel, "rows": w.rows, "gzip": w.fmt["gzip"], "crlf": w.fmt["crlf"], "bom": w.fmt["bom"],
+                "file": rel,
+                "rows": w.rows,
+                "gzip": w.fmt["gzip"],
+                "crlf": w.fmt["crlf"],
+                "bom": w.fmt["bom"],
                 "extra_columns": [c for c in w.columns if c not in contract.column_names(source)],
-                "columns": list(w.columns), "sha256": control["sha256"],
+                "columns": list(w.columns),
+                "sha256": control["sha256"],
                 "amount_total": control.get("amount_total"),
             }
             counts[source] = w.rows
@@ -1009,19 +1280,35 @@ class _World:
             if t >= self.start_day:
                 counts = self.finish_day(t)
                 if progress:
-                    log.info("ds=%s delivered: %s (%.1f s)", _date(t).isoformat(),
-                             ", ".join(f"{s} {c:,}" for s, c in counts.items()), time.monotonic() - began)
+                    log.info(
+                        "ds=%s delivered: %s (%.1f s)",
+                        _date(t).isoformat(),
+                        ", ".join(f"{s} {c:,}" for s, c in counts.items()),
+                        time.monotonic() - began,
+                    )
         leftover = sorted(self.writers)
         if leftover:  # cannot happen: records are clamped to the window
             raise RuntimeError(f"deliveries left open after the window: {leftover}")
 
 
 # --------------------------------------------------------------------------- public API
-def simulate(start: dt.date | str = DEFAULT_START, days: int = 7, merchants: int = 2000, seed: int = 42,
-             drop: Path | str | None = None, programs: Sequence[str] = DEFAULT_PROGRAMS,
-             bad_row_share: float = 0.002, gzip_share: float = 0.15, crlf_share: float = 0.15,
-             bom_share: float = 0.05, extra_column_share: float = 0.05, shuffle_share: float = 0.10,
-             late_share: float = 0.03, redeliver: Iterable[str] = (), progress: bool = True) -> dict:
+def simulate(
+    start: dt.date | str = DEFAULT_START,
+    days: int = 7,
+    merchants: int = 2000,
+    seed: int = 42,
+    drop: Path | str | None = None,
+    programs: Sequence[str] = DEFAULT_PROGRAMS,
+    bad_row_share: float = 0.002,
+    gzip_share: float = 0.15,
+    crlf_share: float = 0.15,
+    bom_share: float = 0.05,
+    extra_column_share: float = 0.05,
+    shuffle_share: float = 0.10,
+    late_share: float = 0.03,
+    redeliver: Iterable[str] = (),
+    progress: bool = True,
+) -> dict:
     """Write `days` daily deliveries of the three sources from `start` into `drop`
     (default: the PROGRAM_REPORTING_DROP setting). Returns a JSON-serialisable summary:
 
@@ -1040,34 +1327,69 @@ def simulate(start: dt.date | str = DEFAULT_START, days: int = 7, merchants: int
     if merchants < 0:
         raise ValueError(f"merchants must not be negative, not {merchants}")
     if not 0 <= bad_row_share <= MAX_BAD_ROW_SHARE:
-        raise ValueError(f"bad_row_share must be between 0 and {MAX_BAD_ROW_SHARE} (a delivery with more than "
-                         f"5% quarantined rows fails whole), not {bad_row_share}")
-    for name, share in (("gzip_share", gzip_share), ("crlf_share", crlf_share), ("bom_share", bom_share),
-                        ("extra_column_share", extra_column_share), ("shuffle_share", shuffle_share),
-                        ("late_share", late_share)):
+        raise ValueError(
+            f"bad_row_share must be between 0 and {MAX_BAD_ROW_SHARE} (a delivery with more than "
+            f"5% quarantined rows fails whole), not {bad_row_share}"
+        )
+    for name, share in (
+        ("gzip_share", gzip_share),
+        ("crlf_share", crlf_share),
+        ("bom_share", bom_share),
+        ("extra_column_share", extra_column_share),
+        ("shuffle_share", shuffle_share),
+        ("late_share", late_share),
+    ):
         if not 0 <= share <= 1:
             raise ValueError(f"{name} must be between 0 and 1, not {share}")
     drop = Path(drop) if drop is not None else paths().drop
     drop.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    world = _World(start, days, merchants, seed, list(programs), drop, bad_row_share, gzip_share, crlf_share,
-                   bom_share, extra_column_share, shuffle_share, late_share)
-    log.info("simulating %s merchants, %s..%s, seed %s, into %s", f"{merchants:,}", start.isoformat(),
-             _date(world.end_day).isoformat(), seed, drop)
+    world = _World(
+        start,
+        days,
+        merchants,
+        seed,
+        list(programs),
+        drop,
+        bad_row_share,
+        gzip_share,
+        crlf_share,
+        bom_share,
+        extra_column_share,
+        shuffle_share,
+        late_share,
+    )
+    log.info(
+        "simulating %s merchants, %s..%s, seed %s, into %s",
+        f"{merchants:,}",
+        start.isoformat(),
+        _date(world.end_day).isoformat(),
+        seed,
+        drop,
+    )
     world.run(progress)
     summary = world.summary
-    summary.update({
-        "start": start.isoformat(), "end": _date(world.end_day).isoformat(), "days": days,
-        "merchants": merchants, "seed": seed, "drop": str(drop),
-        "programs": {
-            p.code: {"merchants": int((world.prog == i).sum()), "launched_on": p.launched_on,
-                     "first_ds": _date(world.first_day[i]).isoformat() if world.first_day[i] <= world.end_day else None,
-                     "enrolled_by_end": int(((world.prog == i) & (world.enrol <= world.end_day)).sum())}
-            for i, p in enumerate(world.programs)
-        },
-        "delayed_merchants": int((world.delayed & (world.known <= world.end_day)).sum()),
-        "redelivered": [],
-    })
+    summary.update(
+        {
+            "start": start.isoformat(),
+            "end": _date(world.end_day).isoformat(),
+            "days": days,
+            "merchants": merchants,
+            "seed": seed,
+            "drop": str(drop),
+            "programs": {
+                p.code: {
+                    "merchants": int((world.prog == i).sum()),
+                    "launched_on": p.launched_on,
+                    "first_ds": _date(world.first_day[i]).isoformat() if world.first_day[i] <= world.end_day else None,
+                    "enrolled_by_end": int(((world.prog == i) & (world.enrol <= world.end_day)).sum()),
+                }
+                for i, p in enumerate(world.programs)
+            },
+            "delayed_merchants": int((world.delayed & (world.known <= world.end_day)).sum()),
+            "redelivered": [],
+        }
+    )
     for ds in redeliver:
         for source in SOURCES:
             summary["redelivered"].append(redeliver_ds(source, ds, drop=drop, seed=seed))
@@ -1092,21 +1414,30 @@ def read_delivery(source: str, ds: str, drop: Path | str | None = None) -> tuple
         data = gzip.decompress(data)
     bom = data.startswith(BOM)
     if bom:
-        data = data[len(BOM):]
+        data = data[len(BOM) :]
     first_line = data.split(b"\n", 1)[0]
     crlf = first_line.endswith(b"\r")
     columns = next(csv.reader([first_line.decode("utf-8").rstrip("\r")]))
     table = pacsv.read_csv(
         io.BytesIO(data),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
-                                             strings_can_be_null=True, quoted_strings_can_be_null=False,
-                                             null_values=[""]),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+        ),
     )
     return table, {"path": path, "gzip": gz, "bom": bom, "crlf": crlf, "columns": columns}
 
 
-def redeliver_ds(source: str, ds: str, drop: Path | str | None = None, seed: int = 42,
-                 share: float = 0.01, produced_at: str | None = None) -> dict:
+def redeliver_ds(
+    source: str,
+    ds: str,
+    drop: Path | str | None = None,
+    seed: int = 42,
+    share: float = 0.01,
+    produced_at: str | None = None,
+) -> dict:
     """Deliver `ds` of `source` again as a correction of the delivery already in the
     drop folder: about `share` of its rows change (credit_events: drawdown amounts
     corrected to 90%; merchants: business names corrected; employment_reports:
@@ -1141,11 +1472,22 @@ def redeliver_ds(source: str, ds: str, drop: Path | str | None = None, seed: int
                 r["employees"] = str(int(r["employees"]) + 1)
             changed.append(r[key])
     out = pa.Table.from_pylist(rows, schema=table.schema) if rows else table
-    when = produced_at or _produced_at(source, parse_ds(ds), reference.programs()[DEFAULT_PROGRAMS[0]].time_zone,
-                                       days_after=2)
-    w = _Delivery(drop, source, parse_ds(ds), {"gzip": fmt["gzip"], "bom": fmt["bom"], "crlf": fmt["crlf"],
-                                                "extra_column": False, "columns": fmt["columns"],
-                                                "extra_seed": [seed]})
+    when = produced_at or _produced_at(
+        source, parse_ds(ds), reference.programs()[DEFAULT_PROGRAMS[0]].time_zone, days_after=2
+    )
+    w = _Delivery(
+        drop,
+        source,
+        parse_ds(ds),
+        {
+            "gzip": fmt["gzip"],
+            "bom": fmt["bom"],
+            "crlf": fmt["crlf"],
+            "extra_column": False,
+            "columns": fmt["columns"],
+            "extra_seed": [seed],
+        },
+    )
     w.write(out)
     control = w.finish(when)
     log.info("redelivered %s ds=%s: %d of %d rows corrected", source, ds, len(changed), table.num_rows)
