@@ -3,10 +3,10 @@ GX's SQL datasource (`context.data_sources.add_postgres`, table assets, whole
 table batch definitions) against a set of KPI tables in a PostgreSQL schema.
 
 How each frame of a suite reaches GX:
-- a whole-table frame (`SELECT * FROM kpi_program_daily` ...) is the
-  PostgreSQL table itself: GX evaluates those expectations in PostgreSQL;
+- a whole-table frame (`table: kpi_program_daily` ...) is the PostgreSQL
+  table itself: GX evaluates those expectations in PostgreSQL;
 - a derived frame (segment sums, day-over-day drops, column names ...) is
-  written in DuckDB SQL in the suite file. It is computed by DuckDB from the
+  written in DuckDB SQL beside the suite. It is computed by DuckDB from the
   rows read back out of PostgreSQL (not from the DuckDB candidate: what is
   checked is what PostgreSQL holds), stored as a table next to the set, and
   GX evaluates the expectations on that PostgreSQL table.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -47,12 +46,10 @@ log = logging.getLogger(__name__)
 
 STAGE = "marts"
 FRAME_TABLE_PREFIX = "gx__"
-_WHOLE_TABLE = re.compile(r"^\s*SELECT\s+\*\s+FROM\s+([A-Za-z_][A-Za-z0-9_]*)\s*;?\s*$", re.I)
 
 
 def _whole_table(frame: Frame) -> str | None:
-    m = _WHOLE_TABLE.match(frame.sql or "")
-    return m.group(1) if m and m.group(1) in gate.MART_TABLES else None
+    return frame.table if frame.table in gate.MART_TABLES else None
 
 
 def _export(cur, schema: str, tables, target: Path, tmp_dir: Path) -> list[str]:

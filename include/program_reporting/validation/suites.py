@@ -4,18 +4,19 @@ A suite file is a Great Expectations 1.x ExpectationSuite in JSON, plus two
 things GX has no field for, kept in places GX already provides:
 
 - `meta.frames`: the named data frames the suite's expectations look at.
-  A frame is a DuckDB query (`sql`) over the views the gate prepares, or one
-  of two generated shapes: `columns_of: <table>` (one row per column name) and
-  `text_values_of: <table>` (one row per distinct value of each text column).
-  Cross-row and cross-table rules (segments summing to programs, cumulative
-  figures not decreasing, day-over-day drops, reconciliation) are computed
-  by a frame's SQL into a small frame that a built-in GX expectation then
-  validates, so every check is a GX result. A frame may declare
-  `may_be_empty_when`: a DuckDB query returning one boolean that says an
-  empty frame is legitimate (e.g. no previous published set yet), and
-  `batch_key`: a column of the frame by which it is validated in batches of
-  about PROGRAM_REPORTING_GATE_BATCH_ROWS rows (a frame as large as a
-  delivery), every row sharing a key value in the same batch.
+  A frame is a DuckDB query kept in a .sql file beside the suite
+  (`sql_file`, a path relative to the suite file), a whole table (`table`),
+  or one of two generated shapes: `columns_of: <table>` (one row per column
+  name) and `text_values_of: <table>` (one row per distinct value of each
+  text column). Cross-row and cross-table rules (segments summing to
+  programs, cumulative figures not decreasing, day-over-day drops,
+  reconciliation) are computed by a frame's SQL into a small frame that a
+  built-in GX expectation then validates, so every check is a GX result.
+  A frame may declare `may_be_empty_when`: a DuckDB condition returning one
+  boolean that says an empty frame is legitimate (e.g. no previous published
+  set yet), and `batch_key`: a column of the frame by which it is validated
+  in batches of about PROGRAM_REPORTING_GATE_BATCH_ROWS rows (a frame as
+  large as a delivery), every row sharing a key value in the same batch.
 - each expectation's `meta.frame` (which frame it validates), `meta.id` (a
   stable id used in reports) and the native `severity` field: `critical`
   blocks publishing, `warning` is reported.
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 SEVERITIES = ("critical", "warning")
 SAMPLE_ROWS = 5
 PARTIAL_UNEXPECTED = 20  # unexpected values GX lists per expectation
+FRAME_SHAPES = ("sql_file", "table", "columns_of", "text_values_of")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Expectations whose verdict on a row depends on that row alone: their counts
@@ -72,7 +74,8 @@ class SuiteError(ValueError):
 class Frame:
     name: str
     description: str
-    sql: str | None = None
+    sql: str | None = None  # the text of its sql_file
+    table: str | None = None
     columns_of: str | None = None
     text_values_of: str | None = None
     may_be_empty_when: str | None = None
@@ -148,14 +151,18 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"{path}: a suite needs a name and meta.frames")
     frames = {}
     for fname, f in frames_doc.items():
-        shapes = [k for k in ("sql", "columns_of", "text_values_of") if f.get(k)]
+        if "sql" in f:
+            raise SuiteError(f"{path}: frame {fname!r}: its query goes in a .sql file named by sql_file, "
+                             "not in the suite")
+        shapes = [k for k in FRAME_SHAPES if f.get(k)]
         if len(shapes) != 1:
-            raise SuiteError(f"{path}: frame {fname!r} needs exactly one of sql, columns_of, text_values_of")
-        for key in ("columns_of", "text_values_of", "batch_key"):
+            raise SuiteError(f"{path}: frame {fname!r} needs exactly one of {', '.join(FRAME_SHAPES)}")
+        for key in ("table", "columns_of", "text_values_of", "batch_key"):
             if f.get(key) and not _IDENT.match(f[key]):
                 raise SuiteError(f"{path}: frame {fname!r}: {key} is not a table or column name")
-        frames[fname] = Frame(fname, f.get("description", ""), f.get("sql"), f.get("columns_of"),
-                              f.get("text_values_of"), f.get("may_be_empty_when"), f.get("batch_key"))
+        frames[fname] = Frame(fname, f.get("description", ""), _frame_query(path, fname, f.get("sql_file")),
+                              f.get("table"), f.get("columns_of"), f.get("text_values_of"),
+                              f.get("may_be_empty_when"), f.get("batch_key"))
     expectations = doc.get("expectations") or []
     if not expectations:
         raise SuiteError(f"{path}: the suite has no expectations")
@@ -182,6 +189,25 @@ def load_suite(path: Path) -> Suite:
     return Suite(name, meta.get("stage", ""), path, doc.get("notes", ""), frames, expectations)
 
 
+def _frame_query(suite_path: Path, frame: str, sql_file: str | None) -> str | None:
+    """The query of a frame's .sql file (relative to the suite file). It ends
+    with a newline, so that a closing line comment cannot swallow what a caller
+    writes after it (`... ORDER BY key`, `COPY (...) TO`)."""
+    if not sql_file:
+        return None
+    path = suite_path.parent / sql_file
+    if path.suffix != ".sql":
+        raise SuiteError(f"{suite_path}: frame {frame!r}: sql_file {sql_file!r} is not a .sql file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SuiteError(f"{suite_path}: frame {frame!r}: cannot read {sql_file}: {exc}") from exc
+    text = text.strip().removesuffix(";").rstrip()
+    if not text:
+        raise SuiteError(f"{suite_path}: frame {frame!r}: {sql_file} is empty")
+    return text + "\n"
+
+
 def load_suites(stage: str, directory: Path | None = None) -> list[Suite]:
     directory = directory or EXPECTATIONS_DIR
     suites = [load_suite(p) for p in sorted(directory.glob("*.json"))]
@@ -197,6 +223,8 @@ def frame_sql(con, frame: Frame) -> str:
     """The query of a frame; generated shapes read the table's columns from DuckDB."""
     if frame.sql:
         return frame.sql
+    if frame.table:
+        return f"SELECT * FROM {frame.table}"
     table = frame.columns_of or frame.text_values_of
     cols = con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall()
     if frame.columns_of:
@@ -312,7 +340,7 @@ def frame_batches(con, frame: Frame, batch_rows: int):
         return
     import pandas as pd
 
-    con.execute(f'SELECT * FROM ({sql}) ORDER BY "{frame.batch_key}"')
+    con.execute(f'SELECT * FROM (\n{sql}\n) ORDER BY "{frame.batch_key}"')
     # Read in pieces much smaller than a batch, so that what is left over after
     # a cut (and copied again into the next batch) is small.
     vectors = max(1, min(batch_rows, 1 << 16) // 2048)  # DuckDB hands rows over in vectors of 2048
