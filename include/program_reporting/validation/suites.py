@@ -21,7 +21,10 @@ things GX has no field for, kept in places GX already provides:
   stable id used in reports) and the native `severity` field: `critical`
   blocks publishing, `warning` is reported.
 
-GX 1.x has no DuckDB dialect, so frames reach GX as pandas DataFrames.
+Each frame's expectations become a GX ExpectationSuite named
+`<suite>.<frame>`, paired with the frame's batch definition in a GX
+ValidationDefinition. GX 1.x has no DuckDB dialect, so on DuckDB frames
+reach GX as pandas DataFrames, one ValidationDefinition run per DataFrame.
 
 A batched frame is read sorted by its key and cut between key values into
 DataFrames of about the batch size; GX validates each batch, and the batches'
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 SEVERITIES = ("critical", "warning")
 SAMPLE_ROWS = 5
 PARTIAL_UNEXPECTED = 20  # unexpected values GX lists per expectation
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED}
 FRAME_SHAPES = ("sql_file", "table", "columns_of", "text_values_of")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -255,6 +259,28 @@ def new_context():
     return context
 
 
+def add_validation(context, batch_definition, suite: Suite, frame: Frame):
+    """The frame's expectations as a GX ExpectationSuite `<suite>.<frame>` in the
+    context's suite store, paired with the frame's batch definition in a GX
+    ValidationDefinition (also stored): what GX runs, for one batch or, in a
+    Checkpoint, with others."""
+    gx = _gx()
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    name = gx_suite_name(suite, frame)
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[
+        ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"],
+                                 severity=e["severity"]).to_domain_obj()
+        for e in suite.expectations_of(frame.name)
+    ]))
+    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition,
+                                                                      suite=gx_suite))
+
+
+def gx_suite_name(suite: Suite, frame: Frame) -> str:
+    return f"{suite.name}.{frame.name}"
+
+
 def _raised(exception_info: Any) -> str | None:
     """The message of an exception GX caught while evaluating, if any."""
     if not isinstance(exception_info, dict):
@@ -315,6 +341,12 @@ class FrameRun:
     rows: int | None = None
     seconds: float = 0.0
     batches: int = 0
+
+
+def not_evaluated(suite: Suite, frame: Frame, note: str) -> list[CheckResult]:
+    """Every check of a frame that could not be validated at all, failed as not evaluated."""
+    return [_check(suite, frame, e, success=False, evaluated=False, note=scrub(note))
+            for e in suite.expectations_of(frame.name)]
 
 
 def _check(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
@@ -447,24 +479,12 @@ def combine_results(batch_results: list):
     )
 
 
-def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict, batch_rows: int | None = None) -> FrameRun:
-    """Build one frame with DuckDB and validate it with the suite's expectations
-    on it: whole, or in batches when it has a batch_key."""
+def run_frame(validation, con, suite: Suite, frame: Frame, parameters: dict,
+              batch_rows: int | None = None) -> FrameRun:
+    """Build one frame with DuckDB and run its ValidationDefinition on it: whole,
+    or batch by batch when it has a batch_key."""
     started = time.monotonic()
     configs = suite.expectations_of(frame.name)
-    if not configs:
-        return FrameRun([])
-    gx = _gx()
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
-    gx_suite_name = f"{suite.name}.{frame.name}"
-    source = context.data_sources.add_or_update_pandas(f"{suite.name}__{frame.name}")
-    batch_definition = source.add_dataframe_asset(frame.name).add_batch_definition_whole_dataframe("whole")
-    gx_suite = gx.ExpectationSuite(name=gx_suite_name, expectations=[
-        ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"],
-                                 severity=e["severity"]).to_domain_obj()
-        for e in configs
-    ])
     batch_rows = batch_rows or gate_batch_rows()
     results = []
     samples: dict[str, list[dict]] = {e["meta"]["id"]: [] for e in configs}
@@ -473,28 +493,26 @@ def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict, batch_
         for df in frame_batches(con, frame, batch_rows):
             if len(df) == 0:
                 break
-            result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(
-                gx_suite, expectation_parameters=parameters,
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED})
+            result = validation.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters,
+                                    result_format=RESULT_FORMAT)
             _sample_failing_rows(result, df, samples)
             scrub_gx_result(result)
             results.append(result)
             rows += len(df)
             if frame.batch_key:
-                log.info("%s: batch %d, %d rows (%d so far), %.1fs", gx_suite_name, len(results), len(df), rows,
+                log.info("%s: batch %d, %d rows (%d so far), %.1fs", validation.name, len(results), len(df), rows,
                          time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001 - any failure to build or validate the frame is reported per check
         msg = f"frame {frame.name!r} could not be computed: {exc}"
         log.error("%s: %s", suite.name, msg)
-        return FrameRun([_check(suite, frame, e, success=False, evaluated=False, note=scrub(msg))
-                         for e in configs], seconds=time.monotonic() - started, batches=len(results))
+        return FrameRun(not_evaluated(suite, frame, msg), seconds=time.monotonic() - started, batches=len(results))
 
     if rows == 0:
         return FrameRun(empty_frame_checks(con, suite, frame, configs), rows=0, seconds=time.monotonic() - started)
 
     result = combine_results(results)
     checks = interpret(suite, frame, configs, result, samples)
-    return FrameRun(checks, result, gx_suite_name, rows=rows, seconds=time.monotonic() - started,
+    return FrameRun(checks, result, validation.name, rows=rows, seconds=time.monotonic() - started,
                     batches=len(results))
 
 
@@ -546,9 +564,17 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
 
 
 def run_suite(context, con, suite: Suite, parameters: dict) -> list[FrameRun]:
+    """Validate every frame of the suite that has expectations, frame by frame.
+    A frame's rows reach GX as DataFrames handed to the suite's one dataframe
+    asset at run time (GX stores a data source again with every asset added,
+    so one asset per frame cost more than it told)."""
+    batch_definition = (context.data_sources.add_pandas(suite.name).add_dataframe_asset("frames")
+                        .add_batch_definition_whole_dataframe("whole"))
     runs = []
     for frame in suite.frames.values():
-        run = run_frame(context, con, suite, frame, parameters)
+        if not suite.expectations_of(frame.name):
+            continue
+        run = run_frame(add_validation(context, batch_definition, suite, frame), con, suite, frame, parameters)
         log.info("%s.%s: %s rows%s, %d checks, %d failed, %.2fs", suite.name, frame.name, run.rows,
                  f" in {run.batches} batches" if frame.batch_key else "", len(run.checks),
                  sum(not c.success for c in run.checks), run.seconds)
