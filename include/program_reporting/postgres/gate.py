@@ -3,13 +3,16 @@ GX's SQL datasource (`context.data_sources.add_postgres`, table assets, whole
 table batch definitions) against a set of KPI tables in a PostgreSQL schema.
 
 How each frame of a suite reaches GX:
-- a whole-table frame (`SELECT * FROM kpi_program_daily` ...) is the
-  PostgreSQL table itself: GX evaluates those expectations in PostgreSQL;
+- a whole-table frame (`table: kpi_program_daily` ...) is the PostgreSQL
+  table itself: GX evaluates those expectations in PostgreSQL;
 - a derived frame (segment sums, day-over-day drops, column names ...) is
-  written in DuckDB SQL in the suite file. It is computed by DuckDB from the
+  written in DuckDB SQL beside the suite. It is computed by DuckDB from the
   rows read back out of PostgreSQL (not from the DuckDB candidate: what is
   checked is what PostgreSQL holds), stored as a table next to the set, and
   GX evaluates the expectations on that PostgreSQL table.
+
+Every frame with rows gets a GX ValidationDefinition, and one GX Checkpoint
+runs them all: here every batch is a table, so one run covers the set.
 
 The rules of the DuckDB gate hold unchanged: a frame that cannot be computed,
 a missing table or column, an empty frame that is not declared legitimately
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -32,14 +36,17 @@ from program_reporting.core import settings
 from program_reporting.postgres import connection as pg
 from program_reporting.validation import gate
 from program_reporting.validation.suites import (
+    RESULT_FORMAT,
     CheckResult,
     Frame,
-    check_result,
+    Suite,
+    add_validation,
     empty_frame_checks,
     frame_sql,
     interpret,
     load_suites,
     new_context,
+    not_evaluated,
     scrub_gx_result,
 )
 
@@ -47,12 +54,20 @@ log = logging.getLogger(__name__)
 
 STAGE = "marts"
 FRAME_TABLE_PREFIX = "gx__"
-_WHOLE_TABLE = re.compile(r"^\s*SELECT\s+\*\s+FROM\s+([A-Za-z_][A-Za-z0-9_]*)\s*;?\s*$", re.I)
+
+
+@dataclass
+class _Pending:
+    """A frame with rows, validated when the checkpoint runs."""
+
+    suite: Suite
+    frame: Frame
+    validation: Any  # GX ValidationDefinition
+    rows: int
 
 
 def _whole_table(frame: Frame) -> str | None:
-    m = _WHOLE_TABLE.match(frame.sql or "")
-    return m.group(1) if m and m.group(1) in gate.MART_TABLES else None
+    return frame.table if frame.table in gate.MART_TABLES else None
 
 
 def _export(cur, schema: str, tables, target: Path, tmp_dir: Path) -> list[str]:
@@ -79,7 +94,6 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
     derived frames are stored as `gx__<suite>__<frame>` tables in `schema` and
     dropped afterwards."""
     import great_expectations as gx
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
     from psycopg2 import sql
 
     settings.parse_ds(ds)
@@ -89,6 +103,8 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
     params = gate.expectation_parameters()
     conn = pg.connect(pg_settings)
     frame_tables: list[str] = []
+    # per frame, in suite order: its checks, or the validation the checkpoint runs
+    outcomes: list[list[CheckResult] | _Pending] = []
     results: list[CheckResult] = []
     gx_results = []
     with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="gate-pg-") as d:
@@ -113,7 +129,6 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                         configs = suite.expectations_of(frame.name)
                         if not configs:
                             continue
-                        t0 = time.monotonic()
                         table = _whole_table(frame)
                         try:
                             if table is not None:
@@ -133,28 +148,39 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                             conn.rollback()
                             msg = f"frame {frame.name!r} could not be computed: {exc}"
                             log.error("%s: %s", suite.name, msg)
-                            results.extend(check_result(suite, frame, e, success=False, evaluated=False, note=msg)
-                                           for e in configs)
+                            outcomes.append(not_evaluated(suite, frame, msg))
                             continue
                         if rows == 0:
-                            results.extend(empty_frame_checks(con, suite, frame, configs))
+                            outcomes.append(empty_frame_checks(con, suite, frame, configs))
                             continue
                         asset = source.add_table_asset(f"{suite.name}__{frame.name}", table_name=table,
                                                        schema_name=schema)
-                        batch = asset.add_batch_definition_whole_table("whole").get_batch()
-                        gx_suite = gx.ExpectationSuite(name=f"{suite.name}.{frame.name}", expectations=[
-                            ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"],
-                                                     severity=e["severity"]).to_domain_obj() for e in configs])
-                        result = batch.validate(gx_suite, expectation_parameters=params, result_format={
-                            "result_format": "SUMMARY", "partial_unexpected_count": 20})
-                        checks = interpret(suite, frame, configs, result)
-                        results.extend(checks)
-                        scrub_gx_result(result)  # no personal data in reports rendered from it
-                        gx_results.append((f"{suite.name}.{frame.name}", result))
-                        log.info("postgres %s.%s: %d rows, %d checks, %d failed, %.2fs", suite.name, frame.name,
-                                 rows, len(checks), sum(not c.success for c in checks), time.monotonic() - t0)
+                        validation = add_validation(context, asset.add_batch_definition_whole_table("whole"),
+                                                    suite, frame)
+                        outcomes.append(_Pending(suite, frame, validation, rows))
             finally:
                 con.close()
+            validations = [o.validation for o in outcomes if isinstance(o, _Pending)]
+            by_validation = {}
+            if validations:
+                t0 = time.monotonic()
+                checkpoint = context.checkpoints.add(gx.Checkpoint(
+                    name="marts_on_postgres", validation_definitions=validations, result_format=RESULT_FORMAT))
+                run = checkpoint.run(expectation_parameters=params)
+                by_validation = {r.meta["validation_id"]: r for r in run.run_results.values()}
+                log.info("postgres checkpoint: %d frames validated, %.2fs", len(validations), time.monotonic() - t0)
+            for outcome in outcomes:
+                if not isinstance(outcome, _Pending):
+                    results.extend(outcome)
+                    continue
+                result = by_validation[outcome.validation.id]
+                checks = interpret(outcome.suite, outcome.frame, outcome.suite.expectations_of(outcome.frame.name),
+                                   result)
+                results.extend(checks)
+                scrub_gx_result(result)  # no personal data in reports rendered from it
+                gx_results.append((outcome.validation.name, result))
+                log.info("postgres %s: %d rows, %d checks, %d failed", outcome.validation.name, outcome.rows,
+                         len(checks), sum(not c.success for c in checks))
         finally:
             try:
                 with conn.cursor() as cur:

@@ -167,10 +167,11 @@ def expectation_parameters() -> dict:
     return params
 
 
-def _run(stage: str, ds: str, run_id: str | None, con, suites: list[Suite], inputs: dict) -> GateResult:
+def _run(stage: str, ds: str, run_id: str | None, con, suites: list[Suite], inputs: dict,
+         context=None) -> GateResult:
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    context = new_context()
+    context = new_context() if context is None else context
     params = expectation_parameters()
     results: list[CheckResult] = []
     gx_results = []
@@ -238,6 +239,7 @@ def validate_landed(ds: str, paths: Paths | None = None) -> GateResult:
     gx_results = []
     inputs: dict = {"raw": {}}
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    context = new_context()  # one for the three sources: their suites' GX names do not collide
     for source in SOURCES:
         suite = suites.get(f"landed_{source}")
         if suite is None:
@@ -245,7 +247,7 @@ def validate_landed(ds: str, paths: Paths | None = None) -> GateResult:
         con, files = _landed_connection(source, ds, p, records)
         inputs["raw"][source] = [str(Path(f).relative_to(p.home)) for f in files]
         try:
-            g = _run("landed", ds, None, con, [suite], {})
+            g = _run("landed", ds, None, con, [suite], {}, context)
         finally:
             con.close()
         results.extend(g.results)

@@ -4,23 +4,27 @@ A suite file is a Great Expectations 1.x ExpectationSuite in JSON, plus two
 things GX has no field for, kept in places GX already provides:
 
 - `meta.frames`: the named data frames the suite's expectations look at.
-  A frame is a DuckDB query (`sql`) over the views the gate prepares, or one
-  of two generated shapes: `columns_of: <table>` (one row per column name) and
-  `text_values_of: <table>` (one row per distinct value of each text column).
-  Cross-row and cross-table rules (segments summing to programs, cumulative
-  figures not decreasing, day-over-day drops, reconciliation) are computed
-  by a frame's SQL into a small frame that a built-in GX expectation then
-  validates, so every check is a GX result. A frame may declare
-  `may_be_empty_when`: a DuckDB query returning one boolean that says an
-  empty frame is legitimate (e.g. no previous published set yet), and
-  `batch_key`: a column of the frame by which it is validated in batches of
-  about PROGRAM_REPORTING_GATE_BATCH_ROWS rows (a frame as large as a
-  delivery), every row sharing a key value in the same batch.
+  A frame is a DuckDB query kept in a .sql file beside the suite
+  (`sql_file`, a path relative to the suite file), a whole table (`table`),
+  or one of two generated shapes: `columns_of: <table>` (one row per column
+  name) and `text_values_of: <table>` (one row per distinct value of each
+  text column). Cross-row and cross-table rules (segments summing to
+  programs, cumulative figures not decreasing, day-over-day drops,
+  reconciliation) are computed by a frame's SQL into a small frame that a
+  built-in GX expectation then validates, so every check is a GX result.
+  A frame may declare `may_be_empty_when`: a DuckDB condition returning one
+  boolean that says an empty frame is legitimate (e.g. no previous published
+  set yet), and `batch_key`: a column of the frame by which it is validated
+  in batches of about PROGRAM_REPORTING_GATE_BATCH_ROWS rows (a frame as
+  large as a delivery), every row sharing a key value in the same batch.
 - each expectation's `meta.frame` (which frame it validates), `meta.id` (a
   stable id used in reports) and the native `severity` field: `critical`
   blocks publishing, `warning` is reported.
 
-GX 1.x has no DuckDB dialect, so frames reach GX as pandas DataFrames.
+Each frame's expectations become a GX ExpectationSuite named
+`<suite>.<frame>`, paired with the frame's batch definition in a GX
+ValidationDefinition. GX 1.x has no DuckDB dialect, so on DuckDB frames
+reach GX as pandas DataFrames, one ValidationDefinition run per DataFrame.
 
 A batched frame is read sorted by its key and cut between key values into
 DataFrames of about the batch size; GX validates each batch, and the batches'
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 SEVERITIES = ("critical", "warning")
 SAMPLE_ROWS = 5
 PARTIAL_UNEXPECTED = 20  # unexpected values GX lists per expectation
+RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED}
+FRAME_SHAPES = ("sql_file", "table", "columns_of", "text_values_of")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Expectations whose verdict on a row depends on that row alone: their counts
@@ -72,7 +78,8 @@ class SuiteError(ValueError):
 class Frame:
     name: str
     description: str
-    sql: str | None = None
+    sql: str | None = None  # the text of its sql_file
+    table: str | None = None
     columns_of: str | None = None
     text_values_of: str | None = None
     may_be_empty_when: str | None = None
@@ -148,14 +155,18 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"{path}: a suite needs a name and meta.frames")
     frames = {}
     for fname, f in frames_doc.items():
-        shapes = [k for k in ("sql", "columns_of", "text_values_of") if f.get(k)]
+        if "sql" in f:
+            raise SuiteError(f"{path}: frame {fname!r}: its query goes in a .sql file named by sql_file, "
+                             "not in the suite")
+        shapes = [k for k in FRAME_SHAPES if f.get(k)]
         if len(shapes) != 1:
-            raise SuiteError(f"{path}: frame {fname!r} needs exactly one of sql, columns_of, text_values_of")
-        for key in ("columns_of", "text_values_of", "batch_key"):
+            raise SuiteError(f"{path}: frame {fname!r} needs exactly one of {', '.join(FRAME_SHAPES)}")
+        for key in ("table", "columns_of", "text_values_of", "batch_key"):
             if f.get(key) and not _IDENT.match(f[key]):
                 raise SuiteError(f"{path}: frame {fname!r}: {key} is not a table or column name")
-        frames[fname] = Frame(fname, f.get("description", ""), f.get("sql"), f.get("columns_of"),
-                              f.get("text_values_of"), f.get("may_be_empty_when"), f.get("batch_key"))
+        frames[fname] = Frame(fname, f.get("description", ""), _frame_query(path, fname, f.get("sql_file")),
+                              f.get("table"), f.get("columns_of"), f.get("text_values_of"),
+                              f.get("may_be_empty_when"), f.get("batch_key"))
     expectations = doc.get("expectations") or []
     if not expectations:
         raise SuiteError(f"{path}: the suite has no expectations")
@@ -182,6 +193,25 @@ def load_suite(path: Path) -> Suite:
     return Suite(name, meta.get("stage", ""), path, doc.get("notes", ""), frames, expectations)
 
 
+def _frame_query(suite_path: Path, frame: str, sql_file: str | None) -> str | None:
+    """The query of a frame's .sql file (relative to the suite file). It ends
+    with a newline, so that a closing line comment cannot swallow what a caller
+    writes after it (`... ORDER BY key`, `COPY (...) TO`)."""
+    if not sql_file:
+        return None
+    path = suite_path.parent / sql_file
+    if path.suffix != ".sql":
+        raise SuiteError(f"{suite_path}: frame {frame!r}: sql_file {sql_file!r} is not a .sql file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SuiteError(f"{suite_path}: frame {frame!r}: cannot read {sql_file}: {exc}") from exc
+    text = text.strip().removesuffix(";").rstrip()
+    if not text:
+        raise SuiteError(f"{suite_path}: frame {frame!r}: {sql_file} is empty")
+    return text + "\n"
+
+
 def load_suites(stage: str, directory: Path | None = None) -> list[Suite]:
     directory = directory or EXPECTATIONS_DIR
     suites = [load_suite(p) for p in sorted(directory.glob("*.json"))]
@@ -197,6 +227,8 @@ def frame_sql(con, frame: Frame) -> str:
     """The query of a frame; generated shapes read the table's columns from DuckDB."""
     if frame.sql:
         return frame.sql
+    if frame.table:
+        return f"SELECT * FROM {frame.table}"
     table = frame.columns_of or frame.text_values_of
     cols = con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall()
     if frame.columns_of:
@@ -225,6 +257,28 @@ def new_context():
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
+
+
+def add_validation(context, batch_definition, suite: Suite, frame: Frame):
+    """The frame's expectations as a GX ExpectationSuite `<suite>.<frame>` in the
+    context's suite store, paired with the frame's batch definition in a GX
+    ValidationDefinition (also stored): what GX runs, for one batch or, in a
+    Checkpoint, with others."""
+    gx = _gx()
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    name = gx_suite_name(suite, frame)
+    gx_suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[
+        ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"],
+                                 severity=e["severity"]).to_domain_obj()
+        for e in suite.expectations_of(frame.name)
+    ]))
+    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition,
+                                                                      suite=gx_suite))
+
+
+def gx_suite_name(suite: Suite, frame: Frame) -> str:
+    return f"{suite.name}.{frame.name}"
 
 
 def _raised(exception_info: Any) -> str | None:
@@ -289,8 +343,13 @@ class FrameRun:
     batches: int = 0
 
 
-def check_result(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
-    """The check result of expectation `e` of a frame, with the outcome given in `kw` (for every engine's gate)."""
+def not_evaluated(suite: Suite, frame: Frame, note: str) -> list[CheckResult]:
+    """Every check of a frame that could not be validated at all, failed as not evaluated."""
+    return [_check(suite, frame, e, success=False, evaluated=False, note=scrub(note))
+            for e in suite.expectations_of(frame.name)]
+
+
+def _check(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
     kwargs = e.get("kwargs", {})
     return CheckResult(
         suite=suite.name, frame=frame.name, check_id=e["meta"]["id"], expectation_type=e["type"],
@@ -313,7 +372,7 @@ def frame_batches(con, frame: Frame, batch_rows: int):
         return
     import pandas as pd
 
-    con.execute(f'SELECT * FROM ({sql}) ORDER BY "{frame.batch_key}"')
+    con.execute(f'SELECT * FROM (\n{sql}\n) ORDER BY "{frame.batch_key}"')
     # Read in pieces much smaller than a batch, so that what is left over after
     # a cut (and copied again into the next batch) is small.
     vectors = max(1, min(batch_rows, 1 << 16) // 2048)  # DuckDB hands rows over in vectors of 2048
@@ -420,24 +479,12 @@ def combine_results(batch_results: list):
     )
 
 
-def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict, batch_rows: int | None = None) -> FrameRun:
-    """Build one frame with DuckDB and validate it with the suite's expectations
-    on it: whole, or in batches when it has a batch_key."""
+def run_frame(validation, con, suite: Suite, frame: Frame, parameters: dict,
+              batch_rows: int | None = None) -> FrameRun:
+    """Build one frame with DuckDB and run its ValidationDefinition on it: whole,
+    or batch by batch when it has a batch_key."""
     started = time.monotonic()
     configs = suite.expectations_of(frame.name)
-    if not configs:
-        return FrameRun([])
-    gx = _gx()
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
-    gx_suite_name = f"{suite.name}.{frame.name}"
-    source = context.data_sources.add_or_update_pandas(f"{suite.name}__{frame.name}")
-    batch_definition = source.add_dataframe_asset(frame.name).add_batch_definition_whole_dataframe("whole")
-    gx_suite = gx.ExpectationSuite(name=gx_suite_name, expectations=[
-        ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"],
-                                 severity=e["severity"]).to_domain_obj()
-        for e in configs
-    ])
     batch_rows = batch_rows or gate_batch_rows()
     results = []
     samples: dict[str, list[dict]] = {e["meta"]["id"]: [] for e in configs}
@@ -446,28 +493,26 @@ def run_frame(context, con, suite: Suite, frame: Frame, parameters: dict, batch_
         for df in frame_batches(con, frame, batch_rows):
             if len(df) == 0:
                 break
-            result = batch_definition.get_batch(batch_parameters={"dataframe": df}).validate(
-                gx_suite, expectation_parameters=parameters,
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED})
+            result = validation.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters,
+                                    result_format=RESULT_FORMAT)
             _sample_failing_rows(result, df, samples)
             scrub_gx_result(result)
             results.append(result)
             rows += len(df)
             if frame.batch_key:
-                log.info("%s: batch %d, %d rows (%d so far), %.1fs", gx_suite_name, len(results), len(df), rows,
+                log.info("%s: batch %d, %d rows (%d so far), %.1fs", validation.name, len(results), len(df), rows,
                          time.monotonic() - started)
     except Exception as exc:  # noqa: BLE001 - any failure to build or validate the frame is reported per check
         msg = f"frame {frame.name!r} could not be computed: {exc}"
         log.error("%s: %s", suite.name, msg)
-        return FrameRun([check_result(suite, frame, e, success=False, evaluated=False, note=scrub(msg))
-                         for e in configs], seconds=time.monotonic() - started, batches=len(results))
+        return FrameRun(not_evaluated(suite, frame, msg), seconds=time.monotonic() - started, batches=len(results))
 
     if rows == 0:
         return FrameRun(empty_frame_checks(con, suite, frame, configs), rows=0, seconds=time.monotonic() - started)
 
     result = combine_results(results)
     checks = interpret(suite, frame, configs, result, samples)
-    return FrameRun(checks, result, gx_suite_name, rows=rows, seconds=time.monotonic() - started,
+    return FrameRun(checks, result, validation.name, rows=rows, seconds=time.monotonic() - started,
                     batches=len(results))
 
 
@@ -482,9 +527,9 @@ def empty_frame_checks(con, suite: Suite, frame: Frame, configs: list[dict]) -> 
             why = f"the frame has no rows and its emptiness condition failed: {exc}"
     if legit:
         note = f"skipped: no rows to check, as expected ({frame.may_be_empty_when})"
-        return [check_result(suite, frame, e, success=True, evaluated=False, skipped=True, note=note)
+        return [_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note)
                 for e in configs]
-    return [check_result(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
+    return [_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
 
 
 def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
@@ -497,7 +542,7 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
     for e in configs:
         r = by_id.get(e["meta"]["id"])
         if r is None:
-            checks.append(check_result(suite, frame, e, success=False, evaluated=False,
+            checks.append(_check(suite, frame, e, success=False, evaluated=False,
                                  note="GX returned no result for this expectation"))
             continue
         res = dict(r.result or {})
@@ -511,7 +556,7 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
             evaluated, note = False, "GX returned no metric"
         elif res.get("element_count") and res.get("missing_count") == res.get("element_count"):
             note = "every value is null (nothing to compare; nulls are allowed here)"
-        checks.append(check_result(
+        checks.append(_check(
             suite, frame, e, success=bool(r.success) and evaluated, evaluated=evaluated,
             observed_value=_observed(res), note=scrub(note),
             failing_rows=[] if r.success else (failing_rows or {}).get(e["meta"]["id"], []),
@@ -520,9 +565,17 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
 
 
 def run_suite(context, con, suite: Suite, parameters: dict) -> list[FrameRun]:
+    """Validate every frame of the suite that has expectations, frame by frame.
+    A frame's rows reach GX as DataFrames handed to the suite's one dataframe
+    asset at run time (GX stores a data source again with every asset added,
+    so one asset per frame cost more than it told)."""
+    batch_definition = (context.data_sources.add_pandas(suite.name).add_dataframe_asset("frames")
+                        .add_batch_definition_whole_dataframe("whole"))
     runs = []
     for frame in suite.frames.values():
-        run = run_frame(context, con, suite, frame, parameters)
+        if not suite.expectations_of(frame.name):
+            continue
+        run = run_frame(add_validation(context, batch_definition, suite, frame), con, suite, frame, parameters)
         log.info("%s.%s: %s rows%s, %d checks, %d failed, %.2fs", suite.name, frame.name, run.rows,
                  f" in {run.batches} batches" if frame.batch_key else "", len(run.checks),
                  sum(not c.success for c in run.checks), run.seconds)

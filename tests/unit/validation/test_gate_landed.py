@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,7 @@ def test_batches_give_exactly_the_outcome_of_the_whole_frame(env_paths, monkeypa
 
 
 def test_a_batched_frame_accepts_only_checks_that_batches_keep_exact(tmp_path):
+    shutil.copytree(EXPECTATIONS_DIR, tmp_path, dirs_exist_ok=True)  # the suite with the .sql files it names
     doc = json.loads((EXPECTATIONS_DIR / "landed_credit_events.json").read_text())
     load_suite(_write(tmp_path / "ok.json", doc))
     for change in ({"type": "expect_column_values_to_be_unique", "kwargs": {"column": "merchant_id"}},
@@ -209,6 +211,21 @@ def test_a_batched_frame_accepts_only_checks_that_batches_keep_exact(tmp_path):
         bad["expectations"].append({**change, "severity": "critical", "meta": {"id": "x", "frame": "rows"}})
         with pytest.raises(SuiteError, match="in batches"):
             load_suite(_write(tmp_path / "bad.json", bad))
+
+
+def test_frame_sql_lives_in_sql_files_beside_the_suite(tmp_path):
+    shutil.copytree(EXPECTATIONS_DIR, tmp_path, dirs_exist_ok=True)
+    doc = json.loads((EXPECTATIONS_DIR / "landed_credit_events.json").read_text())
+    suite = load_suite(_write(tmp_path / "ok.json", doc))
+    assert suite.frames["rows"].sql == (EXPECTATIONS_DIR / "landed_credit_events" / "rows.sql").read_text()
+    inline = json.loads(json.dumps(doc))
+    inline["meta"]["frames"]["rows"] = {"sql": "SELECT event_id FROM rows"}
+    with pytest.raises(SuiteError, match="sql_file"):
+        load_suite(_write(tmp_path / "inline.json", inline))
+    missing = json.loads(json.dumps(doc))
+    missing["meta"]["frames"]["rows"]["sql_file"] = "landed_credit_events/nowhere.sql"
+    with pytest.raises(SuiteError, match="cannot read landed_credit_events/nowhere.sql"):
+        load_suite(_write(tmp_path / "missing.json", missing))
 
 
 def _write(path: Path, doc: dict) -> Path:
