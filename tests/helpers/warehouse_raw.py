@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -91,6 +92,36 @@ def write_partition(raw: Path, source: str, ds: str, rows: list[dict], landed_at
     }
     (folder / "_reconciliation.json").write_text(json.dumps(record))
     return folder
+
+
+def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict], source: str = "credit_events",
+                         touches_from: str = "2020-04-18") -> None:
+    """What landing.release_orphans leaves: released-<run ds>.parquet next to rows.parquet
+    in the orphans' own partition, and the record updated (releases, touches_from)."""
+    folder = raw / source / f"ds={ds}"
+    record = json.loads((folder / "_reconciliation.json").read_text())
+    scratch = raw.parent / "scratch"
+    at = dt.datetime.now(dt.timezone.utc).isoformat()  # the released rows' _landed_at
+    write_partition(scratch, source, ds, rows, landed_at=at, file_name=f"released-{run_ds}.parquet")
+    shutil.copy(scratch / source / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
+    shutil.rmtree(scratch)
+    record["loaded"] += len(rows)
+    record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": at,
+                                               "touches_from": touches_from})
+    record["touches_from"] = min(record.get("touches_from") or touches_from, touches_from)
+    (folder / "_reconciliation.json").write_text(json.dumps(record))
+
+
+def expire_orphans_of(raw, ds: str, run_ds: str) -> None:
+    """What release_orphans records when a partition's held orphans expire: a
+    release that released no row (they are quarantined); its raw rows are unchanged."""
+    path = raw / "credit_events" / f"ds={ds}" / "_reconciliation.json"
+    record = json.loads(path.read_text())
+    record["quarantined"] += 1
+    record.setdefault("releases", []).append({"ds": run_ds, "released": 0, "quarantined": 1,
+                                               "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                               "touches_from": None})
+    path.write_text(json.dumps(record))
 
 
 def days(start: str, n: int) -> list[str]:

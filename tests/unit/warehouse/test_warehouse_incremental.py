@@ -21,7 +21,7 @@ import pytest
 from program_reporting.core import settings
 from program_reporting.core.settings import REPO_ROOT, Paths
 from program_reporting.warehouse import build as build_mod
-from helpers.warehouse_raw import _e, _m, small_set, write_nights, write_partition
+from helpers.warehouse_raw import _e, _m, expire_orphans_of, release_orphans_into, small_set, write_nights, write_partition
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from helpers.kpi_oracle import compute  # noqa: E402
@@ -66,36 +66,6 @@ def assert_same(incremental: dict, full: dict, when: str) -> None:
         assert len(a) == len(b), f"{when}: {table} has {len(a)} rows incrementally, {len(b)} fully"
         diff = [(x, y) for x, y in zip(a, b) if x != y]
         assert diff == [], f"{when}: {table} differs in {len(diff)} rows, first {diff[:2]}"
-
-
-def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict], source: str = "credit_events",
-                         touches_from: str = "2020-04-18") -> None:
-    """What landing.release_orphans leaves: released-<run ds>.parquet next to rows.parquet
-    in the orphans' own partition, and the record updated (releases, touches_from)."""
-    folder = raw / source / f"ds={ds}"
-    record = json.loads((folder / "_reconciliation.json").read_text())
-    scratch = raw.parent / "scratch"
-    at = dt.datetime.now(dt.timezone.utc).isoformat()  # the released rows' _landed_at
-    write_partition(scratch, source, ds, rows, landed_at=at, file_name=f"released-{run_ds}.parquet")
-    shutil.copy(scratch / source / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
-    shutil.rmtree(scratch)
-    record["loaded"] += len(rows)
-    record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": at,
-                                               "touches_from": touches_from})
-    record["touches_from"] = min(record.get("touches_from") or touches_from, touches_from)
-    (folder / "_reconciliation.json").write_text(json.dumps(record))
-
-
-def expire_orphans_of(raw, ds: str, run_ds: str) -> None:
-    """What release_orphans records when a partition's held orphans expire: a
-    release that released no row (they are quarantined); its raw rows are unchanged."""
-    path = raw / "credit_events" / f"ds={ds}" / "_reconciliation.json"
-    record = json.loads(path.read_text())
-    record["quarantined"] += 1
-    record.setdefault("releases", []).append({"ds": run_ds, "released": 0, "quarantined": 1,
-                                               "at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                                               "touches_from": None})
-    path.write_text(json.dumps(record))
 
 
 @pytest.fixture(scope="module")
