@@ -16,25 +16,47 @@ import duckdb
 
 COLUMNS = {
     "merchants": [
-        ("merchant_id", "VARCHAR"), ("program_code", "VARCHAR"), ("business_name", "VARCHAR"),
-        ("region", "VARCHAR"), ("city", "VARCHAR"), ("business_type", "VARCHAR"),
-        ("size_class", "VARCHAR"), ("registered_on", "DATE"), ("enrolled_on", "DATE"),
-        ("status", "VARCHAR"), ("updated_at", "TIMESTAMPTZ"),
+        ("merchant_id", "VARCHAR"),
+        ("program_code", "VARCHAR"),
+        ("business_name", "VARCHAR"),
+        ("region", "VARCHAR"),
+        ("city", "VARCHAR"),
+        ("business_type", "VARCHAR"),
+        ("size_class", "VARCHAR"),
+        ("registered_on", "DATE"),
+        ("enrolled_on", "DATE"),
+        ("status", "VARCHAR"),
+        ("updated_at", "TIMESTAMPTZ"),
     ],
     "credit_events": [
-        ("event_id", "VARCHAR"), ("credit_line_id", "VARCHAR"), ("merchant_id", "VARCHAR"),
-        ("event_type", "VARCHAR"), ("event_at", "TIMESTAMPTZ"), ("amount", "DECIMAL(14,2)"),
-        ("currency", "VARCHAR"), ("annual_interest_rate", "DECIMAL(12,6)"), ("due_on", "DATE"),
+        ("event_id", "VARCHAR"),
+        ("credit_line_id", "VARCHAR"),
+        ("merchant_id", "VARCHAR"),
+        ("event_type", "VARCHAR"),
+        ("event_at", "TIMESTAMPTZ"),
+        ("amount", "DECIMAL(14,2)"),
+        ("currency", "VARCHAR"),
+        ("annual_interest_rate", "DECIMAL(12,6)"),
+        ("due_on", "DATE"),
         ("goods_category", "VARCHAR"),
     ],
     "employment_reports": [
-        ("report_id", "VARCHAR"), ("merchant_id", "VARCHAR"), ("period_month", "DATE"),
-        ("employees", "BIGINT"), ("baseline_employees", "BIGINT"), ("reported_at", "TIMESTAMPTZ"),
+        ("report_id", "VARCHAR"),
+        ("merchant_id", "VARCHAR"),
+        ("period_month", "DATE"),
+        ("employees", "BIGINT"),
+        ("baseline_employees", "BIGINT"),
+        ("reported_at", "TIMESTAMPTZ"),
         ("verification_status", "VARCHAR"),
     ],
 }
-META = [("_ds", "DATE"), ("_file", "VARCHAR"), ("_line", "BIGINT"), ("_extra", "VARCHAR"),
-        ("_landed_at", "TIMESTAMPTZ")]
+META = [
+    ("_ds", "DATE"),
+    ("_file", "VARCHAR"),
+    ("_line", "BIGINT"),
+    ("_extra", "VARCHAR"),
+    ("_landed_at", "TIMESTAMPTZ"),
+]
 
 
 def _literal(value, sql_type: str) -> str:
@@ -45,8 +67,15 @@ def _literal(value, sql_type: str) -> str:
     return "CAST('" + str(value).replace("'", "''") + f"' AS {sql_type})"
 
 
-def write_partition(raw: Path, source: str, ds: str, rows: list[dict], landed_at: str | None = None,
-                    touches_from: str | None = None, file_name: str = "rows.parquet") -> Path:
+def write_partition(
+    raw: Path,
+    source: str,
+    ds: str,
+    rows: list[dict],
+    landed_at: str | None = None,
+    touches_from: str | None = None,
+    file_name: str = "rows.parquet",
+) -> Path:
     """Replace raw/<source>/ds=<ds>/ with `rows` (dicts of contract columns)."""
     folder = raw / source / f"ds={ds}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,7 +84,7 @@ def write_partition(raw: Path, source: str, ds: str, rows: list[dict], landed_at
     for old in folder.glob("*"):
         old.unlink()
     # a new landing is a new version of the partition, as with landing.land
-    landed_at = landed_at or dt.datetime.now(dt.timezone.utc).isoformat()
+    landed_at = landed_at or dt.datetime.now(dt.UTC).isoformat()
     cols = COLUMNS[source] + META
     data_file = f"{source}/ds={ds}/{source}.csv"
     selects = []
@@ -76,38 +105,52 @@ def write_partition(raw: Path, source: str, ds: str, rows: list[dict], landed_at
     dates = [old_touch] if old_touch else []
     for row in rows:
         if source == "credit_events":
-            dates.append((dt.datetime.fromisoformat(row["event_at"]).astimezone(dt.timezone.utc).date()
-                          - dt.timedelta(days=1)).isoformat())
+            dates.append(
+                (
+                    dt.datetime.fromisoformat(row["event_at"]).astimezone(dt.UTC).date() - dt.timedelta(days=1)
+                ).isoformat()
+            )
         elif source == "merchants":
-            upd = dt.datetime.fromisoformat(row["updated_at"]).astimezone(dt.timezone.utc).date()
+            upd = dt.datetime.fromisoformat(row["updated_at"]).astimezone(dt.UTC).date()
             dates.append((min(upd, dt.date.fromisoformat(row["enrolled_on"])) - dt.timedelta(days=1)).isoformat())
         else:
             dates.append(row["period_month"])
     touched = touches_from or (min(dates) if dates else None)
     record = {
-        "source": source, "ds": ds, "file": data_file, "sha256": "0" * 64,
-        "control_row_count": len(rows), "delivered": len(rows), "loaded": len(rows),
-        "quarantined": 0, "held": 0, "quarantine_by_rule": {}, "extra_columns": [],
-        "landed_at": landed_at, "touches_from": touched,
+        "source": source,
+        "ds": ds,
+        "file": data_file,
+        "sha256": "0" * 64,
+        "control_row_count": len(rows),
+        "delivered": len(rows),
+        "loaded": len(rows),
+        "quarantined": 0,
+        "held": 0,
+        "quarantine_by_rule": {},
+        "extra_columns": [],
+        "landed_at": landed_at,
+        "touches_from": touched,
     }
     (folder / "_reconciliation.json").write_text(json.dumps(record))
     return folder
 
 
-def release_orphans_into(raw, ds: str, run_ds: str, rows: list[dict], source: str = "credit_events",
-                         touches_from: str = "2020-04-18") -> None:
+def release_orphans_into(
+    raw, ds: str, run_ds: str, rows: list[dict], source: str = "credit_events", touches_from: str = "2020-04-18"
+) -> None:
     """What landing.release_orphans leaves: released-<run ds>.parquet next to rows.parquet
     in the orphans' own partition, and the record updated (releases, touches_from)."""
     folder = raw / source / f"ds={ds}"
     record = json.loads((folder / "_reconciliation.json").read_text())
     scratch = raw.parent / "scratch"
-    at = dt.datetime.now(dt.timezone.utc).isoformat()  # the released rows' _landed_at
+    at = dt.datetime.now(dt.UTC).isoformat()  # the released rows' _landed_at
     write_partition(scratch, source, ds, rows, landed_at=at, file_name=f"released-{run_ds}.parquet")
     shutil.copy(scratch / source / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
     shutil.rmtree(scratch)
     record["loaded"] += len(rows)
-    record.setdefault("releases", []).append({"ds": run_ds, "released": len(rows), "at": at,
-                                               "touches_from": touches_from})
+    record.setdefault("releases", []).append(
+        {"ds": run_ds, "released": len(rows), "at": at, "touches_from": touches_from}
+    )
     record["touches_from"] = min(record.get("touches_from") or touches_from, touches_from)
     (folder / "_reconciliation.json").write_text(json.dumps(record))
 
@@ -118,9 +161,9 @@ def expire_orphans_of(raw, ds: str, run_ds: str) -> None:
     path = raw / "credit_events" / f"ds={ds}" / "_reconciliation.json"
     record = json.loads(path.read_text())
     record["quarantined"] += 1
-    record.setdefault("releases", []).append({"ds": run_ds, "released": 0, "quarantined": 1,
-                                               "at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                                               "touches_from": None})
+    record.setdefault("releases", []).append(
+        {"ds": run_ds, "released": 0, "quarantined": 1, "at": dt.datetime.now(dt.UTC).isoformat(), "touches_from": None}
+    )
     path.write_text(json.dumps(record))
 
 
@@ -136,21 +179,47 @@ def days(start: str, n: int) -> list[str]:
 FIRST_DS, LAST_DS = "2020-04-15", "2020-04-24"
 
 
-def _m(mid, region, btype, size, enrolled, status, updated_at):
-    return dict(merchant_id=mid, program_code="SPARK-2020", business_name=f"店 {mid}", region=region,
-                city="Shenzhen", business_type=btype, size_class=size, registered_on=None,
-                enrolled_on=enrolled, status=status, updated_at=updated_at)
+def merchant_row(mid, region, btype, size, enrolled, status, updated_at):
+    return dict(
+        merchant_id=mid,
+        program_code="SPARK-2020",
+        business_name=f"店 {mid}",
+        region=region,
+        city="Shenzhen",
+        business_type=btype,
+        size_class=size,
+        registered_on=None,
+        enrolled_on=enrolled,
+        status=status,
+        updated_at=updated_at,
+    )
 
 
-def _e(eid, line, mid, etype, at, amount, rate=None, due=None):
-    return dict(event_id=eid, credit_line_id=line, merchant_id=mid, event_type=etype, event_at=at,
-                amount=amount, currency="CNY", annual_interest_rate=rate, due_on=due,
-                goods_category="food" if etype == "drawdown" else None)
+def event_row(eid, line, mid, etype, at, amount, rate=None, due=None):
+    return dict(
+        event_id=eid,
+        credit_line_id=line,
+        merchant_id=mid,
+        event_type=etype,
+        event_at=at,
+        amount=amount,
+        currency="CNY",
+        annual_interest_rate=rate,
+        due_on=due,
+        goods_category="food" if etype == "drawdown" else None,
+    )
 
 
 def _r(rid, mid, month, employees, baseline, at):
-    return dict(report_id=rid, merchant_id=mid, period_month=month, employees=employees,
-                baseline_employees=baseline, reported_at=at, verification_status="self_reported")
+    return dict(
+        report_id=rid,
+        merchant_id=mid,
+        period_month=month,
+        employees=employees,
+        baseline_employees=baseline,
+        reported_at=at,
+        verification_status="self_reported",
+    )
 
 
 def small_set() -> dict[str, dict[str, list[dict]]]:
@@ -158,41 +227,57 @@ def small_set() -> dict[str, dict[str, list[dict]]]:
     at 00:30 local on 04-18, i.e. 16:30 UTC on 04-17), B (enrolled 2020-01-15, first
     written on 04-15 already exited), C (enrols 04-16, exits 04-22)."""
     m = {
-        "2020-04-15": [_m("A", "CN-GD", "grocery", "micro", "2020-01-10", "active", "2020-04-15T09:00:00+08:00"),
-                       _m("B", "CN-GD", "grocery", "micro", "2020-01-15", "exited", "2020-04-15T09:00:00+08:00")],
-        "2020-04-16": [_m("C", "CN-BJ", "street_stall", "small", "2020-04-16", "active", "2020-04-16T10:00:00+08:00")],
-        "2020-04-18": [_m("A", "CN-ZJ", "grocery", "micro", "2020-01-10", "active", "2020-04-17T16:30:00+00:00")],
-        "2020-04-22": [_m("C", "CN-BJ", "street_stall", "small", "2020-04-16", "exited", "2020-04-22T10:00:00+08:00")],
+        "2020-04-15": [
+            merchant_row("A", "CN-GD", "grocery", "micro", "2020-01-10", "active", "2020-04-15T09:00:00+08:00"),
+            merchant_row("B", "CN-GD", "grocery", "micro", "2020-01-15", "exited", "2020-04-15T09:00:00+08:00"),
+        ],
+        "2020-04-16": [
+            merchant_row("C", "CN-BJ", "street_stall", "small", "2020-04-16", "active", "2020-04-16T10:00:00+08:00")
+        ],
+        "2020-04-18": [
+            merchant_row("A", "CN-ZJ", "grocery", "micro", "2020-01-10", "active", "2020-04-17T16:30:00+00:00")
+        ],
+        "2020-04-22": [
+            merchant_row("C", "CN-BJ", "street_stall", "small", "2020-04-16", "exited", "2020-04-22T10:00:00+08:00")
+        ],
     }
     e = {
         "2020-04-15": [
-            _e("e101", "L1", "A", "line_opened", "2020-03-01T10:00:00+08:00", "10000.00", rate="0"),
-            _e("e102", "L1", "A", "drawdown", "2020-03-10T12:00:00+08:00", "2000.00", due="2020-03-20"),
-            _e("e201", "L2", "B", "line_opened", "2020-03-05T10:00:00+08:00", "5000.00", rate="0.010000"),
-            _e("e202", "L2", "B", "drawdown", "2020-04-15T10:00:00+08:00", "1000.00", due="2020-05-15"),
+            event_row("e101", "L1", "A", "line_opened", "2020-03-01T10:00:00+08:00", "10000.00", rate="0"),
+            event_row("e102", "L1", "A", "drawdown", "2020-03-10T12:00:00+08:00", "2000.00", due="2020-03-20"),
+            event_row("e201", "L2", "B", "line_opened", "2020-03-05T10:00:00+08:00", "5000.00", rate="0.010000"),
+            event_row("e202", "L2", "B", "drawdown", "2020-04-15T10:00:00+08:00", "1000.00", due="2020-05-15"),
         ],
         "2020-04-16": [
-            _e("e103", "L1", "A", "repayment", "2020-04-16T09:00:00+08:00", "500.00"),
-            _e("e301", "L3", "C", "line_opened", "2020-04-16T11:00:00+08:00", "3000.00", rate="0"),
+            event_row("e103", "L1", "A", "repayment", "2020-04-16T09:00:00+08:00", "500.00"),
+            event_row("e301", "L3", "C", "line_opened", "2020-04-16T11:00:00+08:00", "3000.00", rate="0"),
         ],
         "2020-04-17": [
-            _e("e105", "L1", "A", "limit_changed", "2020-04-17T09:00:00+08:00", "12000.00"),
-            _e("e302", "L3", "C", "drawdown", "2020-04-17T11:00:00+08:00", "800.00", due="2020-05-17"),
+            event_row("e105", "L1", "A", "limit_changed", "2020-04-17T09:00:00+08:00", "12000.00"),
+            event_row("e302", "L3", "C", "drawdown", "2020-04-17T11:00:00+08:00", "800.00", due="2020-05-17"),
         ],
         # a harmless duplicate of e302, and a late posting of a 04-16 drawdown
-        "2020-04-18": [_e("e302", "L3", "C", "drawdown", "2020-04-17T11:00:00+08:00", "800.00", due="2020-05-17")],
-        "2020-04-19": [_e("e104", "L1", "A", "drawdown", "2020-04-16T14:00:00+08:00", "1000.00", due="2020-05-16")],
+        "2020-04-18": [
+            event_row("e302", "L3", "C", "drawdown", "2020-04-17T11:00:00+08:00", "800.00", due="2020-05-17")
+        ],
+        "2020-04-19": [
+            event_row("e104", "L1", "A", "drawdown", "2020-04-16T14:00:00+08:00", "1000.00", due="2020-05-16")
+        ],
         # 16:30 UTC on 04-19 is 00:30 on 04-20 in Shanghai
-        "2020-04-20": [_e("e106", "L1", "A", "drawdown", "2020-04-19T16:30:00+00:00", "300.00", due="2020-05-20")],
+        "2020-04-20": [
+            event_row("e106", "L1", "A", "drawdown", "2020-04-19T16:30:00+00:00", "300.00", due="2020-05-20")
+        ],
         # an id with a quote: staging writes re-read ids into its SQL as literals
-        "2020-04-21": [_e("e3'03", "L3", "C", "repayment", "2020-04-21T11:00:00+08:00", "800.00")],
-        "2020-04-22": [_e("e107", "L1", "A", "written_off", "2020-04-22T11:00:00+08:00", "200.00")],
-        "2020-04-23": [_e("e203", "L2", "B", "line_closed", "2020-04-23T10:00:00+08:00", "0.00")],
+        "2020-04-21": [event_row("e3'03", "L3", "C", "repayment", "2020-04-21T11:00:00+08:00", "800.00")],
+        "2020-04-22": [event_row("e107", "L1", "A", "written_off", "2020-04-22T11:00:00+08:00", "200.00")],
+        "2020-04-23": [event_row("e203", "L2", "B", "line_closed", "2020-04-23T10:00:00+08:00", "0.00")],
     }
     r = {
         "2020-04-15": [_r("r1", "A", "2020-03-01", 8, 10, "2020-04-15T10:00:00+08:00")],
-        "2020-04-16": [_r("r2", "A", "2020-04-01", 9, 10, "2020-04-16T10:00:00+08:00"),
-                       _r("r4", "C", "2020-04-01", 3, 3, "2020-04-16T10:00:00+08:00")],
+        "2020-04-16": [
+            _r("r2", "A", "2020-04-01", 9, 10, "2020-04-16T10:00:00+08:00"),
+            _r("r4", "C", "2020-04-01", 3, 3, "2020-04-16T10:00:00+08:00"),
+        ],
         # A corrects April
         "2020-04-20": [_r("r3", "A", "2020-04-01", 12, 10, "2020-04-20T10:00:00+08:00")],
     }

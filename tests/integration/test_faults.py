@@ -106,8 +106,8 @@ def _command(stage: str, ds: str, run_id: str) -> list[str]:
     if stage in ("land", "build", "audit"):
         return [sys.executable, str(RUNNER), stage, ds, run_id]
     prelude = (
-        "import sys\nsys.path.insert(0, {!r})\nimport fault_runner\nfault_runner.instrument()\n"
-        "ds, run_id = {!r}, {!r}\n".format(str(RUNNER.parent), ds, run_id)
+        f"import sys\nsys.path.insert(0, {str(RUNNER.parent)!r})\nimport fault_runner\nfault_runner.instrument()\n"
+        f"ds, run_id = {ds!r}, {run_id!r}\n"
     )
     return [sys.executable, "-c", prelude + STAGE_CODE[stage]]
 

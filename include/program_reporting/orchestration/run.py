@@ -228,5 +228,7 @@ def _exclusive(home: Path):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"another run is using {home} (lock {home / '.run.lock'}); try again when it ends") from None
+            raise SystemExit(
+                f"another run is using {home} (lock {home / '.run.lock'}); try again when it ends"
+            ) from None
         yield

@@ -85,9 +85,14 @@ def _export(cur, schema: str, tables, target: Path, tmp_dir: Path) -> list[str]:
     return present
 
 
-def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | None = settings.PUBLISHED_SCHEMA,
-                    pg_settings: settings.PostgresSettings | None = None,
-                    tmp_dir: Path | None = None) -> gate.GateResult:
+def validate_schema(
+    run_id: str,
+    ds: str,
+    schema: str,
+    previous_schema: str | None = settings.PUBLISHED_SCHEMA,
+    pg_settings: settings.PostgresSettings | None = None,
+    tmp_dir: Path | None = None,
+) -> gate.GateResult:
     """Run the marts suites on the KPI tables in PostgreSQL schema `schema`.
 
     `previous_schema` holds the previously published set (day-over-day guards);
@@ -98,7 +103,7 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
 
     settings.parse_ds(ds)
     started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     suites = load_suites(STAGE)
     params = gate.expectation_parameters()
     conn = pg.connect(pg_settings)
@@ -135,12 +140,16 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                                 if table not in present:
                                     raise gate.GateError(f"{schema}.{table} does not exist")
                                 with conn.cursor() as cur:
-                                    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+                                    cur.execute(
+                                        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+                                    )
                                     rows = cur.fetchone()[0]
                             else:
                                 table = f"{FRAME_TABLE_PREFIX}{suite.name}__{frame.name}"[:63]
                                 with conn.cursor() as cur:
-                                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, table)))
+                                    cur.execute(
+                                        sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, table))
+                                    )
                                     rows = pg.copy_query_to_pg(con, frame_sql(con, frame), cur, schema, table, work)
                                 conn.commit()
                                 frame_tables.append(table)
@@ -153,10 +162,12 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                         if rows == 0:
                             outcomes.append(empty_frame_checks(con, suite, frame, configs))
                             continue
-                        asset = source.add_table_asset(f"{suite.name}__{frame.name}", table_name=table,
-                                                       schema_name=schema)
-                        validation = add_validation(context, asset.add_batch_definition_whole_table("whole"),
-                                                    suite, frame)
+                        asset = source.add_table_asset(
+                            f"{suite.name}__{frame.name}", table_name=table, schema_name=schema
+                        )
+                        validation = add_validation(
+                            context, asset.add_batch_definition_whole_table("whole"), suite, frame
+                        )
                         outcomes.append(_Pending(suite, frame, validation, rows))
             finally:
                 con.close()
@@ -164,8 +175,11 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
             by_validation = {}
             if validations:
                 t0 = time.monotonic()
-                checkpoint = context.checkpoints.add(gx.Checkpoint(
-                    name="marts_on_postgres", validation_definitions=validations, result_format=RESULT_FORMAT))
+                checkpoint = context.checkpoints.add(
+                    gx.Checkpoint(
+                        name="marts_on_postgres", validation_definitions=validations, result_format=RESULT_FORMAT
+                    )
+                )
                 run = checkpoint.run(expectation_parameters=params)
                 by_validation = {r.meta["validation_id"]: r for r in run.run_results.values()}
                 log.info("postgres checkpoint: %d frames validated, %.2fs", len(validations), time.monotonic() - t0)
@@ -174,13 +188,19 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                     results.extend(outcome)
                     continue
                 result = by_validation[outcome.validation.id]
-                checks = interpret(outcome.suite, outcome.frame, outcome.suite.expectations_of(outcome.frame.name),
-                                   result)
+                checks = interpret(
+                    outcome.suite, outcome.frame, outcome.suite.expectations_of(outcome.frame.name), result
+                )
                 results.extend(checks)
                 scrub_gx_result(result)  # no personal data in reports rendered from it
                 gx_results.append((outcome.validation.name, result))
-                log.info("postgres %s: %d rows, %d checks, %d failed", outcome.validation.name, outcome.rows,
-                         len(checks), sum(not c.success for c in checks))
+                log.info(
+                    "postgres %s: %d rows, %d checks, %d failed",
+                    outcome.validation.name,
+                    outcome.rows,
+                    len(checks),
+                    sum(not c.success for c in checks),
+                )
         finally:
             try:
                 with conn.cursor() as cur:
@@ -189,8 +209,16 @@ def validate_schema(run_id: str, ds: str, schema: str, previous_schema: str | No
                 conn.commit()
             finally:
                 conn.close()
-    result = gate.GateResult(STAGE, ds, run_id, results, started_at, time.monotonic() - started,
-                             {"postgres_schema": schema, "previous_schema": previous_schema, "engine": "postgresql"},
-                             gx_results=gx_results, engine="postgresql")
+    result = gate.GateResult(
+        STAGE,
+        ds,
+        run_id,
+        results,
+        started_at,
+        time.monotonic() - started,
+        {"postgres_schema": schema, "previous_schema": previous_schema, "engine": "postgresql"},
+        gx_results=gx_results,
+        engine="postgresql",
+    )
     (log.info if result.passed else log.error)("%s", result.summary())
     return result

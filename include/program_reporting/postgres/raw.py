@@ -49,8 +49,13 @@ def load_raw(paths: Paths | None = None, pg_settings: settings.PostgresSettings 
                     raise pg.PgError(f"{p.raw / source}: no landed partitions to load")
                 cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(RAW_SCHEMA, source)))
                 counts[source] = pg.copy_query_to_pg(
-                    duck, f"SELECT * FROM read_parquet({_listing(files)}, union_by_name = true, "
-                          f"hive_partitioning = false)", cur, RAW_SCHEMA, source, p.tmp if p.tmp.exists() else None)
+                    duck,
+                    f"SELECT * FROM read_parquet({_listing(files)}, union_by_name = true, hive_partitioning = false)",
+                    cur,
+                    RAW_SCHEMA,
+                    source,
+                    p.tmp if p.tmp.exists() else None,
+                )
             # The same file list the DuckDB source globs (home/raw/<source>/ds=<ds>/<file>).
             table = sql.Identifier(RAW_SCHEMA, "partitions")
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))

@@ -115,20 +115,25 @@ class GateResult:
         return self.error is None and self.evaluated > 0 and not self.blocking
 
     def summary(self) -> str:
-        head = (f"{self.title} for ds {self.ds}" + (f", run {self.run_id}" if self.run_id else "")
-                + f": {'PASSED' if self.passed else 'BLOCKED'}; {len(self.results)} checks, "
-                f"{self.evaluated} evaluated, {len(self.blocking)} critical failures, "
-                f"{len(self.warnings)} warnings ({self.seconds:.1f}s)")
+        head = (
+            f"{self.title} for ds {self.ds}"
+            + (f", run {self.run_id}" if self.run_id else "")
+            + f": {'PASSED' if self.passed else 'BLOCKED'}; {len(self.results)} checks, "
+            f"{self.evaluated} evaluated, {len(self.blocking)} critical failures, "
+            f"{len(self.warnings)} warnings ({self.seconds:.1f}s)"
+        )
         lines = [head]
         if self.error:
             lines.append(f"  error: {self.error}")
         if self.evaluated == 0 and not self.error:
             lines.append("  nothing was evaluated")
         for r in self.blocking + self.warnings:
-            lines.append(f"  {r.severity.upper()} {r.status}: {r.suite}/{r.check_id}"
-                         f"{' [' + r.column + ']' if r.column else ''}: {r.description}"
-                         f" observed={json.dumps(r.observed_value, default=str)[:200]}"
-                         f"{' (' + r.note + ')' if r.note else ''}")
+            lines.append(
+                f"  {r.severity.upper()} {r.status}: {r.suite}/{r.check_id}"
+                f"{' [' + r.column + ']' if r.column else ''}: {r.description}"
+                f" observed={json.dumps(r.observed_value, default=str)[:200]}"
+                f"{' (' + r.note + ')' if r.note else ''}"
+            )
         return "\n".join(lines)
 
     def reason(self) -> str:
@@ -145,11 +150,22 @@ class GateResult:
 
     def to_dict(self) -> dict:
         return {
-            "stage": self.stage, "engine": self.engine, "ds": self.ds, "run_id": self.run_id, "passed": self.passed,
-            "started_at": self.started_at, "seconds": round(self.seconds, 3), "error": self.error,
-            "reason": self.reason(), "inputs": self.inputs,
-            "counts": {"checks": len(self.results), "evaluated": self.evaluated,
-                       "critical_failures": len(self.blocking), "warnings": len(self.warnings)},
+            "stage": self.stage,
+            "engine": self.engine,
+            "ds": self.ds,
+            "run_id": self.run_id,
+            "passed": self.passed,
+            "started_at": self.started_at,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "reason": self.reason(),
+            "inputs": self.inputs,
+            "counts": {
+                "checks": len(self.results),
+                "evaluated": self.evaluated,
+                "critical_failures": len(self.blocking),
+                "warnings": len(self.warnings),
+            },
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -158,19 +174,20 @@ def expectation_parameters() -> dict:
     """The values of the suites' `$PARAMETER`s (settings and reference data), the same on every engine."""
     programs = reference.programs()
     params = suite_parameters()
-    params.update({
-        "max_daily_drop": max_daily_drop(),
-        "max_quarantine_share": quarantine_share_limit(),
-        "known_programs": sorted(programs),
-        "known_currencies": sorted({p.currency for p in programs.values()}),
-    })
+    params.update(
+        {
+            "max_daily_drop": max_daily_drop(),
+            "max_quarantine_share": quarantine_share_limit(),
+            "known_programs": sorted(programs),
+            "known_currencies": sorted({p.currency for p in programs.values()}),
+        }
+    )
     return params
 
 
-def _run(stage: str, ds: str, run_id: str | None, con, suites: list[Suite], inputs: dict,
-         context=None) -> GateResult:
+def _run(stage: str, ds: str, run_id: str | None, con, suites: list[Suite], inputs: dict, context=None) -> GateResult:
     started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     context = new_context() if context is None else context
     params = expectation_parameters()
     results: list[CheckResult] = []
@@ -181,13 +198,13 @@ def _run(stage: str, ds: str, run_id: str | None, con, suites: list[Suite], inpu
             results.extend(fr.checks)
             if fr.gx_result is not None:
                 gx_results.append((fr.gx_suite_name, fr.gx_result))
-    gate = GateResult(stage, ds, run_id, results, started_at, time.monotonic() - started, inputs,
-                      gx_results=gx_results)
+    gate = GateResult(stage, ds, run_id, results, started_at, time.monotonic() - started, inputs, gx_results=gx_results)
     (log.info if gate.passed else log.error)("%s", gate.summary())
     return gate
 
 
 # --------------------------------------------------------------------------- landed
+
 
 def reconciliation_records(p: Paths) -> list[dict]:
     """Every delivery's reconciliation record (landing's `_reconciliation.json`)."""
@@ -215,9 +232,20 @@ def _landed_connection(source: str, ds: str, p: Paths, records: list[dict]):
         control_row_count BIGINT, delivered BIGINT, loaded BIGINT, quarantined BIGINT, held BIGINT)""")
     for r in records:
         if r.get("source") == source and r.get("ds") == ds:
-            con.execute("INSERT INTO reconciliation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                r.get("source"), r.get("ds"), r.get("file"), r.get("sha256"), r.get("control_row_count"),
-                r.get("delivered"), r.get("loaded"), r.get("quarantined"), r.get("held")])
+            con.execute(
+                "INSERT INTO reconciliation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    r.get("source"),
+                    r.get("ds"),
+                    r.get("file"),
+                    r.get("sha256"),
+                    r.get("control_row_count"),
+                    r.get("delivered"),
+                    r.get("loaded"),
+                    r.get("quarantined"),
+                    r.get("held"),
+                ],
+            )
     part = p.raw / source / f"ds={ds}"
     files = sorted(str(f) for f in part.glob("*.parquet"))
     if files:
@@ -238,7 +266,7 @@ def validate_landed(ds: str, paths: Paths | None = None) -> GateResult:
     results: list[CheckResult] = []
     gx_results = []
     inputs: dict = {"raw": {}}
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     context = new_context()  # one for the three sources: their suites' GX names do not collide
     for source in SOURCES:
         suite = suites.get(f"landed_{source}")
@@ -252,13 +280,15 @@ def validate_landed(ds: str, paths: Paths | None = None) -> GateResult:
             con.close()
         results.extend(g.results)
         gx_results.extend(g.gx_results)
-    gate = GateResult("landed", ds, None, results, started_at, time.monotonic() - started, inputs,
-                      gx_results=gx_results)
+    gate = GateResult(
+        "landed", ds, None, results, started_at, time.monotonic() - started, inputs, gx_results=gx_results
+    )
     log.info("landed gate for %s: %s", ds, "passed" if gate.passed else gate.reason())
     return gate
 
 
 # --------------------------------------------------------------------------- marts
+
 
 def settle(db: Path) -> None:
     """Fold a leftover write-ahead log into the candidate file, so that what is
@@ -283,8 +313,12 @@ def marts_connection(run_id: str, ds: str, candidate: Path, previous: Path | Non
     con.execute("SET VARIABLE ds = ?", [ds])
     con.execute("SET VARIABLE run_id = ?", [run_id])
     con.execute(f"ATTACH '{str(candidate).replace(chr(39), chr(39) * 2)}' AS candidate (READ_ONLY)")
-    present = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'candidate'").fetchall()}
+    present = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'candidate'"
+        ).fetchall()
+    }
     for t in MART_TABLES:
         if t in present:
             con.execute(f"CREATE VIEW {t} AS SELECT * FROM candidate.main.{t}")
@@ -315,8 +349,11 @@ def validate(run_id: str, ds: str, paths: Paths | None = None) -> GateResult:
     settle(candidate)
     checksum = sha256_file(candidate)
     previous = p.current_db if p.current_db.exists() else None
-    inputs = {"candidate": str(candidate.relative_to(p.home)), "candidate_sha256": checksum,
-              "previous_published": str(previous.resolve().relative_to(p.home.resolve())) if previous else None}
+    inputs = {
+        "candidate": str(candidate.relative_to(p.home)),
+        "candidate_sha256": checksum,
+        "previous_published": str(previous.resolve().relative_to(p.home.resolve())) if previous else None,
+    }
     suites = load_suites("marts")
     con = marts_connection(run_id, ds, candidate, previous)
     try:
@@ -325,8 +362,14 @@ def validate(run_id: str, ds: str, paths: Paths | None = None) -> GateResult:
         con.close()
     if sha256_file(candidate) != checksum:
         gate.error = f"{candidate} changed while it was being validated"
-    verdict = {"run_id": run_id, "ds": ds, "passed": gate.passed, "reason": gate.reason(),
-               "candidate_sha256": checksum, "validated_at": gate.started_at}
+    verdict = {
+        "run_id": run_id,
+        "ds": ds,
+        "passed": gate.passed,
+        "reason": gate.reason(),
+        "candidate_sha256": checksum,
+        "validated_at": gate.started_at,
+    }
     tmp = audit_dir / f".{GATE_FILE}.tmp"
     tmp.write_text(json.dumps(verdict, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, audit_dir / GATE_FILE)

@@ -59,12 +59,18 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Expectations whose verdict on a row depends on that row alone: their counts
 # over the batches of a frame add up to their counts over the whole frame.
-ROW_BY_ROW = frozenset({
-    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null",
-    "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set",
-    "expect_column_values_to_be_between", "expect_column_values_to_match_regex",
-    "expect_column_values_to_not_match_regex", "expect_column_value_lengths_to_be_between",
-})
+ROW_BY_ROW = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_not_be_in_set",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_not_match_regex",
+        "expect_column_value_lengths_to_be_between",
+    }
+)
 # Whether a value is unique depends on the other rows holding it: exact per
 # batch only for the batch key, all of whose rows a batch holds together.
 UNIQUE_KEY = "expect_column_values_to_be_unique"
@@ -132,16 +138,26 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return {
-            "suite": self.suite, "frame": self.frame, "id": self.check_id,
-            "expectation_type": self.expectation_type, "column": self.column,
-            "severity": self.severity, "description": self.description,
-            "status": self.status, "success": self.success, "evaluated": self.evaluated,
-            "blocking": self.blocking, "observed_value": self.observed_value, "note": self.note,
-            "kwargs": self.kwargs, "failing_rows": self.failing_rows,
+            "suite": self.suite,
+            "frame": self.frame,
+            "id": self.check_id,
+            "expectation_type": self.expectation_type,
+            "column": self.column,
+            "severity": self.severity,
+            "description": self.description,
+            "status": self.status,
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "blocking": self.blocking,
+            "observed_value": self.observed_value,
+            "note": self.note,
+            "kwargs": self.kwargs,
+            "failing_rows": self.failing_rows,
         }
 
 
 # --------------------------------------------------------------------------- loading
+
 
 def load_suite(path: Path) -> Suite:
     try:
@@ -156,17 +172,25 @@ def load_suite(path: Path) -> Suite:
     frames = {}
     for fname, f in frames_doc.items():
         if "sql" in f:
-            raise SuiteError(f"{path}: frame {fname!r}: its query goes in a .sql file named by sql_file, "
-                             "not in the suite")
+            raise SuiteError(
+                f"{path}: frame {fname!r}: its query goes in a .sql file named by sql_file, not in the suite"
+            )
         shapes = [k for k in FRAME_SHAPES if f.get(k)]
         if len(shapes) != 1:
             raise SuiteError(f"{path}: frame {fname!r} needs exactly one of {', '.join(FRAME_SHAPES)}")
         for key in ("table", "columns_of", "text_values_of", "batch_key"):
             if f.get(key) and not _IDENT.match(f[key]):
                 raise SuiteError(f"{path}: frame {fname!r}: {key} is not a table or column name")
-        frames[fname] = Frame(fname, f.get("description", ""), _frame_query(path, fname, f.get("sql_file")),
-                              f.get("table"), f.get("columns_of"), f.get("text_values_of"),
-                              f.get("may_be_empty_when"), f.get("batch_key"))
+        frames[fname] = Frame(
+            fname,
+            f.get("description", ""),
+            _frame_query(path, fname, f.get("sql_file")),
+            f.get("table"),
+            f.get("columns_of"),
+            f.get("text_values_of"),
+            f.get("may_be_empty_when"),
+            f.get("batch_key"),
+        )
     expectations = doc.get("expectations") or []
     if not expectations:
         raise SuiteError(f"{path}: the suite has no expectations")
@@ -185,11 +209,15 @@ def load_suite(path: Path) -> Suite:
         if key:
             kwargs = e.get("kwargs") or {}
             if not (e["type"] in ROW_BY_ROW or (e["type"] == UNIQUE_KEY and kwargs.get("column") == key)):
-                raise SuiteError(f"{where}: frame {m['frame']!r} is validated in batches by {key!r}; only "
-                                 f"row-by-row expectations and uniqueness of {key!r} are exact in batches")
+                raise SuiteError(
+                    f"{where}: frame {m['frame']!r} is validated in batches by {key!r}; only "
+                    f"row-by-row expectations and uniqueness of {key!r} are exact in batches"
+                )
             if "mostly" in kwargs:
-                raise SuiteError(f"{where}: frame {m['frame']!r} is validated in batches; `mostly` is a share "
-                                 "of the whole frame that no batch can judge")
+                raise SuiteError(
+                    f"{where}: frame {m['frame']!r} is validated in batches; `mostly` is a share "
+                    "of the whole frame that no batch can judge"
+                )
     return Suite(name, meta.get("stage", ""), path, doc.get("notes", ""), frames, expectations)
 
 
@@ -223,6 +251,7 @@ def load_suites(stage: str, directory: Path | None = None) -> list[Suite]:
 
 # --------------------------------------------------------------------------- frames
 
+
 def frame_sql(con, frame: Frame) -> str:
     """The query of a frame; generated shapes read the table's columns from DuckDB."""
     if frame.sql:
@@ -237,12 +266,13 @@ def frame_sql(con, frame: Frame) -> str:
     if not texts:
         return "SELECT NULL::VARCHAR AS column_name, NULL::VARCHAR AS value WHERE false"
     return " UNION ALL ".join(
-        f"SELECT DISTINCT '{c}' AS column_name, CAST(\"{c}\" AS VARCHAR) AS value FROM {table} "
-        f"WHERE \"{c}\" IS NOT NULL" for c in texts
+        f'SELECT DISTINCT \'{c}\' AS column_name, CAST("{c}" AS VARCHAR) AS value FROM {table} WHERE "{c}" IS NOT NULL'
+        for c in texts
     )
 
 
 # --------------------------------------------------------------------------- running
+
 
 def _gx():
     import great_expectations as gx  # slow import: only when a gate runs
@@ -268,13 +298,18 @@ def add_validation(context, batch_definition, suite: Suite, frame: Frame):
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     name = gx_suite_name(suite, frame)
-    gx_suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[
-        ExpectationConfiguration(type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"],
-                                 severity=e["severity"]).to_domain_obj()
-        for e in suite.expectations_of(frame.name)
-    ]))
-    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition,
-                                                                      suite=gx_suite))
+    gx_suite = context.suites.add(
+        gx.ExpectationSuite(
+            name=name,
+            expectations=[
+                ExpectationConfiguration(
+                    type=e["type"], kwargs=e.get("kwargs", {}), meta=e["meta"], severity=e["severity"]
+                ).to_domain_obj()
+                for e in suite.expectations_of(frame.name)
+            ],
+        )
+    )
+    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=gx_suite))
 
 
 def gx_suite_name(suite: Suite, frame: Frame) -> str:
@@ -345,18 +380,26 @@ class FrameRun:
 
 def not_evaluated(suite: Suite, frame: Frame, note: str) -> list[CheckResult]:
     """Every check of a frame that could not be validated at all, failed as not evaluated."""
-    return [_check(suite, frame, e, success=False, evaluated=False, note=scrub(note))
-            for e in suite.expectations_of(frame.name)]
+    return [
+        _check(suite, frame, e, success=False, evaluated=False, note=scrub(note))
+        for e in suite.expectations_of(frame.name)
+    ]
 
 
 def _check(suite: Suite, frame: Frame, e: dict, **kw) -> CheckResult:
     kwargs = e.get("kwargs", {})
     return CheckResult(
-        suite=suite.name, frame=frame.name, check_id=e["meta"]["id"], expectation_type=e["type"],
-        column=kwargs.get("column") or (",".join(kwargs["column_list"]) if kwargs.get("column_list") else None)
+        suite=suite.name,
+        frame=frame.name,
+        check_id=e["meta"]["id"],
+        expectation_type=e["type"],
+        column=kwargs.get("column")
+        or (",".join(kwargs["column_list"]) if kwargs.get("column_list") else None)
         or (f"{kwargs['column_A']},{kwargs['column_B']}" if kwargs.get("column_A") else None),
-        severity=e["severity"], description=e["meta"].get("description", ""),
-        kwargs=scrub(kwargs), **kw,
+        severity=e["severity"],
+        description=e["meta"].get("description", ""),
+        kwargs=scrub(kwargs),
+        **kw,
     )
 
 
@@ -433,7 +476,7 @@ def combine_results(batch_results: list):
         ExpectationSuiteValidationResult,
         ExpectationValidationResult,
     )
-    from great_expectations.expectations.expectation import _format_map_output
+    from great_expectations.expectations.expectation import _format_map_output  # noqa: PLC2701 - no public API formats a result map
     from great_expectations.expectations.expectation_configuration import parse_result_format
     from great_expectations.validator.validation_statistics import calc_validation_statistics
 
@@ -449,38 +492,63 @@ def combine_results(batch_results: list):
             combined.append(raised)
             continue
         if len(per_batch) != len(batch_results) or any("element_count" not in c for c in counts):
-            combined.append(ExpectationValidationResult(
-                success=False, expectation_config=r.expectation_config, result={}, meta=r.meta,
-                exception_info={"raised_exception": True, "exception_traceback": None,
-                                "exception_message": "a batch gave no counts to add up"}))
+            combined.append(
+                ExpectationValidationResult(
+                    success=False,
+                    expectation_config=r.expectation_config,
+                    result={},
+                    meta=r.meta,
+                    exception_info={
+                        "raised_exception": True,
+                        "exception_traceback": None,
+                        "exception_message": "a batch gave no counts to add up",
+                    },
+                )
+            )
             continue
         element_count = sum(c["element_count"] for c in counts)
-        nonnull_count = (None if any("missing_count" not in c for c in counts)
-                         else element_count - sum(c["missing_count"] for c in counts))
+        nonnull_count = (
+            None
+            if any("missing_count" not in c for c in counts)
+            else element_count - sum(c["missing_count"] for c in counts)
+        )
         success = all(x.success for x in per_batch)
         formatted = _format_map_output(
-            result_format, success, element_count=element_count, nonnull_count=nonnull_count,
+            result_format,
+            success,
+            element_count=element_count,
+            nonnull_count=nonnull_count,
             unexpected_count=sum(c.get("unexpected_count") or 0 for c in counts),
             unexpected_list=[v for c in counts for v in c.get("partial_unexpected_list", [])],
             unexpected_index_list=[i for c in counts for i in c.get("partial_unexpected_index_list", [])],
         )
-        combined.append(ExpectationValidationResult(success=success, expectation_config=r.expectation_config,
-                                                    result=formatted["result"], meta=r.meta,
-                                                    exception_info=r.exception_info))
+        combined.append(
+            ExpectationValidationResult(
+                success=success,
+                expectation_config=r.expectation_config,
+                result=formatted["result"],
+                meta=r.meta,
+                exception_info=r.exception_info,
+            )
+        )
     statistics = calc_validation_statistics(combined)
     return ExpectationSuiteValidationResult(
-        success=statistics.success, results=combined, suite_name=first.suite_name,
-        suite_parameters=first.suite_parameters, batch_id=first.batch_id,
-        statistics={"evaluated_expectations": statistics.evaluated_expectations,
-                    "successful_expectations": statistics.successful_expectations,
-                    "unsuccessful_expectations": statistics.unsuccessful_expectations,
-                    "success_percent": statistics.success_percent},
+        success=statistics.success,
+        results=combined,
+        suite_name=first.suite_name,
+        suite_parameters=first.suite_parameters,
+        batch_id=first.batch_id,
+        statistics={
+            "evaluated_expectations": statistics.evaluated_expectations,
+            "successful_expectations": statistics.successful_expectations,
+            "unsuccessful_expectations": statistics.unsuccessful_expectations,
+            "success_percent": statistics.success_percent,
+        },
         meta={**first.meta, "batches": len(batch_results)},
     )
 
 
-def run_frame(validation, con, suite: Suite, frame: Frame, parameters: dict,
-              batch_rows: int | None = None) -> FrameRun:
+def run_frame(validation, con, suite: Suite, frame: Frame, parameters: dict, batch_rows: int | None = None) -> FrameRun:
     """Build one frame with DuckDB and run its ValidationDefinition on it: whole,
     or batch by batch when it has a batch_key."""
     started = time.monotonic()
@@ -493,15 +561,22 @@ def run_frame(validation, con, suite: Suite, frame: Frame, parameters: dict,
         for df in frame_batches(con, frame, batch_rows):
             if len(df) == 0:
                 break
-            result = validation.run(batch_parameters={"dataframe": df}, expectation_parameters=parameters,
-                                    result_format=RESULT_FORMAT)
+            result = validation.run(
+                batch_parameters={"dataframe": df}, expectation_parameters=parameters, result_format=RESULT_FORMAT
+            )
             _sample_failing_rows(result, df, samples)
             scrub_gx_result(result)
             results.append(result)
             rows += len(df)
             if frame.batch_key:
-                log.info("%s: batch %d, %d rows (%d so far), %.1fs", validation.name, len(results), len(df), rows,
-                         time.monotonic() - started)
+                log.info(
+                    "%s: batch %d, %d rows (%d so far), %.1fs",
+                    validation.name,
+                    len(results),
+                    len(df),
+                    rows,
+                    time.monotonic() - started,
+                )
     except Exception as exc:  # noqa: BLE001 - any failure to build or validate the frame is reported per check
         msg = f"frame {frame.name!r} could not be computed: {exc}"
         log.error("%s: %s", suite.name, msg)
@@ -512,8 +587,9 @@ def run_frame(validation, con, suite: Suite, frame: Frame, parameters: dict,
 
     result = combine_results(results)
     checks = interpret(suite, frame, configs, result, samples)
-    return FrameRun(checks, result, validation.name, rows=rows, seconds=time.monotonic() - started,
-                    batches=len(results))
+    return FrameRun(
+        checks, result, validation.name, rows=rows, seconds=time.monotonic() - started, batches=len(results)
+    )
 
 
 def empty_frame_checks(con, suite: Suite, frame: Frame, configs: list[dict]) -> list[CheckResult]:
@@ -527,13 +603,13 @@ def empty_frame_checks(con, suite: Suite, frame: Frame, configs: list[dict]) -> 
             why = f"the frame has no rows and its emptiness condition failed: {exc}"
     if legit:
         note = f"skipped: no rows to check, as expected ({frame.may_be_empty_when})"
-        return [_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note)
-                for e in configs]
+        return [_check(suite, frame, e, success=True, evaluated=False, skipped=True, note=note) for e in configs]
     return [_check(suite, frame, e, success=False, evaluated=False, note=why) for e in configs]
 
 
-def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
-              failing_rows: dict[str, list[dict]] | None = None) -> list[CheckResult]:
+def interpret(
+    suite: Suite, frame: Frame, configs: list[dict], result, failing_rows: dict[str, list[dict]] | None = None
+) -> list[CheckResult]:
     """GX results as CheckResults. The one place that decides what counts as
     evaluated: an expectation that raised, saw no rows, or returned no metric
     is a failure, never a pass."""
@@ -542,8 +618,11 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
     for e in configs:
         r = by_id.get(e["meta"]["id"])
         if r is None:
-            checks.append(_check(suite, frame, e, success=False, evaluated=False,
-                                 note="GX returned no result for this expectation"))
+            checks.append(
+                _check(
+                    suite, frame, e, success=False, evaluated=False, note="GX returned no result for this expectation"
+                )
+            )
             continue
         res = dict(r.result or {})
         raised = _raised(r.exception_info)
@@ -556,11 +635,18 @@ def interpret(suite: Suite, frame: Frame, configs: list[dict], result,
             evaluated, note = False, "GX returned no metric"
         elif res.get("element_count") and res.get("missing_count") == res.get("element_count"):
             note = "every value is null (nothing to compare; nulls are allowed here)"
-        checks.append(_check(
-            suite, frame, e, success=bool(r.success) and evaluated, evaluated=evaluated,
-            observed_value=_observed(res), note=scrub(note),
-            failing_rows=[] if r.success else (failing_rows or {}).get(e["meta"]["id"], []),
-        ))
+        checks.append(
+            _check(
+                suite,
+                frame,
+                e,
+                success=bool(r.success) and evaluated,
+                evaluated=evaluated,
+                observed_value=_observed(res),
+                note=scrub(note),
+                failing_rows=[] if r.success else (failing_rows or {}).get(e["meta"]["id"], []),
+            )
+        )
     return checks
 
 
@@ -569,15 +655,25 @@ def run_suite(context, con, suite: Suite, parameters: dict) -> list[FrameRun]:
     A frame's rows reach GX as DataFrames handed to the suite's one dataframe
     asset at run time (GX stores a data source again with every asset added,
     so one asset per frame cost more than it told)."""
-    batch_definition = (context.data_sources.add_pandas(suite.name).add_dataframe_asset("frames")
-                        .add_batch_definition_whole_dataframe("whole"))
+    batch_definition = (
+        context.data_sources.add_pandas(suite.name)
+        .add_dataframe_asset("frames")
+        .add_batch_definition_whole_dataframe("whole")
+    )
     runs = []
     for frame in suite.frames.values():
         if not suite.expectations_of(frame.name):
             continue
         run = run_frame(add_validation(context, batch_definition, suite, frame), con, suite, frame, parameters)
-        log.info("%s.%s: %s rows%s, %d checks, %d failed, %.2fs", suite.name, frame.name, run.rows,
-                 f" in {run.batches} batches" if frame.batch_key else "", len(run.checks),
-                 sum(not c.success for c in run.checks), run.seconds)
+        log.info(
+            "%s.%s: %s rows%s, %d checks, %d failed, %.2fs",
+            suite.name,
+            frame.name,
+            run.rows,
+            f" in {run.batches} batches" if frame.batch_key else "",
+            len(run.checks),
+            sum(not c.success for c in run.checks),
+            run.seconds,
+        )
         runs.append(run)
     return runs

@@ -60,6 +60,7 @@ class BuildFailed(RuntimeError):
 # --------------------------------------------------------------------------
 # what changed since the last successful build
 
+
 def deliveries(paths: Paths) -> list[dict]:
     """The reconciliation record of every raw partition. A partition without
     one (written by other tools) gets a stand-in whose version is its files'
@@ -86,8 +87,7 @@ def deliveries(paths: Paths) -> list[dict]:
 def _version(record: dict) -> str:
     """Changes whenever landing replaces the partition or releases orphans into it."""
     releases = record.get("releases") or []
-    return "|".join([str(record.get("landed_at")), str(len(releases)),
-                     str(releases[-1].get("at") if releases else "")])
+    return "|".join([str(record.get("landed_at")), str(len(releases)), str(releases[-1].get("at") if releases else "")])
 
 
 def _previous_build(db: Path) -> dict | None:
@@ -98,12 +98,14 @@ def _previous_build(db: Path) -> dict | None:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if not {BUILD_LOG, BUILD_DELIVERIES, "int_credit_line_states", "stg_merchants"} <= tables:
             return None
-        last = con.execute(f"SELECT run_id, ds, loaded_through FROM {BUILD_LOG} WHERE succeeded "
-                           "ORDER BY finished_at DESC LIMIT 1").fetchone()
+        last = con.execute(
+            f"SELECT run_id, ds, loaded_through FROM {BUILD_LOG} WHERE succeeded ORDER BY finished_at DESC LIMIT 1"
+        ).fetchone()
         if last is None:
             return None
-        seen = {(s, str(d)): v for s, d, v in con.execute(
-            f"SELECT source, ds, version FROM {BUILD_DELIVERIES}").fetchall()}
+        seen = {
+            (s, str(d)): v for s, d, v in con.execute(f"SELECT source, ds, version FROM {BUILD_DELIVERIES}").fetchall()
+        }
         return {"run_id": last[0], "ds": str(last[1]), "loaded_through": last[2], "seen": seen}
     finally:
         con.close()
@@ -175,7 +177,7 @@ def _releases_since(record: dict, seen: str | None) -> list[dict] | None:
     seen_landed_at, seen_releases, _ = (seen.rsplit("|", 2) + ["", ""])[:3]
     if seen_landed_at != str(record.get("landed_at")) or not seen_releases.isdigit():
         return None
-    return (record.get("releases") or [])[int(seen_releases):]
+    return (record.get("releases") or [])[int(seen_releases) :]
 
 
 def _credit_touches(record: dict, seen: str | None) -> str | None:
@@ -214,8 +216,11 @@ def _rows_changed(record: dict, seen: str | None) -> bool:
 def _earliest_reread(previous: dict, records: list[dict], changed: list[dict], source: str) -> str:
     """The earliest partition of `source` whose rows changed (or that disappeared)
     since the last build, or the first new ds: staging re-reads from there on."""
-    moved = [str(r["ds"]) for r in changed if r["source"] == source
-             and _rows_changed(r, previous["seen"].get((source, str(r["ds"]))))]
+    moved = [
+        str(r["ds"])
+        for r in changed
+        if r["source"] == source and _rows_changed(r, previous["seen"].get((source, str(r["ds"]))))
+    ]
     moved += _gone_partitions(previous, records, source)
     if previous["loaded_through"] is not None:
         moved.append((previous["loaded_through"] + dt.timedelta(days=1)).isoformat())
@@ -236,8 +241,11 @@ def reports_reload_from(previous: dict, records: list[dict], changed: list[dict]
     win again."""
     source = "employment_reports"
     replaced = _gone_partitions(previous, records, source) or any(
-        r["source"] == source and (seen := previous["seen"].get((source, str(r["ds"])))) is not None
-        and _releases_since(r, seen) is None for r in changed)
+        r["source"] == source
+        and (seen := previous["seen"].get((source, str(r["ds"])))) is not None
+        and _releases_since(r, seen) is None
+        for r in changed
+    )
     return FULL_HISTORY if replaced else _earliest_reread(previous, records, changed, source)
 
 
@@ -258,7 +266,9 @@ def new_rows_since(previous: dict, records: list[dict], changed: list[dict]) -> 
     if _gone_partitions(previous, records):
         return None
     through = max((dt.date.fromisoformat(str(r["ds"])) for r in records), default=before)
-    if any(before.isoformat() < str(day) <= through.isoformat() for _currency, day, _rate in reference.benchmark_rates()):
+    if any(
+        before.isoformat() < str(day) <= through.isoformat() for _currency, day, _rate in reference.benchmark_rates()
+    ):
         return None
     stamps = []
     for r in changed:
@@ -289,11 +299,17 @@ def plan_build(paths: Paths, records: list[dict], full_refresh: bool = False) ->
     previous = None if full_refresh else _previous_build(paths.warehouse_db)
     if previous is None:
         passes = line_passes(records) if settings.warehouse_target() == "duckdb" else None
-        return {"restate_from": FULL_HISTORY, "full_refresh": True, "changed": records,
-                "reload_from": FULL_HISTORY, "reports_reload_from": FULL_HISTORY, "new_rows_since": None,
-                "loaded_through_before": None, "line_passes": passes}
-    changed = [r for r in records
-               if previous["seen"].get((r["source"], str(r["ds"]))) != _version(r)]
+        return {
+            "restate_from": FULL_HISTORY,
+            "full_refresh": True,
+            "changed": records,
+            "reload_from": FULL_HISTORY,
+            "reports_reload_from": FULL_HISTORY,
+            "new_rows_since": None,
+            "loaded_through_before": None,
+            "line_passes": passes,
+        }
+    changed = [r for r in records if previous["seen"].get((r["source"], str(r["ds"]))) != _version(r)]
     candidates: list[dt.date] = []
     # New dates at the end of the spine: overdue thresholds and rate changes dated there.
     if previous["loaded_through"] is not None:
@@ -309,15 +325,21 @@ def plan_build(paths: Paths, records: list[dict], full_refresh: bool = False) ->
         candidates.append(touched)
     restate = min(candidates) if candidates else dt.date.fromisoformat(FULL_HISTORY)
     since = new_rows_since(previous, records, changed)
-    return {"restate_from": restate.isoformat(), "full_refresh": False, "changed": changed,
-            "reload_from": reload_from(previous, records, changed),
-            "reports_reload_from": reports_reload_from(previous, records, changed), "new_rows_since": since,
-            "loaded_through_before": previous["loaded_through"].isoformat() if since else None,
-            "line_passes": None}
+    return {
+        "restate_from": restate.isoformat(),
+        "full_refresh": False,
+        "changed": changed,
+        "reload_from": reload_from(previous, records, changed),
+        "reports_reload_from": reports_reload_from(previous, records, changed),
+        "new_rows_since": since,
+        "loaded_through_before": previous["loaded_through"].isoformat() if since else None,
+        "line_passes": None,
+    }
 
 
 # --------------------------------------------------------------------------
 # dbt
+
 
 @contextlib.contextmanager
 def _dbt_environment(paths: Paths):
@@ -340,11 +362,15 @@ def _dbt_environment(paths: Paths):
 def _dbt_args(command: list[str], paths: Paths) -> list[str]:
     work = paths.home / "warehouse"
     return command + [
-        "--project-dir", str(DBT_PROJECT_DIR),
-        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
         # per-home target and logs: parallel homes (tests, backfills) never share state
-        "--target-path", str(work / "dbt_target"),
-        "--log-path", str(work / "dbt_logs"),
+        "--target-path",
+        str(work / "dbt_target"),
+        "--log-path",
+        str(work / "dbt_logs"),
         "--no-use-colors",
     ]
 
@@ -388,7 +414,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     parse_ds(ds)
     paths = paths or settings.paths()
     started = time.perf_counter()
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     records = deliveries(paths)
     if not records:
         raise BuildFailed(f"nothing to build: no landed delivery under {paths.raw} (land the sources first)")
@@ -396,11 +422,17 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     plan = plan_build(paths, records, full_refresh)
     restate, full, changed = plan["restate_from"], plan["full_refresh"], plan["changed"]
     loaded_through = max(dt.date.fromisoformat(str(r["ds"])) for r in records)
-    log.info("build ds=%s run_id=%s: %s (%d deliveries changed since the last build)", ds, run_id,
-             "full refresh" if full else
-             f"restating from {restate} ({'line by line, rows landed since ' + plan['new_rows_since'] if plan['new_rows_since'] else 'every line'}), "
-             f"credit events re-read from ds {plan['reload_from']}, employment reports from ds "
-             f"{plan['reports_reload_from']}", len(changed))
+    log.info(
+        "build ds=%s run_id=%s: %s (%d deliveries changed since the last build)",
+        ds,
+        run_id,
+        "full refresh"
+        if full
+        else f"restating from {restate} ({'line by line, rows landed since ' + plan['new_rows_since'] if plan['new_rows_since'] else 'every line'}), "
+        f"credit events re-read from ds {plan['reload_from']}, employment reports from ds "
+        f"{plan['reports_reload_from']}",
+        len(changed),
+    )
     args = _dbt_args(["build"], paths)
     if full:
         args.append("--full-refresh")
@@ -416,8 +448,11 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
             # not save the 5M x 180 night either: docs/performance.md.)
             args += ["--threads", "2"]
     if plan["line_passes"] and plan["line_passes"] > 1:
-        log.info("int_credit_line_states: %d passes over the lines (at most %d stored credit events each)",
-                 plan["line_passes"], settings.line_pass_events())
+        log.info(
+            "int_credit_line_states: %d passes over the lines (at most %d stored credit events each)",
+            plan["line_passes"],
+            settings.line_pass_events(),
+        )
     _write_plan(paths, {k: plan[k] for k in PLAN_KEYS})
     try:
         result = _invoke(args, paths)
@@ -427,28 +462,53 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     failed = [f"{name} ({status}): {message}"[:500] for name, status, message in nodes if status in _FAILED]
     warned = [f"{name}: {message}"[:300] for name, status, message in nodes if status == "warn"]
     seconds = round(time.perf_counter() - started, 1)
-    _write_build_log(paths, run_id, ds, restate, full, loaded_through, records, started_at,
-                     succeeded=bool(result.success and not failed))
+    _write_build_log(
+        paths,
+        run_id,
+        ds,
+        restate,
+        full,
+        loaded_through,
+        records,
+        started_at,
+        succeeded=bool(result.success and not failed),
+    )
     if not result.success or failed:
         cause = failed or [repr(result.exception) if result.exception else "dbt reported failure"]
-        raise BuildFailed(f"dbt build for ds={ds} failed after {seconds}s: " + "; ".join(cause[:10]),
-                          nodes=[f.split(" ", 1)[0] for f in failed])
+        raise BuildFailed(
+            f"dbt build for ds={ds} failed after {seconds}s: " + "; ".join(cause[:10]),
+            nodes=[f.split(" ", 1)[0] for f in failed],
+        )
     for w in warned:
         log.warning("dbt warning: %s", w)
     log.info("build ds=%s done in %ss: %d nodes, %d warnings", ds, seconds, len(nodes), len(warned))
     return {
-        "ds": ds, "run_id": run_id, "full_refresh": full, "restate_from": restate,
-        "reload_from": plan["reload_from"], "reports_reload_from": plan["reports_reload_from"],
+        "ds": ds,
+        "run_id": run_id,
+        "full_refresh": full,
+        "restate_from": restate,
+        "reload_from": plan["reload_from"],
+        "reports_reload_from": plan["reports_reload_from"],
         "new_rows_since": plan["new_rows_since"],
-        "loaded_through": loaded_through.isoformat(), "changed_deliveries": len(changed),
-        "line_passes": plan["line_passes"] or 1, "nodes": len(nodes), "warnings": warned, "seconds": seconds,
+        "loaded_through": loaded_through.isoformat(),
+        "changed_deliveries": len(changed),
+        "line_passes": plan["line_passes"] or 1,
+        "nodes": len(nodes),
+        "warnings": warned,
+        "seconds": seconds,
         "warehouse": str(paths.warehouse_db),
     }
 
 
 PLAN = "_build_plan"
-PLAN_KEYS = ("restate_from", "reload_from", "reports_reload_from", "new_rows_since", "loaded_through_before",
-             "line_passes")
+PLAN_KEYS = (
+    "restate_from",
+    "reload_from",
+    "reports_reload_from",
+    "new_rows_since",
+    "loaded_through_before",
+    "line_passes",
+)
 
 
 def line_passes(records: list[dict]) -> int:
@@ -469,14 +529,24 @@ def _write_plan(paths: Paths, plan: dict | None) -> None:
         con.execute(f"DROP TABLE IF EXISTS {PLAN}")
         if plan is not None:
             con.execute(f"CREATE TABLE {PLAN} (name VARCHAR, value VARCHAR)")
-            con.executemany(f"INSERT INTO {PLAN} VALUES (?, ?)",
-                            [[k, None if v is None else str(v)] for k, v in plan.items()])
+            con.executemany(
+                f"INSERT INTO {PLAN} VALUES (?, ?)", [[k, None if v is None else str(v)] for k, v in plan.items()]
+            )
     finally:
         con.close()
 
 
-def _write_build_log(paths: Paths, run_id: str, ds: str, restate: str, full: bool, loaded_through: dt.date,
-                     records: list[dict], started_at: dt.datetime, succeeded: bool) -> None:
+def _write_build_log(
+    paths: Paths,
+    run_id: str,
+    ds: str,
+    restate: str,
+    full: bool,
+    loaded_through: dt.date,
+    records: list[dict],
+    started_at: dt.datetime,
+    succeeded: bool,
+) -> None:
     con = duckdb.connect(str(paths.warehouse_db))
     try:
         con.execute(f"""CREATE TABLE IF NOT EXISTS {BUILD_LOG} (
@@ -484,14 +554,18 @@ def _write_build_log(paths: Paths, run_id: str, ds: str, restate: str, full: boo
             started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, succeeded BOOLEAN)""")
         con.execute(f"CREATE TABLE IF NOT EXISTS {BUILD_DELIVERIES} (source VARCHAR, ds DATE, version VARCHAR)")
         con.execute("BEGIN")
-        con.execute(f"INSERT INTO {BUILD_LOG} VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
-                    [run_id, ds, restate, full, loaded_through, started_at, succeeded])
+        con.execute(
+            f"INSERT INTO {BUILD_LOG} VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
+            [run_id, ds, restate, full, loaded_through, started_at, succeeded],
+        )
         if succeeded:
             # what this build has seen: the next one restates from what changed since
             con.execute(f"DELETE FROM {BUILD_DELIVERIES}")
             if records:
-                con.executemany(f"INSERT INTO {BUILD_DELIVERIES} VALUES (?, ?, ?)",
-                                [[r["source"], str(r["ds"]), _version(r)] for r in records])
+                con.executemany(
+                    f"INSERT INTO {BUILD_DELIVERIES} VALUES (?, ?, ?)",
+                    [[r["source"], str(r["ds"]), _version(r)] for r in records],
+                )
         con.execute("COMMIT")
     finally:
         con.close()
@@ -499,6 +573,7 @@ def _write_build_log(paths: Paths, run_id: str, ds: str, restate: str, full: boo
 
 # --------------------------------------------------------------------------
 # audit set, manifest
+
 
 def stage_audit(run_id: str, ds: str, paths: Paths | None = None) -> Path:
     """Copy the three kpi_ marts into a new audit/<run_id>/kpi.duckdb (plus run_info)."""
@@ -515,15 +590,23 @@ def stage_audit(run_id: str, ds: str, paths: Paths | None = None) -> Path:
     try:
         con.execute(f"ATTACH '{str(paths.warehouse_db)}' AS wh (READ_ONLY)")
         for table in KPI_TABLES:
-            order = "program_code, as_of_date" + (", region, business_type, size_class"
-                                                   if table == "kpi_segment_daily" else
-                                                   ", metric" if table == "kpi_target_progress" else "")
+            order = "program_code, as_of_date" + (
+                ", region, business_type, size_class"
+                if table == "kpi_segment_daily"
+                else ", metric"
+                if table == "kpi_target_progress"
+                else ""
+            )
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM wh.main.{table} ORDER BY {order}")
         con.execute("CREATE TABLE run_info (run_id VARCHAR, ds DATE, built_at TIMESTAMPTZ)")
-        has_log = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'wh' "
-                              "AND table_name = ?", [BUILD_LOG]).fetchone()[0]
-        built_at = con.execute(f"SELECT max(finished_at) FROM wh.main.{BUILD_LOG} WHERE succeeded"
-                               ).fetchone()[0] if has_log else None
+        has_log = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'wh' AND table_name = ?", [BUILD_LOG]
+        ).fetchone()[0]
+        built_at = (
+            con.execute(f"SELECT max(finished_at) FROM wh.main.{BUILD_LOG} WHERE succeeded").fetchone()[0]
+            if has_log
+            else None
+        )
         con.execute("INSERT INTO run_info VALUES (?, ?, coalesce(?, now()))", [run_id, ds, built_at])
         con.execute("DETACH wh")
         con.execute("CHECKPOINT")
@@ -539,16 +622,31 @@ def stage_audit(run_id: str, ds: str, paths: Paths | None = None) -> Path:
 def ensure_manifest(force: bool = False) -> Path:
     """dbt_project/target/manifest.json (what Cosmos renders the DAG from), parsed if missing or stale."""
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    sources = [p for pattern in ("models/**/*", "macros/**/*", "seeds/**/*", "tests/**/*", "*.yml")
-               for p in DBT_PROJECT_DIR.glob(pattern) if p.is_file()]
+    sources = [
+        p
+        for pattern in ("models/**/*", "macros/**/*", "seeds/**/*", "tests/**/*", "*.yml")
+        for p in DBT_PROJECT_DIR.glob(pattern)
+        if p.is_file()
+    ]
     newest = max((p.stat().st_mtime for p in sources), default=0)
     if not force and manifest.exists() and manifest.stat().st_mtime >= newest:
         return manifest
     paths = settings.paths()
-    result = _invoke([
-        "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(DBT_PROJECT_DIR / "target"), "--log-path", str(DBT_PROJECT_DIR / "logs"),
-        "--no-use-colors"], paths)
+    result = _invoke(
+        [
+            "parse",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(DBT_PROJECT_DIR / "target"),
+            "--log-path",
+            str(DBT_PROJECT_DIR / "logs"),
+            "--no-use-colors",
+        ],
+        paths,
+    )
     if not result.success or not manifest.exists():
         raise BuildFailed(f"dbt parse failed: {result.exception!r}")
     return manifest

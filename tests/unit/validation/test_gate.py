@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from helpers.marts import mutate, write_audit
+
 from program_reporting.core.redaction import PII_VALUE_PATTERNS, redact_text
 from program_reporting.validation import gate
 from program_reporting.validation.suites import load_suites
@@ -40,8 +41,14 @@ def test_clean_set_passes_and_records_a_verdict(env_paths):
     assert {r.status for r in result.results} <= {"passed", "failed", "skipped"}
     assert [r.check_id for r in result.results if r.skipped] == ["pd_programs_kept"]
     ids = _by_id(result)
-    for key in ("sd_segments_sum_to_program", "pd_drawn_to_date_not_decreasing", "pd_enrolled_drop_guard",
-                "tp_every_date_has_its_targets", "sd_segment_keys_in_program_daily", "pd_no_cn_mobile"):
+    for key in (
+        "sd_segments_sum_to_program",
+        "pd_drawn_to_date_not_decreasing",
+        "pd_enrolled_drop_guard",
+        "tp_every_date_has_its_targets",
+        "sd_segment_keys_in_program_daily",
+        "pd_no_cn_mobile",
+    ):
         assert ids[key].status == "passed"
     verdict = json.loads((env_paths.audit / "r1" / "gate.json").read_text())
     assert verdict["passed"] is True and verdict["candidate_sha256"] == gate.sha256_file(db)
@@ -49,8 +56,11 @@ def test_clean_set_passes_and_records_a_verdict(env_paths):
 
 def test_segments_not_summing_blocks_and_names_the_rule(env_paths):
     db = write_audit(env_paths, "r1", DS)
-    mutate(db, "UPDATE kpi_segment_daily SET repaid_to_date = repaid_to_date + 0.01 "
-               "WHERE region = 'CN-GD' AND as_of_date = DATE '2020-06-03'")
+    mutate(
+        db,
+        "UPDATE kpi_segment_daily SET repaid_to_date = repaid_to_date + 0.01 "
+        "WHERE region = 'CN-GD' AND as_of_date = DATE '2020-06-03'",
+    )
     result = gate.validate("r1", DS, env_paths)
     assert not result.passed
     failed = [r.check_id for r in result.blocking]
@@ -64,9 +74,12 @@ def test_segments_not_summing_blocks_and_names_the_rule(env_paths):
 
 def test_phone_number_in_a_published_text_column_blocks_and_is_never_echoed(env_paths):
     db = write_audit(env_paths, "r1", DS)
-    mutate(db, "ALTER TABLE kpi_segment_daily ADD COLUMN owner_phone VARCHAR",
-           "ALTER TABLE kpi_segment_daily ADD COLUMN remark VARCHAR",
-           "UPDATE kpi_segment_daily SET owner_phone = '13812345678', remark = 'ask Wang on 13912345678'")
+    mutate(
+        db,
+        "ALTER TABLE kpi_segment_daily ADD COLUMN owner_phone VARCHAR",
+        "ALTER TABLE kpi_segment_daily ADD COLUMN remark VARCHAR",
+        "UPDATE kpi_segment_daily SET owner_phone = '13812345678', remark = 'ask Wang on 13912345678'",
+    )
     result = gate.validate("r1", DS, env_paths)
     assert not result.passed
     blocked = {r.check_id for r in result.blocking}
@@ -79,28 +92,46 @@ def test_phone_number_in_a_published_text_column_blocks_and_is_never_echoed(env_
     assert "13912345678" not in gx_text
 
 
-@pytest.mark.parametrize("value,kind", [
-    ("13812345678", "cn_mobile"), ("+86 13812345678", "cn_mobile"), ("11010519491231002X", "cn_national_id"),
-    ("王13812345678", "cn_mobile"), ("078-05-1120", "us_ssn"), ("(802) 555-0134", "us_phone"), ("802-555-0134", "us_phone"),
-])
+@pytest.mark.parametrize(
+    "value,kind",
+    [
+        ("13812345678", "cn_mobile"),
+        ("+86 13812345678", "cn_mobile"),
+        ("11010519491231002X", "cn_national_id"),
+        ("王13812345678", "cn_mobile"),
+        ("078-05-1120", "us_ssn"),
+        ("(802) 555-0134", "us_phone"),
+        ("802-555-0134", "us_phone"),
+    ],
+)
 def test_pii_patterns_recognise_and_redact(value, kind):
     assert re.search(PII_VALUE_PATTERNS[kind], f"contact {value} today")
     assert value not in redact_text(f"contact {value} today")
 
 
-@pytest.mark.parametrize("value", [
-    "CN-GD", "SPARK-2020", "50000000000.00", "2020-06-05", "jobs_retained",
-    # a report digest of the index that once held a mobile-shaped run of digits
-    "8d95fc32f75a9aaab241841f14324372665a190b4f0649410c156ca7892359",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "CN-GD",
+        "SPARK-2020",
+        "50000000000.00",
+        "2020-06-05",
+        "jobs_retained",
+        # a report digest of the index that once held a mobile-shaped run of digits
+        "8d95fc32f75a9aaab241841f14324372665a190b4f0649410c156ca7892359",
+    ],
+)
 def test_pii_patterns_leave_ordinary_values_alone(value):
     assert redact_text(value) == value
 
 
 def test_national_id_in_target_metric_blocks(env_paths):
     db = write_audit(env_paths, "r1", DS)
-    mutate(db, "UPDATE kpi_target_progress SET metric = 'id 11010519491231002X' WHERE metric = 'drawn_to_date' "
-               "AND as_of_date = DATE '2020-06-02'")
+    mutate(
+        db,
+        "UPDATE kpi_target_progress SET metric = 'id 11010519491231002X' WHERE metric = 'drawn_to_date' "
+        "AND as_of_date = DATE '2020-06-02'",
+    )
     result = gate.validate("r1", DS, env_paths)
     assert "tp_no_cn_national_id" in {r.check_id for r in result.blocking}
 
@@ -138,10 +169,13 @@ def test_missing_table_is_not_evaluated_and_blocks(env_paths):
 
 def test_cumulative_figure_decreasing_blocks(env_paths):
     db = write_audit(env_paths, "r1", DS)
-    mutate(db, "UPDATE kpi_program_daily SET written_off_to_date = 0 "
-               "WHERE program_code = 'PPP-2020' AND as_of_date = DATE '2020-06-05'",
-           "UPDATE kpi_segment_daily SET written_off_to_date = 0 "
-           "WHERE program_code = 'PPP-2020' AND as_of_date = DATE '2020-06-05'")
+    mutate(
+        db,
+        "UPDATE kpi_program_daily SET written_off_to_date = 0 "
+        "WHERE program_code = 'PPP-2020' AND as_of_date = DATE '2020-06-05'",
+        "UPDATE kpi_segment_daily SET written_off_to_date = 0 "
+        "WHERE program_code = 'PPP-2020' AND as_of_date = DATE '2020-06-05'",
+    )
     result = gate.validate("r1", DS, env_paths)
     assert [r.check_id for r in result.blocking] == ["pd_written_off_to_date_not_decreasing"]
 
@@ -192,9 +226,12 @@ def test_rate_outside_0_1_blocks(env_paths):
 
 def test_target_rows_must_match_program_dates_and_figures(env_paths):
     db = write_audit(env_paths, "r1", DS)
-    mutate(db, "DELETE FROM kpi_target_progress WHERE as_of_date = DATE '2020-06-04' AND metric = 'jobs_retained'",
-           "UPDATE kpi_target_progress SET actual_value = actual_value + 1 WHERE as_of_date = DATE '2020-06-02' "
-           "AND metric = 'drawn_to_date'")
+    mutate(
+        db,
+        "DELETE FROM kpi_target_progress WHERE as_of_date = DATE '2020-06-04' AND metric = 'jobs_retained'",
+        "UPDATE kpi_target_progress SET actual_value = actual_value + 1 WHERE as_of_date = DATE '2020-06-02' "
+        "AND metric = 'drawn_to_date'",
+    )
     result = gate.validate("r1", DS, env_paths)
     assert {r.check_id for r in result.blocking} == {"tp_every_date_has_its_targets", "tp_actual_is_published_figure"}
 
@@ -219,6 +256,10 @@ def test_cli_exit_status_and_help(env_paths, capsys):
     assert main(["validate", "--run-id", "r1", "--ds", DS]) == 1
     out = capsys.readouterr().out
     assert "gate BLOCKED" in out and "sd_segments_sum_to_program" in out
-    help_text = subprocess.run([sys.executable, "-m", "program_reporting.cli", "validate", "--help"],
-                               capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "program_reporting.cli", "validate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "critical" in help_text and "PROGRAM_REPORTING_MAX_DAILY_DROP" in help_text

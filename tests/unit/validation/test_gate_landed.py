@@ -13,12 +13,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers.landed import DS, SQL, land, land_all  # noqa: F401 - SQL for the tests below
+
 from program_reporting.core.settings import EXPECTATIONS_DIR, REPO_ROOT
 from program_reporting.reporting import report
 from program_reporting.validation import gate
 from program_reporting.validation.suites import SuiteError, load_suite
-
-from helpers.landed import DS, SQL, land, land_all  # noqa: F401 - SQL for the tests below
 
 
 def _by_id(result):
@@ -56,9 +56,13 @@ def test_an_identical_repeat_is_one_event(env_paths):
     """extracts.md: an identical repeat of an event loads (dbt counts it once), so the
     raw partition may hold it twice; only different events sharing an id break uniqueness."""
     land_all(env_paths.home)
-    land(env_paths.home, "credit_events", extra_sql=f"UNION ALL SELECT *, DATE '{DS}', 'x', 99, NULL, now() "
-                   f"FROM ({SQL['credit_events']}, i FROM range(1, 2) t(i))",
-         record_overrides={"delivered": 11, "loaded": 11, "control_row_count": 11})
+    land(
+        env_paths.home,
+        "credit_events",
+        extra_sql=f"UNION ALL SELECT *, DATE '{DS}', 'x', 99, NULL, now() "
+        f"FROM ({SQL['credit_events']}, i FROM range(1, 2) t(i))",
+        record_overrides={"delivered": 11, "loaded": 11, "control_row_count": 11},
+    )
     result = gate.validate_landed(DS, env_paths)
     assert result.passed, [r.check_id for r in result.blocking]
     assert _by_id(result)["c_event_id_unique"].status == "passed"
@@ -66,10 +70,13 @@ def test_an_identical_repeat_is_one_event(env_paths):
 
 def test_bad_rows_block(env_paths):
     land_all(env_paths.home)
-    land(env_paths.home, "credit_events",
-         extra_sql="UNION ALL SELECT 'E1', 'L1', 'M1', 'repayment', now(), -5, 'CNY', NULL, NULL, NULL, 99, "
-                   "DATE '2020-06-03', 'x', 100, NULL, now()",
-         record_overrides={"delivered": 11, "loaded": 11, "control_row_count": 11})
+    land(
+        env_paths.home,
+        "credit_events",
+        extra_sql="UNION ALL SELECT 'E1', 'L1', 'M1', 'repayment', now(), -5, 'CNY', NULL, NULL, NULL, 99, "
+        "DATE '2020-06-03', 'x', 100, NULL, now()",
+        record_overrides={"delivered": 11, "loaded": 11, "control_row_count": 11},
+    )
     result = gate.validate_landed(DS, env_paths)
     assert {r.check_id for r in result.blocking} == {"c_event_id_unique", "c_amount_not_negative"}
     sample = _by_id(result)["c_amount_not_negative"].failing_rows
@@ -98,8 +105,12 @@ def test_empty_delivery_skips_row_checks_but_still_reconciles(env_paths):
 
 def test_empty_partition_with_loaded_rows_claimed_fails(env_paths):
     land_all(env_paths.home)
-    land(env_paths.home, "employment_reports", rows=0,
-         record_overrides={"loaded": 4, "delivered": 4, "control_row_count": 4})
+    land(
+        env_paths.home,
+        "employment_reports",
+        rows=0,
+        record_overrides={"loaded": 4, "delivered": 4, "control_row_count": 4},
+    )
     result = gate.validate_landed(DS, env_paths)
     ids = _by_id(result)
     assert ids["e_report_id_unique"].status == "not evaluated" and ids["e_report_id_unique"].blocking
@@ -110,8 +121,10 @@ def test_pii_column_in_raw_layer_blocks(env_paths):
     land_all(env_paths.home)
     part = env_paths.home / "raw" / "merchants" / f"ds={DS}"
     con = duckdb.connect()
-    con.execute(f"COPY (SELECT *, '13812345678' AS owner_phone FROM '{part / 'rows.parquet'}') "
-                f"TO '{part / 'rows2.parquet'}' (FORMAT parquet)")
+    con.execute(
+        f"COPY (SELECT *, '13812345678' AS owner_phone FROM '{part / 'rows.parquet'}') "
+        f"TO '{part / 'rows2.parquet'}' (FORMAT parquet)"
+    )
     con.close()
     (part / "rows2.parquet").replace(part / "rows.parquet")
     result = gate.validate_landed(DS, env_paths)
@@ -121,11 +134,14 @@ def test_pii_column_in_raw_layer_blocks(env_paths):
 
 # --------------------------------------------------------------------------- batches
 
+
 def _plant(source: str, rows: str, replace: str = "") -> str:
     """Rows of SQL[source] for i in `rows` (a range), columns replaced, as extra_sql of land()."""
     star = f"* REPLACE ({replace})" if replace else "*"
-    return (f" UNION ALL SELECT {star}, DATE '{DS}', 'x', i + 1, NULL, now() "
-            f"FROM ({SQL[source]}, i FROM range({rows}) t(i))")
+    return (
+        f" UNION ALL SELECT {star}, DATE '{DS}', 'x', i + 1, NULL, now() "
+        f"FROM ({SQL[source]}, i FROM range({rows}) t(i))"
+    )
 
 
 def _outcome(r) -> tuple:
@@ -147,19 +163,31 @@ def test_batches_give_exactly_the_outcome_of_the_whole_frame(env_paths, monkeypa
     # at 100, one would be alone in its batch, no longer a duplicate.
     pair, many = sorted(f"E{i}" for i in range(1, 3001))[99:199:99]
     merchant_pair = sorted(f"M{i}" for i in range(1, 3001))[99]
-    land(env_paths.home, "merchants", rows=3000, record_overrides={"loaded": 3002, "delivered": 3002,
-                                                                   "control_row_count": 3002},
-         extra_sql=_plant("merchants", "8000, 8001", f"'{merchant_pair}' AS merchant_id")  # another merchant
-         + _plant("merchants", "8001, 8002", "'Shop 13812345678' AS business_name"))
-    land(env_paths.home, "credit_events", rows=3000, record_overrides={"loaded": 3106, "delivered": 3106,
-                                                                       "control_row_count": 3106},
-         extra_sql=_plant("credit_events", "6000, 6001", f"'{pair}' AS event_id")  # two events share it
-         + _plant("credit_events", "5000, 5100", f"'{many}' AS event_id")  # 101 events share it
-         + _plant("credit_events", "10, 11")  # an identical repeat of E10: one event
-         + _plant("credit_events", "9999, 10000", "CAST(-5 AS DECIMAL(14,2)) AS amount")
-         + _plant("credit_events", "7000, 7003", "NULL::VARCHAR AS event_id"))
-    land(env_paths.home, "employment_reports", rows=0,  # rows claimed, none in the partition
-         record_overrides={"loaded": 4, "delivered": 4, "control_row_count": 4})
+    land(
+        env_paths.home,
+        "merchants",
+        rows=3000,
+        record_overrides={"loaded": 3002, "delivered": 3002, "control_row_count": 3002},
+        extra_sql=_plant("merchants", "8000, 8001", f"'{merchant_pair}' AS merchant_id")  # another merchant
+        + _plant("merchants", "8001, 8002", "'Shop 13812345678' AS business_name"),
+    )
+    land(
+        env_paths.home,
+        "credit_events",
+        rows=3000,
+        record_overrides={"loaded": 3106, "delivered": 3106, "control_row_count": 3106},
+        extra_sql=_plant("credit_events", "6000, 6001", f"'{pair}' AS event_id")  # two events share it
+        + _plant("credit_events", "5000, 5100", f"'{many}' AS event_id")  # 101 events share it
+        + _plant("credit_events", "10, 11")  # an identical repeat of E10: one event
+        + _plant("credit_events", "9999, 10000", "CAST(-5 AS DECIMAL(14,2)) AS amount")
+        + _plant("credit_events", "7000, 7003", "NULL::VARCHAR AS event_id"),
+    )
+    land(
+        env_paths.home,
+        "employment_reports",
+        rows=0,  # rows claimed, none in the partition
+        record_overrides={"loaded": 4, "delivered": 4, "control_row_count": 4},
+    )
 
     whole = gate.validate_landed(DS, env_paths)  # default batch size: every frame in one batch
     monkeypatch.setenv("PROGRAM_REPORTING_GATE_BATCH_ROWS", "100")
@@ -185,9 +213,13 @@ def test_batches_give_exactly_the_outcome_of_the_whole_frame(env_paths, monkeypa
     assert ids["e_report_id_unique"].status == "not evaluated" and ids["e_report_id_unique"].blocking
     assert ids["c_currency_known"].status == ids["m_region_not_null"].status == "passed"
     assert {r.check_id for r in batched.blocking} == {
-        "c_event_id_unique", "c_event_id_not_null", "c_amount_not_negative", "m_merchant_id_unique",
-        "e_loaded_rows_present", *(r.check_id for r in batched.results
-                                   if r.suite == "landed_employment_reports" and r.frame == "rows")}
+        "c_event_id_unique",
+        "c_event_id_not_null",
+        "c_amount_not_negative",
+        "m_merchant_id_unique",
+        "e_loaded_rows_present",
+        *(r.check_id for r in batched.results if r.suite == "landed_employment_reports" and r.frame == "rows"),
+    }
 
     # one GX result per frame, as for a frame validated whole, with the batches' counts added up
     names = [name for name, _ in batched.gx_results]
@@ -204,9 +236,11 @@ def test_a_batched_frame_accepts_only_checks_that_batches_keep_exact(tmp_path):
     shutil.copytree(EXPECTATIONS_DIR, tmp_path, dirs_exist_ok=True)  # the suite with the .sql files it names
     doc = json.loads((EXPECTATIONS_DIR / "landed_credit_events.json").read_text())
     load_suite(_write(tmp_path / "ok.json", doc))
-    for change in ({"type": "expect_column_values_to_be_unique", "kwargs": {"column": "merchant_id"}},
-                   {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
-                   {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount", "mostly": 0.9}}):
+    for change in (
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "merchant_id"}},
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount", "mostly": 0.9}},
+    ):
         bad = json.loads(json.dumps(doc))
         bad["expectations"].append({**change, "severity": "critical", "meta": {"id": "x", "frame": "rows"}})
         with pytest.raises(SuiteError, match="in batches"):
@@ -240,9 +274,22 @@ def test_memory_is_bounded_by_the_settings_not_by_the_delivery(tmp_path):
     took the gate to 1.8 GiB (2.0 GiB at DuckDB's default 4GB); a 20,000,000 one
     took it to 9.8 GiB (bench/gate_landed_memory.py measures the large ones)."""
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "gate_landed_memory.py"), "--events", "3000000",
-         "--batch-rows", "100000", "--duckdb-memory-limit", "256MB", "--work", str(tmp_path)],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "gate_landed_memory.py"),
+            "--events",
+            "3000000",
+            "--batch-rows",
+            "100000",
+            "--duckdb-memory-limit",
+            "256MB",
+            "--work",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[0])
     assert result["passed"] and result["evaluated"] == result["checks"], result

@@ -18,10 +18,19 @@ import sys
 
 import duckdb
 import pytest
+from helpers.warehouse_raw import (
+    event_row,
+    expire_orphans_of,
+    merchant_row,
+    release_orphans_into,
+    small_set,
+    write_nights,
+    write_partition,
+)
+
 from program_reporting.core import settings
 from program_reporting.core.settings import REPO_ROOT, Paths
 from program_reporting.warehouse import build as build_mod
-from helpers.warehouse_raw import _e, _m, expire_orphans_of, release_orphans_into, small_set, write_nights, write_partition
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from helpers.kpi_oracle import compute  # noqa: E402
@@ -43,8 +52,9 @@ STAGED = {"stg_employment_reports": "report_id", "int_employment_reports_effecti
 def snapshot(db) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY {order}").fetchall()
-                for t, order in {**MARTS, **STAGED}.items()}
+        return {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY {order}").fetchall() for t, order in {**MARTS, **STAGED}.items()
+        }
     finally:
         con.close()
 
@@ -94,14 +104,21 @@ def nightly(tmp_path_factory):
     # a re-delivery of ds=2020-04-17: the limit change is gone, a drawdown of 2020-02-20 appears;
     # one of ds=2020-04-20's employment reports re-sends A's March report with another headcount
     redelivered = [e for e in data["credit_events"]["2020-04-17"] if e["event_id"] != "e105"]
-    redelivered.append(_e("e108", "L1", "A", "drawdown", "2020-02-20T10:00:00+08:00", "700.00", due="2020-03-01"))
+    redelivered.append(
+        event_row("e108", "L1", "A", "drawdown", "2020-02-20T10:00:00+08:00", "700.00", due="2020-03-01")
+    )
     resent = data["employment_reports"]["2020-04-20"] + [dict(data["employment_reports"]["2020-04-15"][0], employees=7)]
-    night("2020-04-24", lambda: (write_partition(paths.raw, "credit_events", "2020-04-17", redelivered),
-                                 write_partition(paths.raw, "employment_reports", "2020-04-20", resent)))
+    night(
+        "2020-04-24",
+        lambda: (
+            write_partition(paths.raw, "credit_events", "2020-04-17", redelivered),
+            write_partition(paths.raw, "employment_reports", "2020-04-20", resent),
+        ),
+    )
     after_backdated = snapshot(paths.warehouse_db)
 
     # a re-delivery of ds=2020-04-16 moves C's earliest (and only early) version to CN-SH
-    moved = [_m("C", "CN-SH", "street_stall", "small", "2020-04-16", "active", "2020-04-16T10:00:00+08:00")]
+    moved = [merchant_row("C", "CN-SH", "street_stall", "small", "2020-04-16", "active", "2020-04-16T10:00:00+08:00")]
     night("2020-04-24", lambda: write_partition(paths.raw, "merchants", "2020-04-16", moved))
     after_merchant = snapshot(paths.warehouse_db)
 
@@ -109,16 +126,33 @@ def nightly(tmp_path_factory):
     # the held orphans of ds=2020-04-18 expire (quarantined: its rows stay as they were);
     # an orphan report released into ds=2020-04-22 re-sends C's April report (ds 2020-04-16)
     # as B's: C's effective reports must be recomputed too
-    orphan = [_e("e109", "L2", "B", "repayment", "2020-04-19T12:00:00+08:00", "250.00")]
-    c_april = [dict(r, employees=5, merchant_id="B") for r in data["employment_reports"]["2020-04-16"]
-               if r["report_id"] == "r4"]
-    night("2020-04-24", lambda: (release_orphans_into(paths.raw, "2020-04-20", "2020-04-24", orphan),
-                                 expire_orphans_of(paths.raw, "2020-04-18", "2020-04-24"),
-                                 release_orphans_into(paths.raw, "2020-04-22", "2020-04-24", c_april,
-                                                      source="employment_reports", touches_from="2020-04-01")))
+    orphan = [event_row("e109", "L2", "B", "repayment", "2020-04-19T12:00:00+08:00", "250.00")]
+    c_april = [
+        dict(r, employees=5, merchant_id="B")
+        for r in data["employment_reports"]["2020-04-16"]
+        if r["report_id"] == "r4"
+    ]
+    night(
+        "2020-04-24",
+        lambda: (
+            release_orphans_into(paths.raw, "2020-04-20", "2020-04-24", orphan),
+            expire_orphans_of(paths.raw, "2020-04-18", "2020-04-24"),
+            release_orphans_into(
+                paths.raw, "2020-04-22", "2020-04-24", c_april, source="employment_reports", touches_from="2020-04-01"
+            ),
+        ),
+    )
     final = snapshot(paths.warehouse_db)
-    return dict(paths=paths, work=work, log=log, after_nights=after_nights, after_backdated=after_backdated,
-                after_merchant=after_merchant, final=final, oracle_diffs=oracle_diffs)
+    return dict(
+        paths=paths,
+        work=work,
+        log=log,
+        after_nights=after_nights,
+        after_backdated=after_backdated,
+        after_merchant=after_merchant,
+        final=final,
+        oracle_diffs=oracle_diffs,
+    )
 
 
 def test_restate_from_follows_what_landed(nightly):
@@ -141,11 +175,23 @@ def test_restate_from_follows_what_landed(nightly):
     # staging re-reads the credit partitions from the earliest one whose rows changed, and no
     # older one: not from 04-18, whose release of the last night only quarantined its orphans
     assert [s["reload_from"] for s in log[1:]] == [
-        "2020-04-16", "2020-04-18", "2020-04-20", "2020-04-17", "2020-04-25", "2020-04-20"]
+        "2020-04-16",
+        "2020-04-18",
+        "2020-04-20",
+        "2020-04-17",
+        "2020-04-25",
+        "2020-04-20",
+    ]
     # and the employment reports from the earliest partition with new rows; every partition
     # after a re-delivery (a report's older copy, replaced since, may win again)
     assert [s["reports_reload_from"] for s in log[1:]] == [
-        "2020-04-16", "2020-04-18", "2020-04-20", build_mod.FULL_HISTORY, "2020-04-25", "2020-04-22"]
+        "2020-04-16",
+        "2020-04-18",
+        "2020-04-20",
+        build_mod.FULL_HISTORY,
+        "2020-04-25",
+        "2020-04-22",
+    ]
     # the line states restate line by line, except when the new dates hold a benchmark rate
     # change (LPR of 2020-04-20: every line changes) and after a re-delivery (old rows may be gone)
     by_line = [s["new_rows_since"] for s in log[1:]]
@@ -166,7 +212,10 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     target = paths.home / "warehouse" / "dbt_target" / "compiled" / "program_reporting" / "models"
     last = log[-1]
     assert last["reload_from"] != last["restate_from"]
-    assert f"_ds >= cast('{last['reload_from']}' as date)" in (target / "staging" / "raw" / "stg_credit_events.sql").read_text()
+    assert (
+        f"_ds >= cast('{last['reload_from']}' as date)"
+        in (target / "staging" / "raw" / "stg_credit_events.sql").read_text()
+    )
 
     def tests_of(model: str) -> str:
         return "".join(f.read_text() for f in target.glob(f"**/{model}.yml/**/*.sql"))
@@ -177,15 +226,16 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     # rows of the lines it rebuilt (int_credit_line_restates), not every line's since restate_from
     assert last["new_rows_since"] not in (None, build_mod.NOTHING_NEW)
     unique = "".join(f.read_text() for f in target.glob("*/int_credit_line_states.yml/unique_combination*.sql"))
-    assert (f"state_date >= cast('{last['restate_from']}' as date) and credit_line_id in "
-            f"(select credit_line_id from ") in unique
+    assert (
+        f"state_date >= cast('{last['restate_from']}' as date) and credit_line_id in (select credit_line_id from "
+    ) in unique
     assert '."int_credit_line_restates")) dbt_subquery' in unique
     # the employment reports likewise: staging's tests check the partitions re-read, those
     # of the effective reports the merchants recomputed (int_employment_report_restates)
     assert last["reports_reload_from"] not in (None, build_mod.FULL_HISTORY)
     assert f"_ds >= cast('{last['reports_reload_from']}' as date)) dbt_subquery" in tests_of("stg_employment_reports")
     effective = "".join(f.read_text() for f in target.glob("*/int_employment_reports_effective.yml/*.sql"))
-    assert 'merchant_id in (select merchant_id from ' in effective
+    assert "merchant_id in (select merchant_id from " in effective
     assert '."int_employment_report_restates")) dbt_subquery' in effective
     con = duckdb.connect(str(paths.warehouse_db), read_only=True)
     try:  # the plan lives only as long as its build
@@ -209,11 +259,20 @@ def test_a_night_runs_the_data_tests_and_leaves_the_unit_tests_to_full_builds(ni
 def test_line_by_line_only_when_exact():
     """new_rows_since: the earliest landing the last build has not seen, or None
     (restate every line) when rows may have gone or every line changes."""
-    rec = lambda ds, landed_at, releases=(): {"source": "credit_events", "ds": ds, "landed_at": landed_at,
-                                              "releases": [{"at": a} for a in releases]}
+
+    def rec(ds, landed_at, releases=()):
+        return {
+            "source": "credit_events",
+            "ds": ds,
+            "landed_at": landed_at,
+            "releases": [{"at": a} for a in releases],
+        }
+
     old = [rec("2020-06-01", "2026-01-01T02:00:00+00:00", ["2026-01-02T02:00:00+00:00"])]
-    previous = {"loaded_through": dt.date(2020, 6, 1),
-                "seen": {("credit_events", "2020-06-01"): build_mod._version(old[0])}}
+    previous = {
+        "loaded_through": dt.date(2020, 6, 1),
+        "seen": {("credit_events", "2020-06-01"): build_mod._version(old[0])},
+    }
     new_day = rec("2020-06-02", "2026-01-02T03:00:00+00:00")
     released = rec("2020-06-01", old[0]["landed_at"], ["2026-01-02T02:00:00+00:00", "2026-01-02T02:30:00+00:00"])
     assert build_mod.new_rows_since(previous, [old[0], new_day], [new_day]) == "2026-01-02T03:00:00+00:00"
@@ -225,18 +284,31 @@ def test_line_by_line_only_when_exact():
     assert build_mod.new_rows_since(previous, [new_day], [new_day]) is None  # 2020-06-01 is gone
     # the LPR changed on 2020-04-20: a night whose new dates include it changes every line
     april = {"loaded_through": dt.date(2020, 4, 19), "seen": {}}
-    assert build_mod.new_rows_since(april, [rec("2020-04-20", "2026-01-02T03:00:00+00:00")],
-                                    [rec("2020-04-20", "2026-01-02T03:00:00+00:00")]) is None
+    assert (
+        build_mod.new_rows_since(
+            april, [rec("2020-04-20", "2026-01-02T03:00:00+00:00")], [rec("2020-04-20", "2026-01-02T03:00:00+00:00")]
+        )
+        is None
+    )
 
 
 def test_reports_are_re_read_from_their_earliest_new_rows():
     """reports_reload_from: the earliest employment partition with new rows (or the
     first new ds); every partition when one seen before was delivered again or is gone."""
-    rec = lambda ds, landed_at, releases=(): {"source": "employment_reports", "ds": ds, "landed_at": landed_at,
-                                              "releases": list(releases)}
+
+    def rec(ds, landed_at, releases=()):
+        return {
+            "source": "employment_reports",
+            "ds": ds,
+            "landed_at": landed_at,
+            "releases": list(releases),
+        }
+
     old = [rec("2020-06-01", "L1"), rec("2020-06-02", "L2")]
-    previous = {"loaded_through": dt.date(2020, 6, 2),
-                "seen": {("employment_reports", r["ds"]): build_mod._version(r) for r in old}}
+    previous = {
+        "loaded_through": dt.date(2020, 6, 2),
+        "seen": {("employment_reports", r["ds"]): build_mod._version(r) for r in old},
+    }
     new_day = rec("2020-06-03", "L3")
     assert build_mod.reports_reload_from(previous, old + [new_day], [new_day]) == "2020-06-03"
     released = rec("2020-06-01", "L1", [{"at": "A1", "released": 2, "quarantined": 0}])
@@ -252,9 +324,16 @@ def test_a_release_restates_its_own_reach_not_its_partitions():
     """Orphans released into an old partition restate from the released rows'
     dates; the partition's original delivery (up to 30 days back) was built
     already. A build that never saw this landing takes the partition's reach."""
-    record = {"landed_at": "L1", "touches_from": "2020-05-05", "loaded": 10,
-              "releases": [{"at": "A1", "touches_from": "2020-06-01"}, {"at": "A2", "touches_from": "2020-06-09"},
-                           {"at": "A3", "touches_from": None}]}
+    record = {
+        "landed_at": "L1",
+        "touches_from": "2020-05-05",
+        "loaded": 10,
+        "releases": [
+            {"at": "A1", "touches_from": "2020-06-01"},
+            {"at": "A2", "touches_from": "2020-06-09"},
+            {"at": "A3", "touches_from": None},
+        ],
+    }
     assert build_mod._credit_touches(record, seen="L1|1|A1") == "2020-06-09"
     assert build_mod._credit_touches(record, seen="L1|2|A2") is None  # only quarantined since
     assert build_mod._credit_touches(record, seen="L0|3|A3") == "2020-05-05"  # re-landed since
@@ -299,8 +378,9 @@ def test_a_full_build_in_passes_over_the_lines_equals_one_pass(nightly, tmp_path
         con = duckdb.connect(str(db), read_only=True)
         rows[name] = con.execute(states).fetchall()
         if name == "passes":  # the lines did fall in different passes (macro line_pass_filter)
-            used = con.execute(f"SELECT count(DISTINCT hash(credit_line_id) % {summary['line_passes']}) "
-                               "FROM int_credit_line_states").fetchone()[0]
+            used = con.execute(
+                f"SELECT count(DISTINCT hash(credit_line_id) % {summary['line_passes']}) FROM int_credit_line_states"
+            ).fetchone()[0]
         con.close()
     assert used >= 2
     assert len(rows["one"]) > 10 and rows["passes"] == rows["one"]
@@ -314,8 +394,11 @@ def test_passes_follow_the_stored_events_and_the_memory_limit(monkeypatch):
         settings.memory_limit_bytes("lots")
     monkeypatch.delenv("PROGRAM_REPORTING_LINE_PASS_EVENTS", raising=False)
     monkeypatch.setenv("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
-    records = [{"source": "credit_events", "loaded": 38_000_000}, {"source": "credit_events", "delivered": 3_000_000},
-               {"source": "merchants", "loaded": 90_000_000}]
+    records = [
+        {"source": "credit_events", "loaded": 38_000_000},
+        {"source": "credit_events", "delivered": 3_000_000},
+        {"source": "merchants", "loaded": 90_000_000},
+    ]
     assert settings.line_pass_events() == 40_000_000
     assert build_mod.line_passes(records) == 2  # 41M credit events; merchants do not count
     monkeypatch.setenv("PROGRAM_REPORTING_LINE_PASS_EVENTS", "10000000")

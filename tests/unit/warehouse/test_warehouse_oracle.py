@@ -10,9 +10,10 @@ from __future__ import annotations
 import duckdb
 import pytest
 from helpers.kpi_oracle import compute
+from helpers.raw_factory import make_raw, table_rows
+
 from program_reporting.core.settings import Paths
 from program_reporting.warehouse import build as build_mod
-from helpers.raw_factory import make_raw, table_rows
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -27,11 +28,14 @@ def test_marts_equal_the_python_oracle(tmp_path, seed):
     con = duckdb.connect(str(paths.warehouse_db), read_only=True)
     try:
         got = table_rows(con, "SELECT * FROM kpi_program_daily ORDER BY program_code, as_of_date")
-        segments = table_rows(con, "SELECT * FROM kpi_segment_daily "
-                                   "ORDER BY program_code, as_of_date, region, business_type, size_class")
-        reached = con.execute("SELECT max(par30_balance), max(par90_rate), max(interest_subsidy_cost_to_date), "
-                              "max(survival_cohort_90d), max(written_off_to_date), max(exited_merchants), "
-                              "min(survival_rate_90d) FROM kpi_program_daily").fetchone()
+        segments = table_rows(
+            con, "SELECT * FROM kpi_segment_daily ORDER BY program_code, as_of_date, region, business_type, size_class"
+        )
+        reached = con.execute(
+            "SELECT max(par30_balance), max(par90_rate), max(interest_subsidy_cost_to_date), "
+            "max(survival_cohort_90d), max(written_off_to_date), max(exited_merchants), "
+            "min(survival_rate_90d) FROM kpi_program_daily"
+        ).fetchone()
     finally:
         con.close()
 
@@ -40,8 +44,12 @@ def test_marts_equal_the_python_oracle(tmp_path, seed):
     key = ("program_code", "as_of_date", "region", "business_type", "size_class")
     expected_segments.sort(key=lambda r: tuple(r[k] for k in key))
     assert len(segments) == len(expected_segments)
-    assert [(g["as_of_date"], g["region"], c, g[c], e[c])
-            for g, e in zip(segments, expected_segments) for c in g if g[c] != e[c]] == []
+    assert [
+        (g["as_of_date"], g["region"], c, g[c], e[c])
+        for g, e in zip(segments, expected_segments)
+        for c in g
+        if g[c] != e[c]
+    ] == []
     # the data reached every kind of figure, so agreement means something
     assert all(m is not None and m > 0 for m in reached[:6]), reached
     assert reached[6] < 1  # some of the 90-day cohort exited
