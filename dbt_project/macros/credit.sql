@@ -62,7 +62,7 @@
 {%- endmacro %}
 
 {#- Whether a nightly build restates the credit-line states line by line
-    (program_reporting.warehouse.build sets both plan values only when that is exact; see
+    (int_build_plan sets both plan values only when that is exact; see
     int_credit_line_restates). -#}
 {% macro restate_lines_by_line() -%}
   {{ return(build_plan('new_rows_since') is not none and build_plan('loaded_through_before') is not none) }}

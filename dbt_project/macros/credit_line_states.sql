@@ -389,7 +389,7 @@ where not measures.is_base
 {%- endmacro %}
 
 {#- How many passes a full build (--full-refresh) of int_credit_line_states
-    makes: build_plan line_passes, which program_reporting.warehouse.build sets from the
+    makes: build_plan line_passes, which int_build_plan computes from the
     stored credit events and the DuckDB memory limit; 1 for any other build.
     The model's body (the first pass) and its post-hook (the others) both ask here, so
     they always agree. One pass over 190M events spilled more than 60 GB; a

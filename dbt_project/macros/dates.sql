@@ -18,7 +18,7 @@
 {% macro start_of_time() -%}cast('{{ start_of_time_ds() }}' as date){%- endmacro %}
 
 {#- The earliest business date this build restates (build_plan restate_from,
-    set by program_reporting.warehouse.build from the landing reconciliation records). Incremental
+    which int_build_plan decides from the landing's reconciliation records). Incremental
     models delete and recompute everything dated on or after it. -#}
 {% macro restate_from() -%}
   {{ date_var('restate_from') }}

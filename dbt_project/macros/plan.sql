@@ -1,19 +1,23 @@
-{#- The plan of one nightly build (restate_from, reload_from, new_rows_since,
-    loaded_through_before; program_reporting.warehouse.build.plan_build). The build
-    writes it into the table _build_plan for the length of its `dbt build`
-    and removes it afterwards; models read it when they run. Passed as --vars
-    instead, a new plan every night would make dbt parse the whole project
-    again (a change of vars turns partial parsing off). Without that table (a
-    hand-run `dbt build`), the var of the same name decides, then its default. -#}
+{#- A value of this build's restatement plan (the model int_build_plan:
+    restate_from, reload_from, reports_reload_from, new_rows_since,
+    loaded_through_before, line_passes), read when a model runs, after the plan
+    (each model that asks waits for int_build_plan). dbt decides the plan from
+    the landing's records and the build log, so nothing reaches dbt as --vars,
+    which would make it parse the whole project again each night (a change of
+    vars turns partial parsing off). When this invocation does not build the
+    plan (a hand-run `dbt build --select` of some models), the var of the same
+    name decides, then its default: restate everything. -#}
 {% macro build_plan(name) -%}
   {%- set fallback = var(name, none) -%}
-  {%- if not execute -%}{{ return(fallback) }}{%- endif -%}
+  {%- if not execute or 'model.program_reporting.int_build_plan' not in selected_resources -%}
+    {{ return(fallback) }}
+  {%- endif -%}
   {%- set relation = adapter.get_relation(database=target.database, schema=target.schema,
-                                          identifier='_build_plan') -%}
+                                          identifier='int_build_plan') -%}
   {%- if relation is none -%}{{ return(fallback) }}{%- endif -%}
-  {%- set result = run_query("select value from " ~ relation ~ " where name = '" ~ name ~ "'") -%}
-  {%- if result.rows | length == 0 -%}{{ return(fallback) }}{%- endif -%}
-  {{ return(result.rows[0][0]) }}
+  {%- set result = run_query("select " ~ name ~ " from " ~ relation) -%}
+  {%- set value = result.rows[0][0] if result.rows | length else none -%}
+  {{ return(none if value is none else value | string) }}
 {%- endmacro %}
 
 {#- A data test's `where` config is rendered when dbt parses the project, so a

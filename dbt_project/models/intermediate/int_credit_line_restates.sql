@@ -1,11 +1,11 @@
 -- The credit lines a nightly build restates line by line, each from the
 -- earliest date that something new can change it (int_credit_line_states):
---   - an event landed since the last build (var new_rows_since: the landing
+--   - an event landed since the last build (plan new_rows_since: the landing
 --     time of the earliest delivery or orphan release the last build has not
 --     seen), from its event date;
 --   - a drawdown turning 30 or 90 days overdue on a date after the last
---     build's latest loaded ds (var loaded_through_before), from that date.
--- Every other line keeps its rows. program_reporting.warehouse.build sets the vars only
+--     build's latest loaded ds (plan loaded_through_before), from that date.
+-- Every other line keeps its rows. int_build_plan sets those values only
 -- when this is exact: no delivery seen before was replaced (its rows could be
 -- gone) and no benchmark rate changes in the new dates (every line changes);
 -- otherwise, and in a full refresh, this model is empty and the states

@@ -211,6 +211,16 @@ def duckdb_config(temp_directory: Path | None = None) -> dict:
 # --- production profile (PostgreSQL warehouse and BI serving schema) -------
 
 
+def dbt_target() -> str:
+    """The engine dbt builds the warehouse on (PROGRAM_REPORTING_DBT_TARGET, the
+    target dbt_project/profiles.yml picks): `duckdb` (the embedded warehouse,
+    default) or `postgres` (the cross-engine check; raw layer from load-raw-pg)."""
+    target = os.environ.get("PROGRAM_REPORTING_DBT_TARGET", "duckdb")
+    if target not in ("duckdb", "postgres"):
+        raise ValueError(f"PROGRAM_REPORTING_DBT_TARGET={target!r}: expected duckdb or postgres")
+    return target
+
+
 def warehouse_target() -> str:
     """`duckdb` (embedded default) or `postgres` (production profile)."""
     target = os.environ.get("PROGRAM_REPORTING_TARGET", "duckdb")

@@ -200,7 +200,7 @@ def test_restate_from_follows_what_landed(nightly):
 
 
 def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
-    """build passes the night's plan as the table _build_plan, read when the
+    """dbt decides the night's plan (the model int_build_plan), read when the
     models run: dbt parses the project once, not every night (--vars would)."""
     paths, log = nightly["paths"], nightly["log"]
     text = "".join(f.read_text(errors="replace") for f in (paths.home / "warehouse" / "dbt_logs").glob("dbt.log*"))
@@ -238,8 +238,13 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     assert "merchant_id in (select merchant_id from " in effective
     assert '."int_employment_report_restates")) dbt_subquery' in effective
     con = duckdb.connect(str(paths.warehouse_db), read_only=True)
-    try:  # the plan lives only as long as its build
+    try:  # dbt decided the plan (int_build_plan); the records the build handed it live only as long as the build
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_build_plan'").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM _build_landings").fetchone()[0] == 0
+        plan = con.execute(
+            "SELECT CAST(restate_from AS VARCHAR), CAST(reload_from AS VARCHAR), new_rows_since FROM int_build_plan"
+        ).fetchall()
+        assert plan == [(last["restate_from"], last["reload_from"], last["new_rows_since"])]
     finally:
         con.close()
 
@@ -256,92 +261,92 @@ def test_a_night_runs_the_data_tests_and_leaves_the_unit_tests_to_full_builds(ni
     assert "START unit_test" in text  # the first build of the fixture (a full one) ran them
 
 
-def test_line_by_line_only_when_exact():
-    """new_rows_since: the earliest landing the last build has not seen, or None
-    (restate every line) when rows may have gone or every line changes."""
-
-    def rec(ds, landed_at, releases=()):
-        return {
-            "source": "credit_events",
-            "ds": ds,
-            "landed_at": landed_at,
-            "releases": [{"at": a} for a in releases],
-        }
-
-    old = [rec("2020-06-01", "2026-01-01T02:00:00+00:00", ["2026-01-02T02:00:00+00:00"])]
-    previous = {
-        "loaded_through": dt.date(2020, 6, 1),
-        "seen": {("credit_events", "2020-06-01"): build_mod._version(old[0])},
+@pytest.fixture(scope="module")
+def plan_rules(tmp_path_factory) -> dict[str, str]:
+    """dbt's restatement rules on hand-made reconciliation records: the unit tests of
+    int_build_plan and int_build_deliveries (their YAML), each on its own, in a warehouse
+    that holds the models (empty: unit tests read only column types). Unit test name -> status."""
+    work = tmp_path_factory.mktemp("plan-rules")
+    paths = Paths(drop=work / "drop", home=work / "home")
+    paths.raw.mkdir(parents=True)
+    paths.warehouse_db.parent.mkdir(parents=True)
+    parents = build_mod._invoke(
+        build_mod._dbt_args(
+            [
+                "build",
+                "--select",
+                "int_build_plan",
+                "int_build_deliveries",
+                "--exclude-resource-type",
+                "unit_test",
+                "--exclude-resource-type",
+                "test",
+                "--empty",
+            ],
+            paths,
+        ),
+        paths,
+    )
+    assert parents.success, [n for n in build_mod._node_results(parents) if n[1] not in ("success", "pass")]
+    result = build_mod._invoke(
+        build_mod._dbt_args(
+            ["test", "--select", "int_build_plan,test_type:unit", "int_build_deliveries,test_type:unit"], paths
+        ),
+        paths,
+    )
+    return {
+        name.rsplit(".", 1)[-1]: status
+        for name, status, _ in build_mod._node_results(result)
+        if name.startswith("unit_test.")
     }
-    new_day = rec("2020-06-02", "2026-01-02T03:00:00+00:00")
-    released = rec("2020-06-01", old[0]["landed_at"], ["2026-01-02T02:00:00+00:00", "2026-01-02T02:30:00+00:00"])
-    assert build_mod.new_rows_since(previous, [old[0], new_day], [new_day]) == "2026-01-02T03:00:00+00:00"
-    # orphans released into a partition seen before count from the release
-    assert build_mod.new_rows_since(previous, [released, new_day], [released, new_day]) == "2026-01-02T02:30:00+00:00"
-    assert build_mod.new_rows_since(previous, old, []) == build_mod.NOTHING_NEW
-    redelivered = rec("2020-06-01", "2026-01-02T01:00:00+00:00")
-    assert build_mod.new_rows_since(previous, [redelivered, new_day], [redelivered, new_day]) is None
-    assert build_mod.new_rows_since(previous, [new_day], [new_day]) is None  # 2020-06-01 is gone
-    # the LPR changed on 2020-04-20: a night whose new dates include it changes every line
-    april = {"loaded_through": dt.date(2020, 4, 19), "seen": {}}
-    assert (
-        build_mod.new_rows_since(
-            april, [rec("2020-04-20", "2026-01-02T03:00:00+00:00")], [rec("2020-04-20", "2026-01-02T03:00:00+00:00")]
-        )
-        is None
+
+
+def assert_rules_pass(plan_rules: dict[str, str], names: list[str]) -> None:
+    assert {name: plan_rules.get(name, "missing") for name in names} == dict.fromkeys(names, "pass")
+
+
+def test_line_by_line_only_when_exact(plan_rules):
+    """new_rows_since: the earliest landing the last build has not seen, or None
+    (restate every line) when rows may have gone or every line changes: from a new
+    partition; orphans released into a partition seen before count from their release;
+    nothing new; a partition seen before delivered again, or gone; the LPR change of
+    2020-04-20 in the new dates (dbt_project/models/intermediate/int_build_plan.yml)."""
+    assert_rules_pass(
+        plan_rules,
+        [
+            "line_by_line_from_a_new_partition",
+            "line_by_line_from_released_orphans",
+            "line_by_line_when_nothing_is_new",
+            "every_line_after_a_redelivery",
+            "every_line_when_a_partition_is_gone",
+            "every_line_when_a_benchmark_rate_changes",
+        ],
     )
 
 
-def test_reports_are_re_read_from_their_earliest_new_rows():
+def test_reports_are_re_read_from_their_earliest_new_rows(plan_rules):
     """reports_reload_from: the earliest employment partition with new rows (or the
-    first new ds); every partition when one seen before was delivered again or is gone."""
-
-    def rec(ds, landed_at, releases=()):
-        return {
-            "source": "employment_reports",
-            "ds": ds,
-            "landed_at": landed_at,
-            "releases": list(releases),
-        }
-
-    old = [rec("2020-06-01", "L1"), rec("2020-06-02", "L2")]
-    previous = {
-        "loaded_through": dt.date(2020, 6, 2),
-        "seen": {("employment_reports", r["ds"]): build_mod._version(r) for r in old},
-    }
-    new_day = rec("2020-06-03", "L3")
-    assert build_mod.reports_reload_from(previous, old + [new_day], [new_day]) == "2020-06-03"
-    released = rec("2020-06-01", "L1", [{"at": "A1", "released": 2, "quarantined": 0}])
-    assert build_mod.reports_reload_from(previous, [released, old[1], new_day], [released, new_day]) == "2020-06-01"
-    expired = rec("2020-06-01", "L1", [{"at": "A1", "released": 0, "quarantined": 3}])
-    assert build_mod.reports_reload_from(previous, [expired, old[1], new_day], [expired, new_day]) == "2020-06-03"
-    redelivered = rec("2020-06-02", "L9")
-    assert build_mod.reports_reload_from(previous, [old[0], redelivered], [redelivered]) == build_mod.FULL_HISTORY
-    assert build_mod.reports_reload_from(previous, [old[0], new_day], [new_day]) == build_mod.FULL_HISTORY  # 06-02 gone
+    first new ds: not one whose orphans only expired); every partition when one seen
+    before was delivered again or is gone (int_build_plan.yml)."""
+    assert_rules_pass(
+        plan_rules,
+        [
+            "reports_reread_from_a_new_partition",
+            "reports_reread_from_released_orphans",
+            "reports_not_reread_for_expired_orphans",
+            "reports_reread_whole_after_a_redelivery",
+            "reports_reread_whole_when_a_partition_is_gone",
+        ],
+    )
 
 
-def test_a_release_restates_its_own_reach_not_its_partitions():
+def test_a_release_restates_its_own_reach_not_its_partitions(plan_rules):
     """Orphans released into an old partition restate from the released rows'
     dates; the partition's original delivery (up to 30 days back) was built
-    already. A build that never saw this landing takes the partition's reach."""
-    record = {
-        "landed_at": "L1",
-        "touches_from": "2020-05-05",
-        "loaded": 10,
-        "releases": [
-            {"at": "A1", "touches_from": "2020-06-01"},
-            {"at": "A2", "touches_from": "2020-06-09"},
-            {"at": "A3", "touches_from": None},
-        ],
-    }
-    assert build_mod._credit_touches(record, seen="L1|1|A1") == "2020-06-09"
-    assert build_mod._credit_touches(record, seen="L1|2|A2") is None  # only quarantined since
-    assert build_mod._credit_touches(record, seen="L0|3|A3") == "2020-05-05"  # re-landed since
-    assert build_mod._credit_touches(record, seen=None) == "2020-05-05"
-    # a release recorded before releases carried their reach: the partition's
-    old = dict(record, releases=[{"at": "A1"}, {"at": "A2"}])
-    assert build_mod._credit_touches(old, seen="L1|1|A1") == "2020-05-05"
-    assert build_mod._credit_touches({"landed_at": "L1", "loaded": 3}, seen=None) == build_mod.FULL_HISTORY
+    already. A build that never saw this landing takes the partition's reach; a
+    release recorded before releases carried their reach, the partition's; a record
+    without a reach although rows landed, every date (int_build_deliveries.yml)."""
+    assert_rules_pass(plan_rules, ["a_release_restates_its_own_reach_not_its_partitions"])
 
 
 def test_backdated_redelivery_changes_the_past(nightly):
@@ -386,23 +391,20 @@ def test_a_full_build_in_passes_over_the_lines_equals_one_pass(nightly, tmp_path
     assert len(rows["one"]) > 10 and rows["passes"] == rows["one"]
 
 
-def test_passes_follow_the_stored_events_and_the_memory_limit(monkeypatch):
-    """One pass per 10M stored credit events per GB of DuckDB memory unless set."""
+def test_passes_follow_the_stored_events_and_the_memory_limit(monkeypatch, plan_rules):
+    """One pass per 10M stored credit events per GB of DuckDB memory unless set; a full
+    build on 41M credit events (merchants do not count) makes 2 passes at 40M a pass,
+    5 at 10M (unit tests of int_build_plan)."""
     assert settings.memory_limit_bytes("4GB") == 4 * 10**9
     assert settings.memory_limit_bytes("512MiB") == 512 * 2**20
     with pytest.raises(ValueError, match="expected e.g. 4GB"):
         settings.memory_limit_bytes("lots")
     monkeypatch.delenv("PROGRAM_REPORTING_LINE_PASS_EVENTS", raising=False)
     monkeypatch.setenv("PROGRAM_REPORTING_DUCKDB_MEMORY_LIMIT", "4GB")
-    records = [
-        {"source": "credit_events", "loaded": 38_000_000},
-        {"source": "credit_events", "delivered": 3_000_000},
-        {"source": "merchants", "loaded": 90_000_000},
-    ]
     assert settings.line_pass_events() == 40_000_000
-    assert build_mod.line_passes(records) == 2  # 41M credit events; merchants do not count
     monkeypatch.setenv("PROGRAM_REPORTING_LINE_PASS_EVENTS", "10000000")
-    assert build_mod.line_passes(records) == 5
+    assert settings.line_pass_events() == 10_000_000
+    assert_rules_pass(plan_rules, ["passes_follow_the_stored_events", "passes_follow_the_budget"])
 
 
 def test_every_night_equals_the_python_oracle(nightly):

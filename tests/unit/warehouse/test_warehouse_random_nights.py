@@ -6,8 +6,10 @@ orphans released into old partitions, held orphans expiring) arrives night by
 night. After EVERY night the incremental warehouse is compared cell by cell
 with a full refresh of the same raw layer: the three published marts, the
 facts, and every table a night restates in place (staging, line states,
-effective reports). Whoever changes a model's SQL, or the restatement rules
-beside the models, and makes a night differ from a full refresh fails here.
+effective reports), on DuckDB and on PostgreSQL (the dbt target `postgres`,
+its raw layer loaded by load_raw). Whoever changes a model's SQL, or the
+restatement rules beside the models, and makes a night differ from a full
+refresh fails here.
 
 Speed: the nights and the full refreshes run the models only (their data and
 unit tests run in the other warehouse tests); the full refresh reuses one
@@ -18,10 +20,13 @@ from __future__ import annotations
 import shutil
 
 import duckdb
+import psycopg2
 import pytest
 from helpers.random_history import History
 
+from program_reporting.core import settings
 from program_reporting.core.settings import Paths
+from program_reporting.postgres import raw as raw_pg
 from program_reporting.warehouse import build as build_mod
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -120,3 +125,68 @@ def test_every_night_equals_a_full_refresh_on_duckdb(seed, homes, models_only):
     assert not any(s["full_refresh"] for s in nights)
     assert any(s["restate_from"] < prior["loaded_through"] for s, prior in zip(nights, summaries, strict=False))
     assert any(s["reload_from"] <= prior["loaded_through"] for s, prior in zip(nights, summaries, strict=False))
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL: the same, with the night and the full refresh each in a database of its own
+
+
+@pytest.fixture
+def full_refresh_database(pg_database):
+    """A second fresh database beside pg_database (the night's), dropped after."""
+    name = f"{pg_database}_full"
+    admin = psycopg2.connect(**settings.postgres().dsn(database="postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def postgres_tables(database: str) -> dict[str, list[tuple]]:
+    conn = psycopg2.connect(**settings.postgres().dsn(database=database))
+    try:
+        out = {}
+        with conn.cursor() as cur:
+            for table in COMPARED:
+                cur.execute(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
+                    (table,),
+                )
+                order = ", ".join(str(i) for i in range(1, cur.fetchone()[0] + 1))
+                cur.execute(f"SELECT * FROM public.{table} ORDER BY {order}")
+                out[table] = cur.fetchall()
+        return out
+    finally:
+        conn.close()
+
+
+@pytest.mark.postgres
+def test_every_night_equals_a_full_refresh_on_postgres(
+    pg_database, full_refresh_database, tmp_path, monkeypatch, models_only
+):
+    monkeypatch.setenv("PROGRAM_REPORTING_DBT_TARGET", "postgres")
+    monkeypatch.setenv("PROGRAM_REPORTING_HOME", str(tmp_path / "night"))  # load_raw's scratch space
+    night = Paths(drop=tmp_path / "drop", home=tmp_path / "night")
+    # the full refresh's own home (dbt's parse of the other database), on the same raw layer
+    full = Paths(drop=tmp_path / "drop", home=tmp_path / "full")
+    full.home.mkdir(parents=True)
+    history = History(night.raw, seed=5)
+    summaries = []
+    for n in range(NIGHTS - 1):
+        ds = history.night()
+        if n == 0:
+            full.raw.symlink_to(night.raw, target_is_directory=True)
+        monkeypatch.setenv("PROGRAM_REPORTING_PG_DATABASE", pg_database)
+        raw_pg.load_raw(night)
+        summaries.append(build_mod.build(ds, f"night-{n}", paths=night))
+        monkeypatch.setenv("PROGRAM_REPORTING_PG_DATABASE", full_refresh_database)
+        raw_pg.load_raw(full)
+        assert build_mod.build(ds, "full", full_refresh=True, paths=full)["full_refresh"]
+        diff = differences(postgres_tables(pg_database), postgres_tables(full_refresh_database))
+        assert diff == [], f"night {n} (ds {ds}, plan {summaries[-1]}): {diff}"
+    nights = summaries[1:]
+    assert not any(s["full_refresh"] for s in nights)
+    assert any(s["restate_from"] < prior["loaded_through"] for s, prior in zip(nights, summaries, strict=False))

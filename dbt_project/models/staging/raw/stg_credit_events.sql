@@ -18,6 +18,10 @@
 -- (reload_from) is deleted (pre_hook) and read again; the partitions before
 -- it are unchanged, so the first copy of every event stays exact. Older
 -- unchanged partitions dated on or after restate_from are not read again.
+-- The partitions re-read come from the night's plan (int_build_plan), which also
+-- reads this table as the last build left it: the plan first.
+-- depends_on: {{ ref('int_build_plan') }}
+
 with source as (
     select * from {{ source('raw', 'credit_events') }}
     {% if is_incremental() %}

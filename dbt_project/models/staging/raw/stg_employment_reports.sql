@@ -21,6 +21,9 @@
 -- re-delivery), and no older one. A re-read copy is from a later delivery than
 -- any stored copy of an older partition, so it wins: the pre_hook deletes the
 -- re-read partitions and the stored copies they replace.
+-- The partitions re-read come from the night's plan (int_build_plan): the plan first.
+-- depends_on: {{ ref('int_build_plan') }}
+
 with source as (
     select * from {{ source('raw', 'employment_reports') }}
     {% if is_incremental() %}

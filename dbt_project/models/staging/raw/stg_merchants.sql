@@ -2,6 +2,10 @@
 -- extracts.md: between two rows with the same updated_at, the one from the
 -- later ds, then the later line of the file, wins; an identical row delivered
 -- twice is the same version.
+-- The night's plan (int_build_plan) reads this table as the last build left it,
+-- to see which merchants changed: the plan first.
+-- depends_on: {{ ref('int_build_plan') }}
+
 with source as (
     select * from {{ source('raw', 'merchants') }}
 ),
