@@ -13,7 +13,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
 
 from program_reporting.core.settings import SOURCES
-from program_reporting.orchestration import nightly
+from program_reporting.orchestration import alerts, nightly
 from program_reporting.orchestration.airflow_env import sensor_poke_seconds, sensor_timeout_seconds
 
 # Retries are deliberate and per kind of step (tests/unit/orchestration/test_dags.py pins them):
@@ -47,7 +47,9 @@ ds = D - 1.
    nothing (with the failing step's message and every gate that ran), and
    checks that the index lists a published run's report.
 7. `end`: fails the run when nothing was published, so the failure callback
-   notifies the operators.
+   alerts the operators (once per run: alerts log, webhook, e-mail when
+   `PROGRAM_REPORTING_ALERT_EMAILS` is set); the next run that publishes sends
+   one recovery notice.
 
 Re-running a date is safe: every step replaces exactly that date's partition.
 """
@@ -68,7 +70,9 @@ Re-running a date is safe: every step replaces exactly that date's partition.
     },
     tags=["program-reporting", "nightly", "publish"],
     doc_md=DOC_MD,
-    on_failure_callback=nightly.notify_failure,
+    # one alert per failed run, one recovery notice when the next run publishes (alerts.py)
+    on_failure_callback=alerts.NightlyRunNotifier("failed"),
+    on_success_callback=alerts.NightlyRunNotifier("published"),
 )
 def program_reporting_nightly():
     @task(retries=0)

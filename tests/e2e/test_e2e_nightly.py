@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -134,37 +135,53 @@ def _figures(db: Path) -> list[tuple]:
         con.close()
 
 
-def test_missing_delivery_times_out_names_it_and_publishes_nothing(airflow_paths):
+def test_missing_delivery_times_out_names_it_and_publishes_nothing_then_recovers(airflow_paths, tmp_path):
+    """A delivery that never comes: the run times out naming it, publishes nothing
+    and alerts once (alerts log and e-mail through Airflow's SmtpNotifier); the
+    delivery arrives, the same date runs again, publishes, and sends one recovery notice."""
+    from helpers.smtp_sink import SmtpSink
+
     p = airflow_paths
     simulate(p, days=1)
     ds = DAYS[0]
     missing = p.delivery_dir("employment_reports", ds)
-    for f in missing.iterdir():
-        f.unlink()
-    missing.rmdir()
+    kept = tmp_path / "late"
+    shutil.move(missing, kept)
 
-    t0 = time.monotonic()
-    proc = run_cli("--ds", ds, "--wait", "6")
-    elapsed = time.monotonic() - t0
-    assert proc.returncode != 0
-    line = last_line(proc)
-    assert line.startswith(f"NOT PUBLISHED ds={ds}")
-    assert f"missing delivery: employment_reports for ds={ds}" in line
-    assert str(missing / "_control.json") in line
-    assert elapsed < 180  # the shortened timeout, not the 6 h default
+    with SmtpSink() as mail:
+        t0 = time.monotonic()
+        proc = run_cli("--ds", ds, "--wait", "6", env=mail.env())
+        elapsed = time.monotonic() - t0
+        assert proc.returncode != 0
+        line = last_line(proc)
+        assert line.startswith(f"NOT PUBLISHED ds={ds}")
+        assert f"missing delivery: employment_reports for ds={ds}" in line
+        assert str(missing / "_control.json") in line
+        assert elapsed < 180  # the shortened timeout, not the 6 h default
 
-    # Nothing published, and the report says withheld, with the same reason.
-    assert not p.current_db.exists()
-    assert published_runs(p) == {}
-    reports = [d for d in p.reports.iterdir() if d.is_dir() and d.name.startswith(ds + "_")]
-    assert len(reports) == 1
-    report = json.loads((reports[0] / "report.json").read_text())
-    assert report["decision"] == "withheld"
-    assert "missing delivery: employment_reports" in report["reason"]
-    # The failure callback alerted the operators, pointing at that report.
-    alerts = [json.loads(l) for l in (p.home / "alerts.log").read_text().splitlines()]
-    assert [a["event"] for a in alerts] == ["nightly_run_failed"]
-    assert alerts[0]["report_path"] == str(reports[0] / "report.html")
+        # Nothing published, and the report says withheld, with the same reason.
+        assert not p.current_db.exists()
+        assert published_runs(p) == {}
+        reports = [d for d in p.reports.iterdir() if d.is_dir() and d.name.startswith(ds + "_")]
+        assert len(reports) == 1
+        report = json.loads((reports[0] / "report.json").read_text())
+        assert report["decision"] == "withheld"
+        assert "missing delivery: employment_reports" in report["reason"]
+        # The failure callback alerted the operators once, pointing at that report.
+        alerts = [json.loads(line) for line in (p.home / "alerts.log").read_text().splitlines()]
+        assert [a["event"] for a in alerts] == ["nightly_run_failed"]
+        assert alerts[0]["report_path"] == str(reports[0] / "report.html")
+        assert mail.subjects() == [f"[program-reporting] NOT PUBLISHED ds={ds} (program_reporting_nightly)"]
+        assert mail.messages[0]["To"] == "operators@example.org"
+        assert str(reports[0] / "report.html") in mail.messages[0].get_body().get_content()
+
+        shutil.move(kept, missing)  # the late delivery arrives
+        proc = run_cli("--ds", ds, "--wait", "6", env=mail.env())
+        assert proc.returncode == 0, last_line(proc)
+        alerts = [json.loads(line) for line in (p.home / "alerts.log").read_text().splitlines()]
+        assert [a["event"] for a in alerts] == ["nightly_run_failed", "nightly_run_recovered"]
+        assert alerts[1]["recovered_runs"] == [alerts[0]["airflow_run_id"]]
+        assert mail.subjects()[1:] == [f"[program-reporting] recovered: ds={ds} published (program_reporting_nightly)"]
 
 
 def sha256(path: Path) -> str:

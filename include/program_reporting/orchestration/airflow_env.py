@@ -13,12 +13,16 @@ Settings of our own (environment variables):
 - `PROGRAM_REPORTING_SENSOR_POKE_SECONDS` (default 300) and
   `PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS` (default 21600 = 6 h): how often
   and how long the nightly DAG waits for each source's `_control.json`.
+- `PROGRAM_REPORTING_SMTP_*`: the alerts' mail server, passed to Airflow as
+  the connection `program_reporting_smtp` (see alerts.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +40,18 @@ SENSOR_POKE_ENV = "PROGRAM_REPORTING_SENSOR_POKE_SECONDS"
 SENSOR_TIMEOUT_ENV = "PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS"
 DEFAULT_SENSOR_POKE_SECONDS = 300.0
 DEFAULT_SENSOR_TIMEOUT_SECONDS = 6 * 3600.0
+
+# The alerts' mail server (alerts.py), as the Airflow connection SmtpNotifier reads.
+SMTP_CONN_ID = "program_reporting_smtp"
+ALERT_EMAILS_ENV = "PROGRAM_REPORTING_ALERT_EMAILS"
+ALERT_FROM_ENV = "PROGRAM_REPORTING_ALERT_FROM"
+SMTP_ENV = {
+    "host": "PROGRAM_REPORTING_SMTP_HOST",
+    "port": "PROGRAM_REPORTING_SMTP_PORT",
+    "login": "PROGRAM_REPORTING_SMTP_USER",
+    "password": "PROGRAM_REPORTING_SMTP_PASSWORD",
+    "tls": "PROGRAM_REPORTING_SMTP_TLS",
+}
 
 # Telemetry off everywhere: there is no internet, and a pipeline must not call home.
 NO_TELEMETRY = {
@@ -113,7 +129,43 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join(x for x in (str(REPO_ROOT / "include"), env.get("PYTHONPATH", "")) if x),
         }
     )
+    # the mail server of the alerts, as the connection SmtpNotifier reads (alerts.py)
+    env.update(smtp_connection_env(env))
     return env
+
+
+def alert_sender(environ: dict[str, str]) -> str:
+    return environ.get(ALERT_FROM_ENV) or f"program-reporting@{socket.gethostname()}"
+
+
+def smtp_connection_env(environ: dict[str, str]) -> dict[str, str]:
+    """`AIRFLOW_CONN_PROGRAM_REPORTING_SMTP` for an Airflow process, from our settings
+    (empty when no mail server is set, or when the operator defined the connection)."""
+    host = environ.get(SMTP_ENV["host"], "").strip()
+    name = f"AIRFLOW_CONN_{SMTP_CONN_ID.upper()}"
+    if not host or name in environ:
+        return {}
+    tls = environ.get(SMTP_ENV["tls"], "none").strip().lower() or "none"
+    if tls not in ("none", "starttls", "ssl"):
+        raise ValueError(f"{SMTP_ENV['tls']}={tls!r}: expected none, starttls or ssl")
+    port = environ.get(SMTP_ENV["port"], "").strip() or "25"
+    if not port.isdigit():
+        raise ValueError(f"{SMTP_ENV['port']}={port!r} is not a port number")
+    connection = {
+        "conn_type": "smtp",
+        "host": host,
+        "port": int(port),
+        "login": environ.get(SMTP_ENV["login"]) or None,
+        "password": environ.get(SMTP_ENV["password"]) or None,
+        "extra": {
+            "disable_ssl": tls != "ssl",
+            "disable_tls": tls != "starttls",
+            "from_email": alert_sender(environ),
+            "timeout": 30,
+            "retry_limit": 3,
+        },
+    }
+    return {name: json.dumps(connection)}
 
 
 def airflow_bin() -> str:

@@ -295,29 +295,3 @@ def _task_states(ti: Any) -> dict[str, str]:
         return {}
     states = by_run.get(ti.run_id, by_run) if isinstance(by_run, dict) else {}
     return {str(k): str(getattr(v, "value", v)) for k, v in states.items()}
-
-
-def notify_failure(context: Any) -> None:
-    """DAG on_failure_callback: one alert per failed nightly run, pointing at its report."""
-    from program_reporting.publishing import notify
-
-    logical = context.get("logical_date")
-    ds = business_date(logical) if logical else None
-    report_path = _latest_report(ds) if ds else None
-    ti = context.get("ti")
-    failed_task = getattr(ti, "task_id", None)
-    notify.notify(
-        "nightly_run_failed",
-        f"nightly run for ds={ds} published nothing"
-        + (f" (last failed task: {failed_task})" if failed_task else "")
-        + (f": {context.get('reason')}" if context.get("reason") else ""),
-        report_path,
-        ds=ds,
-        airflow_run_id=context.get("run_id"),
-    )
-
-
-def _latest_report(ds: str):
-    reports = paths().reports
-    candidates = sorted(p for p in reports.glob(f"{ds}_*") if (p / "report.html").exists()) if reports.exists() else []
-    return candidates[-1] / "report.html" if candidates else None

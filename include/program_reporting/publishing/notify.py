@@ -88,18 +88,3 @@ def notify(event: str, message: str, report_path: Path | None = None, paths: Pat
     except OSError as exc:
         log.error("could not append the alert to %s: %s", alerts_log(p), exc)
     return record
-
-
-def on_failure_callback(context) -> None:
-    """Airflow `on_failure_callback`: a failed task of a pipeline run raises an alert."""
-    ti = context.get("task_instance") or context.get("ti")
-    dag_run = context.get("dag_run")
-    exc = context.get("exception")
-    notify(
-        "run_failed",
-        f"task {getattr(ti, 'task_id', '?')} of {getattr(dag_run, 'dag_id', '?')} failed: {exc}",
-        None,
-        airflow_run_id=getattr(dag_run, "run_id", None),
-        task_id=getattr(ti, "task_id", None),
-        try_number=getattr(ti, "try_number", None),
-    )
