@@ -142,6 +142,17 @@ def test_missing_delivery_times_out_names_it_and_publishes_nothing(airflow_paths
     for f in missing.iterdir():
         f.unlink()
     missing.rmdir()
+    # What the retention task removes after the report, on a failed night too
+    old = time.time() - 100 * 86400
+    leftovers = [
+        p.tmp / "killed-step-0123456789ab" / "rows.parquet",
+        p.landing_failures / "merchants" / "ds=2020-01-01" / "x.json",
+    ]
+    for f in leftovers:
+        f.parent.mkdir(parents=True)
+        f.write_text("left over")
+        for path in (f, f.parent):
+            os.utime(path, (old, old))
 
     t0 = time.monotonic()
     proc = run_cli("--ds", ds, "--wait", "6")
@@ -165,6 +176,11 @@ def test_missing_delivery_times_out_names_it_and_publishes_nothing(airflow_paths
     alerts = [json.loads(l) for l in (p.home / "alerts.log").read_text().splitlines()]
     assert [a["event"] for a in alerts] == ["nightly_run_failed"]
     assert alerts[0]["report_path"] == str(reports[0] / "report.html")
+    # The retention task ran after the report (still there, as above) and removed the old leftovers.
+    assert not any(f.parent.exists() for f in leftovers)
+    [airflow_log] = (p.home / "airflow" / "logs" / "program-reporting-run").glob(f"{ds}*")
+    text = airflow_log.read_text()
+    assert "end task task_id=retention" in text and "tmp/killed-step-0123456789ab" in text
 
 
 def sha256(path: Path) -> str:
