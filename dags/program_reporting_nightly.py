@@ -50,6 +50,10 @@ ds = D - 1.
    alerts the operators (once per run: alerts log, webhook, e-mail when
    `PROGRAM_REPORTING_ALERT_EMAILS` is set); the next run that publishes sends
    one recovery notice.
+8. `retention`: after the report, whatever happened: removes what the
+   retention policy says has outlived its use (old audit sets of withheld
+   runs, temp files, Airflow logs, landing failures; never a published set, a
+   report or the index). It never fails the run: what it cannot remove is logged.
 
 Re-running a date is safe: every step replaces exactly that date's partition.
 """
@@ -112,6 +116,12 @@ def program_reporting_nightly():
         # Reads the plan itself: it must run even when no upstream result exists.
         return nightly.report(context["ti"].xcom_pull(task_ids="plan"), STEP_IDS, context)
 
+    @task(retries=0, trigger_rule=TriggerRule.ALL_DONE, execution_timeout=dt.timedelta(minutes=30))
+    def retention() -> dict:
+        # Not a step of the run (not in STEP_IDS): it runs after the report, and
+        # the next night retries whatever it could not remove.
+        return nightly.retention()
+
     @task(retries=0)
     def end(published: str, report_path: str) -> None:
         """Succeeds only when the run published; otherwise upstream_failed fails the run."""
@@ -145,6 +155,7 @@ def program_reporting_nightly():
     reported = report()
     [run, *sensors, *landed, released, checked, built, staged, validated, published] >> reported
     end(published, reported)
+    reported >> retention()
 
 
 STEP_IDS = (

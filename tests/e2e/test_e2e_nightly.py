@@ -147,6 +147,17 @@ def test_missing_delivery_times_out_names_it_and_publishes_nothing_then_recovers
     missing = p.delivery_dir("employment_reports", ds)
     kept = tmp_path / "late"
     shutil.move(missing, kept)
+    # What the retention task removes after the report, on a failed night too
+    old = time.time() - 100 * 86400
+    leftovers = [
+        p.tmp / "killed-step-0123456789ab" / "rows.parquet",
+        p.landing_failures / "merchants" / "ds=2020-01-01" / "x.json",
+    ]
+    for f in leftovers:
+        f.parent.mkdir(parents=True)
+        f.write_text("left over")
+        for path in (f, f.parent):
+            os.utime(path, (old, old))
 
     with SmtpSink() as mail:
         t0 = time.monotonic()
@@ -174,6 +185,12 @@ def test_missing_delivery_times_out_names_it_and_publishes_nothing_then_recovers
         assert mail.subjects() == [f"[program-reporting] NOT PUBLISHED ds={ds} (program_reporting_nightly)"]
         assert mail.messages[0]["To"] == "operators@example.org"
         assert str(reports[0] / "report.html") in mail.messages[0].get_body().get_content()
+
+        # The retention task ran after the report (still there, as above) and removed the old leftovers.
+        assert not any(f.parent.exists() for f in leftovers)
+        [airflow_log] = (p.home / "airflow" / "logs" / "program-reporting-run").glob(f"{ds}*")
+        text = airflow_log.read_text()
+        assert "end task task_id=retention" in text and "tmp/killed-step-0123456789ab" in text
 
         shutil.move(kept, missing)  # the late delivery arrives
         proc = run_cli("--ds", ds, "--wait", "6", env=mail.env())

@@ -31,6 +31,11 @@ COMMANDS: dict[str, Command] = {
     "build": Command("warehouse", "warehouse.build", "build the dbt warehouse for a business date"),
     "validate": Command("validation", "validation.gate", "run the Great Expectations gate on a built run"),
     "publish": Command("publishing", "publishing.wap", "publish a validated run's KPI tables atomically"),
+    "retention": Command(
+        "publishing",
+        "publishing.retention",
+        "remove old audit sets of withheld runs, temp files, Airflow logs and landing failures (--dry-run lists them)",
+    ),
     "run": Command(
         "orchestration",
         "orchestration.run",

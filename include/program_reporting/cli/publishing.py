@@ -36,3 +36,37 @@ def publish_command(args: argparse.Namespace) -> int:
         return 0
     print(f"withheld run {outcome.run_id} (ds {outcome.ds}): {outcome.reason}")
     return 1
+
+
+# retention: publishing/retention.py
+
+
+def retention_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list what the policy would remove, with age and size; remove nothing"
+    )
+
+
+def retention_command(args: argparse.Namespace) -> int:
+    from program_reporting.core.settings import paths
+    from program_reporting.orchestration.airflow_env import airflow_env, airflow_log_folder
+    from program_reporting.publishing import retention
+
+    p = paths()
+    try:
+        plan, done = retention.apply(p, airflow_log_folder(airflow_env()), dry_run=args.dry_run)
+    except ValueError as exc:
+        print(f"retention: {exc}", file=sys.stderr)
+        return 2
+    print(f"retention policy: {plan.policy.describe()}")
+    verb = "would remove" if args.dry_run else "removed"
+    entries = plan.entries if args.dry_run else done
+    for entry in entries:
+        print(f"{verb if not entry.error else 'kept':<12}  {retention.line(entry, p)}")
+    for note in plan.kept:
+        print(f"kept          {note}")
+    failed = [e for e in entries if e.error]
+    gone = [e for e in entries if not e.error]
+    total = f"{verb} {len(gone)} path(s), {retention.human_size(sum(e.size_bytes for e in gone))}"
+    print(total + (f"; {len(failed)} could not be removed" if failed else ""))
+    return 1 if failed else 0

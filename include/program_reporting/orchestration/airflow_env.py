@@ -71,6 +71,18 @@ def airflow_home() -> Path:
     return paths().home / "airflow"
 
 
+def airflow_log_folder(env: dict[str, str] | None = None) -> Path:
+    """Airflow's logs folder in `env` (default: this process's environment, as
+    a task sees it): AIRFLOW__LOGGING__BASE_LOG_FOLDER, else Airflow's own
+    default, `$AIRFLOW_HOME/logs`. What `airflow_env()` sets is
+    `airflow_log_folder(airflow_env())`."""
+    env = os.environ if env is None else env
+    folder = env.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER")
+    if folder:
+        return Path(folder).expanduser()
+    return (Path(env["AIRFLOW_HOME"]).expanduser() if env.get("AIRFLOW_HOME") else airflow_home()) / "logs"
+
+
 def sensor_poke_seconds() -> float:
     return _seconds(SENSOR_POKE_ENV, DEFAULT_SENSOR_POKE_SECONDS)
 

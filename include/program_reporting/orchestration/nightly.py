@@ -272,6 +272,40 @@ def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
     return str(path)
 
 
+def retention() -> dict:
+    """After the report, whatever the night's outcome: the retention policy
+    (publishing/retention.py). Never fails the run (a failed task would fail a
+    published night and alert that nothing was published): a path it cannot
+    remove, a wrong setting, even the task's time limit, is logged, and the
+    next night removes what is left."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    from program_reporting.orchestration.airflow_env import airflow_log_folder
+    from program_reporting.publishing import retention as policy
+
+    p = paths()
+
+    def logged(entry) -> None:  # as each goes: a task stopped at its time limit has said what went
+        (log.warning if entry.error else log.info)("retention: %s", policy.line(entry, p))
+
+    try:
+        plan, done = policy.apply(p, airflow_log_folder(), each=logged)
+    except (Exception, AirflowTaskTimeout) as exc:  # noqa: BLE001 - retention must never fail the night
+        log.error(
+            "retention did not finish (%s: %s); what is left goes next night", type(exc).__name__, exc, exc_info=True
+        )
+        return {"removed": None, "bytes": None, "failed": None, "error": True}
+    for note in plan.kept:
+        log.info("retention: kept %s", note)
+    removed = [e for e in done if not e.error]
+    return {
+        "removed": len(removed),
+        "bytes": sum(e.size_bytes for e in removed),
+        "failed": len(done) - len(removed),
+        "error": False,
+    }
+
+
 def end() -> None:
     """The run's last step, reached only when it published.
 

@@ -44,8 +44,9 @@ READ_ONLY = 0o444
 
 
 @contextmanager
-def _publish_lock(p: Paths):
-    """Serialises publishers (never readers: they do not take it)."""
+def publish_lock(p: Paths):
+    """Serialises publishers, and retention's removal of audit sets (never
+    readers: they do not take it)."""
     p.published.mkdir(parents=True, exist_ok=True)
     with open(p.published / ".publish.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -103,7 +104,7 @@ def recover(paths: Paths | None = None) -> None:
     it first, so that the report of an interrupted publication is in place
     (or gone) before they decide which report the run gets."""
     p = paths or default_paths()
-    with _publish_lock(p):
+    with publish_lock(p):
         _recover_interrupted(p)
 
 
@@ -168,7 +169,7 @@ def publish(
     report cannot be written."""
     p = paths or default_paths()
     started = time.monotonic()
-    with _publish_lock(p):
+    with publish_lock(p):
         _recover_interrupted(p)
         published_db = _finish_interrupted_swap(run_id, p)
         if published_db is None:
