@@ -17,7 +17,7 @@ from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, Deadl
 from program_reporting.core.settings import SOURCES
 from program_reporting.orchestration import alerts, deadlines, nightly
 from program_reporting.orchestration.airflow_env import WAREHOUSE_POOL, sensor_poke_seconds, sensor_timeout_seconds
-from program_reporting.orchestration.business_date import Calendar, calendars
+from program_reporting.orchestration.business_date import NIGHT_TIMEOUT, Calendar, calendars
 
 # Retries are deliberate and per kind of step (tests/unit/orchestration/test_dags.py pins them):
 # I/O and dbt may fail transiently and are retried; a failed check never is
@@ -168,7 +168,7 @@ def nightly_dag(calendar: Calendar):
         start_date=pendulum.datetime(2020, 1, 1, tz=calendar.time_zone),
         catchup=False,  # backfill explicitly: `airflow backfill create` or `program-reporting run --from --to`
         max_active_runs=1,  # DuckDB has one writer: never two nights of a calendar at once (and the pool)
-        dagrun_timeout=dt.timedelta(hours=12),
+        dagrun_timeout=NIGHT_TIMEOUT,
         default_args={
             "owner": "program-reporting",
             "retries": 0,

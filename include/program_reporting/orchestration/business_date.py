@@ -30,6 +30,7 @@ RUN_AT_LOCAL = dt.time(2, 0)
 SCHEDULE_CRON = f"{RUN_AT_LOCAL.minute} {RUN_AT_LOCAL.hour} * * *"
 # A program's figures for a date are due by this local time the next morning (the deadline alert).
 DUE_AT_LOCAL = dt.time(6, 0)
+NIGHT_TIMEOUT = dt.timedelta(hours=12)  # the nightly DAG's dagrun_timeout
 
 
 @dataclass(frozen=True)
