@@ -1,4 +1,5 @@
-"""Airflow DAG `program_reporting_nightly`: one run per business date (ds).
+"""Airflow DAGs `program_reporting_nightly` (and `program_reporting_nightly__<zone>`):
+one nightly DAG per program time zone in programs.csv, one run per business date (ds).
 
 Thin on purpose: the steps live in `program_reporting.orchestration.nightly` and the
 pipeline modules it calls; nothing heavy is imported while the DAG file is
@@ -11,10 +12,12 @@ import datetime as dt
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
+from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
 
 from program_reporting.core.settings import SOURCES
-from program_reporting.orchestration import alerts, nightly
-from program_reporting.orchestration.airflow_env import sensor_poke_seconds, sensor_timeout_seconds
+from program_reporting.orchestration import alerts, deadlines, nightly
+from program_reporting.orchestration.airflow_env import WAREHOUSE_POOL, sensor_poke_seconds, sensor_timeout_seconds
+from program_reporting.orchestration.business_date import NIGHT_TIMEOUT, Calendar, calendars
 
 # Retries are deliberate and per kind of step (tests/unit/orchestration/test_dags.py pins them):
 # I/O and dbt may fail transiently and are retried; a failed check never is
@@ -22,13 +25,20 @@ from program_reporting.orchestration.airflow_env import sensor_poke_seconds, sen
 RETRIES_IO = 2
 RETRIES_DBT = 1
 RETRY_DELAY = dt.timedelta(seconds=30)
+# The tasks that read or write the warehouse and the published set take this pool's one slot:
+# nights of different calendars may overlap, and DuckDB has one writer. A task waiting for the
+# slot shows as "scheduled" with the pool named in the UI; downstream tasks weigh more, so the
+# night that is further along goes first.
+WAREHOUSE = {"pool": WAREHOUSE_POOL, "weight_rule": "upstream"}
 
 DOC_MD = """
-### Nightly warehouse run
+### Nightly warehouse run: {programs} ({time_zone})
 
-For the business date **ds** that has just ended in the program's calendar
-(Asia/Shanghai): the run scheduled at 02:00 local time on day D processes
-ds = D - 1.
+For the business date **ds** that has just ended in the calendar of
+{programs} ({time_zone}, from programs.csv): the run scheduled at 02:00
+local time on day D processes ds = D - 1. The figures are due by 06:00 local
+time: a Deadline Alert names what is missing or failed if they are not
+published by then. One such DAG per time zone of programs.csv.
 
 1. `wait_for_<source>`: waits for each source's `_control.json`
    (reschedule mode; `PROGRAM_REPORTING_SENSOR_POKE_SECONDS`,
@@ -59,26 +69,9 @@ Re-running a date is safe: every step replaces exactly that date's partition.
 """
 
 
-@dag(
-    dag_id="program_reporting_nightly",
-    description="Land, build, validate and publish the program KPIs for one business date",
-    schedule=CronTriggerTimetable(nightly.SCHEDULE_CRON, timezone=nightly.PROGRAM_TIME_ZONE),
-    start_date=pendulum.datetime(2020, 1, 1, tz=nightly.PROGRAM_TIME_ZONE),
-    catchup=False,  # backfill explicitly: `program-reporting run --from --to`
-    max_active_runs=1,  # DuckDB has one writer: never two nights at once
-    dagrun_timeout=dt.timedelta(hours=12),
-    default_args={
-        "owner": "program-reporting",
-        "retries": 0,
-        "retry_delay": RETRY_DELAY,
-    },
-    tags=["program-reporting", "nightly", "publish"],
-    doc_md=DOC_MD,
-    # one alert per failed run, one recovery notice when the next run publishes (alerts.py)
-    on_failure_callback=alerts.NightlyRunNotifier("failed"),
-    on_success_callback=alerts.NightlyRunNotifier("published"),
-)
-def program_reporting_nightly():
+def nightly_tasks():
+    """The night's tasks; nightly_dag gives them a calendar."""
+
     @task(retries=0)
     def plan(**context) -> dict:
         return nightly.plan(context)
@@ -87,27 +80,27 @@ def program_reporting_nightly():
     def land(source: str, run: dict, **context) -> dict:
         return nightly.land(source, run["ds"], context)
 
-    @task(retries=RETRIES_IO, execution_timeout=dt.timedelta(minutes=30))
+    @task(retries=RETRIES_IO, execution_timeout=dt.timedelta(minutes=30), **WAREHOUSE)
     def release_orphans(run: dict, **context) -> dict:
         return nightly.release_orphans(run["ds"], context)
 
-    @task(retries=0, execution_timeout=dt.timedelta(minutes=30))
+    @task(retries=0, execution_timeout=dt.timedelta(minutes=30), **WAREHOUSE)
     def gate_landed(run: dict, **context) -> dict:
         return nightly.gate_landed(run["ds"], run["run_id"], context)
 
-    @task(retries=RETRIES_DBT, execution_timeout=dt.timedelta(hours=2))
+    @task(retries=RETRIES_DBT, execution_timeout=dt.timedelta(hours=2), **WAREHOUSE)
     def dbt_build(run: dict, **context) -> dict:
         return nightly.dbt_build(run["ds"], run["run_id"], context)
 
-    @task(retries=RETRIES_IO, execution_timeout=dt.timedelta(minutes=30))
+    @task(retries=RETRIES_IO, execution_timeout=dt.timedelta(minutes=30), **WAREHOUSE)
     def stage_audit(run: dict, **context) -> str:
         return nightly.stage_audit(run["run_id"], run["ds"], context)
 
-    @task(retries=0, execution_timeout=dt.timedelta(minutes=30))
+    @task(retries=0, execution_timeout=dt.timedelta(minutes=30), **WAREHOUSE)
     def validate(run: dict, **context) -> dict:
         return nightly.validate(run["run_id"], run["ds"], context)
 
-    @task(retries=RETRIES_IO, outlets=nightly.mart_assets(), execution_timeout=dt.timedelta(minutes=10))
+    @task(retries=RETRIES_IO, outlets=nightly.mart_assets(), execution_timeout=dt.timedelta(minutes=10), **WAREHOUSE)
     def publish(run: dict, **context) -> str:
         return nightly.publish(run["run_id"], run["ds"], context)
 
@@ -165,4 +158,38 @@ STEP_IDS = (
     + ["release_orphans", "gate_landed", "dbt_build", "stage_audit", "validate", "publish"]
 )
 
-program_reporting_nightly()
+
+def nightly_dag(calendar: Calendar):
+    names = ", ".join(calendar.programs) or "no program yet"
+    return dag(
+        dag_id=calendar.dag_id,
+        description=f"Land, build, validate and publish the program KPIs for one business date ({calendar.time_zone})",
+        schedule=CronTriggerTimetable(nightly.SCHEDULE_CRON, timezone=calendar.time_zone),
+        start_date=pendulum.datetime(2020, 1, 1, tz=calendar.time_zone),
+        catchup=False,  # backfill explicitly: `airflow backfill create` or `program-reporting run --from --to`
+        max_active_runs=1,  # DuckDB has one writer: never two nights of a calendar at once (and the pool)
+        dagrun_timeout=NIGHT_TIMEOUT,
+        default_args={
+            "owner": "program-reporting",
+            "retries": 0,
+            "retry_delay": RETRY_DELAY,
+        },
+        tags=["program-reporting", "nightly", "publish", *calendar.programs],
+        doc_md=DOC_MD.format(programs=names, time_zone=calendar.time_zone),
+        # one alert per failed run, one recovery notice when the next run publishes (alerts.py)
+        on_failure_callback=alerts.NightlyRunNotifier("failed"),
+        on_success_callback=alerts.NightlyRunNotifier("published"),
+        # figures due by 06:00 local: 4 h after the 02:00 logical date (deadlines.py)
+        deadline=DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+            interval=deadlines.ALERT_AFTER_LOGICAL_DATE,
+            callback=AsyncCallback(
+                "program_reporting.orchestration.deadlines.figures_late",
+                kwargs=deadlines.deadline_kwargs(calendar.programs, calendar.time_zone),
+            ),
+        ),
+    )(nightly_tasks)()
+
+
+for _calendar in calendars():
+    globals()[_calendar.dag_id] = nightly_dag(_calendar)

@@ -1,4 +1,5 @@
-"""The BI refresh follows a publish through Airflow's asset scheduling.
+"""The BI refresh follows a publish through Airflow's asset scheduling; the
+figures' deadline alert fires through the same scheduler and triggerer.
 
 1. The nightly DAG runs (`program-reporting run --no-bi-refresh`) and publishes.
 2. Airflow recorded the three mart asset events and queued the consumer DAG
@@ -6,7 +7,9 @@
 3. `program-reporting airflow` starts Airflow standalone (scheduler, DAG
    processor, API server, LocalExecutor); its scheduler turns the queued
    asset events into an asset-triggered run of program_reporting_bi_refresh
-   and runs it. Then Ctrl-C's path (SIGTERM) stops the whole process group.
+   and runs it. A run of the New York calendar's night created after its deadline
+   had passed raises the deadline alert (scheduler and triggerer). Then Ctrl-C's
+   path (SIGTERM) stops the whole process group.
 4. The Parquet exports equal the published tables; the brief is self-contained.
 
 Real Airflow, dbt, GX and DuckDB; nothing mocked."""
@@ -130,6 +133,44 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
         assert run["state"].lower().endswith("success"), run
         assert "asset_triggered" in run["run_type"].lower(), run
         assert run["consumed"] >= 3
+
+        # 3b. the figures' deadline: a PPP-2020 night (New York calendar) for a date whose
+        # deliveries never came, created after its 06:00 deadline had passed; the scheduler
+        # finds the deadline missed and the triggerer runs the alert, naming what is missing.
+        trigger = subprocess.run(
+            [
+                str(BIN / "airflow"),
+                "dags",
+                "trigger",
+                "program_reporting_nightly__america_new_york",
+                "--logical-date",
+                "2020-06-04T06:00:00+00:00",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert trigger.returncode == 0, trigger.stdout[-2000:] + trigger.stderr[-3000:]
+        alerts_log = p.home / "alerts.log"
+        late = None
+        waited = time.monotonic() + 240
+        while late is None and time.monotonic() < waited:
+            time.sleep(3)
+            lines = alerts_log.read_text().splitlines() if alerts_log.exists() else []
+            late = next((json.loads(l) for l in lines if json.loads(l)["event"] == "figures_late"), None)
+        # only that one: the Shanghai night of step 1 was run after its date's deadline and
+        # published, so nothing of it was late
+        lines = alerts_log.read_text().splitlines() if alerts_log.exists() else []
+        assert [json.loads(l)["event"] for l in lines] == ["figures_late"], lines
+        assert late is not None, (
+            "no deadline alert:\n" + (p.home / "standalone.log").read_text(errors="replace")[-5000:]
+        )
+        assert late["programs"] == ["PPP-2020"] and late["ds"] == "2020-06-03"
+        assert late["airflow_run_id"].startswith("manual__")
+        assert late["due"] == "2020-06-04T10:00:00+00:00"  # 06:00 EDT
+        assert "missing deliveries: merchants" in late["message"]
+        assert str(p.delivery_dir("credit_events", "2020-06-03") / "_control.json") in late["message"]
     finally:
         airflow.send_signal(signal.SIGTERM)  # what Ctrl-C / a service manager does
         airflow.wait(timeout=120)

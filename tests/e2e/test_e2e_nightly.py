@@ -226,6 +226,59 @@ def failpoint(name: str, marker: Path) -> dict:
     return {"PROGRAM_REPORTING_FAILPOINT": name, "PROGRAM_REPORTING_FAILPOINT_MARKER": str(marker)}
 
 
+def test_a_ppp_night_runs_on_new_york_time_and_waits_for_its_delivery(airflow_paths, tmp_path):
+    """PPP-2020's calendar is America/New_York (programs.csv): its night is the DAG
+    program_reporting_nightly__america_new_york, whose run for ds is dated 02:00 New York
+    time the next day. Its credit events arrive while the night waits for them."""
+    from program_reporting.tools.simulate.simulator import simulate as sim
+
+    p = airflow_paths
+    ds = "2020-06-02"
+    sim(
+        start=dt.date(2020, 6, 2),
+        days=1,
+        merchants=150,
+        seed=3,
+        drop=p.drop,
+        programs=("PPP-2020",),
+        bad_row_share=0.0,
+        progress=False,
+    )
+    late = p.delivery_dir("credit_events", ds)
+    kept = tmp_path / "late"
+    shutil.move(late, kept)
+    proc = subprocess.Popen(
+        [CLI, "run", "--program", "PPP-2020", "--ds", ds, "--wait", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log_dir = p.home / "airflow" / "logs" / "program-reporting-run"
+    waited = time.monotonic() + 300
+    while time.monotonic() < waited:  # the night is waiting for the credit events
+        logs = list(log_dir.glob(f"{ds}_*.log")) if log_dir.exists() else []
+        if logs and "credit_events delivery for ds=2020-06-02" in logs[0].read_text(errors="replace"):
+            break
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(1)
+    shutil.move(kept, late)  # the source delivers, late in New York's night
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    [log_file] = log_dir.glob(f"{ds}_*.log")
+    text = log_file.read_text(errors="replace")
+    assert "program_reporting_nightly__america_new_york" in text
+    assert "2020-06-03T06:00:00+00:00" in text or "2020-06-03 06:00:00+00:00" in text  # 02:00 EDT
+    assert "not there yet" in text  # it waited
+    con = duckdb.connect(str(p.current_db), read_only=True)
+    try:
+        programs = con.execute(
+            "SELECT DISTINCT program_code FROM kpi_program_daily WHERE as_of_date = DATE '2020-06-02'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert programs == [("PPP-2020",)]
+
+
 def test_a_published_set_always_has_its_report(airflow_paths, tmp_path):
     """The publish task killed between its report and the swap, then between the
     swap and the index entry (the whole `airflow dags test` process, SIGKILL)."""

@@ -8,6 +8,7 @@ import sys
 
 from program_reporting.core.settings import dates_between, parse_ds, paths
 from program_reporting.orchestration import standalone
+from program_reporting.orchestration.business_date import calendar_of_program
 from program_reporting.orchestration.run import DEFAULT_WAIT_SECONDS, SENSOR_TIMEOUT_ENV, run_dates
 
 # run: orchestration/run.py
@@ -27,6 +28,13 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_WAIT_SECONDS:g})",
     )
     parser.add_argument(
+        "--program",
+        metavar="CODE",
+        help="run the nightly DAG of this program's time zone (programs.csv), e.g. PPP-2020 runs "
+        "program_reporting_nightly__america_new_york at 02:00 New York time after ds; default: "
+        "program_reporting_nightly (Asia/Shanghai). Every calendar builds and publishes every program",
+    )
+    parser.add_argument(
         "--no-bi-refresh", action="store_true", help="do not run the Parquet exports and KPI brief after publishing"
     )
 
@@ -44,7 +52,12 @@ def run_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"not run: {exc}")
         return 2
-    outcomes = run_dates(dates, wait=args.wait, bi_refresh=not args.no_bi_refresh)
+    try:
+        calendar = calendar_of_program(args.program) if args.program else None
+    except ValueError as exc:
+        print(f"not run: {exc}")
+        return 2
+    outcomes = run_dates(dates, wait=args.wait, bi_refresh=not args.no_bi_refresh, calendar=calendar)
     for o in outcomes:
         if o.warning:
             print(f"WARNING ds={o.ds}: {o.warning}")

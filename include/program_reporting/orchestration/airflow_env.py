@@ -29,12 +29,15 @@ import time
 from pathlib import Path
 
 from program_reporting.core.settings import REPO_ROOT, paths
+from program_reporting.orchestration.business_date import NIGHTLY_DAG_ID  # noqa: F401 - the DAG `run` uses
 
 log = logging.getLogger(__name__)
 
 DAGS_FOLDER = REPO_ROOT / "dags"
-NIGHTLY_DAG_ID = "program_reporting_nightly"
 BI_REFRESH_DAG_ID = "program_reporting_bi_refresh"
+
+# One slot: the nightly tasks that read or write the warehouse, across every calendar's DAG.
+WAREHOUSE_POOL = "program_reporting_warehouse"
 
 SENSOR_POKE_ENV = "PROGRAM_REPORTING_SENSOR_POKE_SECONDS"
 SENSOR_TIMEOUT_ENV = "PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS"
@@ -197,7 +200,7 @@ def ensure_db(env: dict[str, str] | None = None) -> None:
     from importlib.metadata import version
 
     marker = home / ".migrated"
-    want = f"apache-airflow {version('apache-airflow')}"
+    want = f"apache-airflow {version('apache-airflow')}; pool {WAREHOUSE_POOL}"
     if marker.exists() and (home / "airflow.db").exists() and marker.read_text().strip() == want:
         return
     t0 = time.monotonic()
@@ -206,5 +209,20 @@ def ensure_db(env: dict[str, str] | None = None) -> None:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
         raise RuntimeError(f"`airflow db migrate` failed in {home}:\n{tail}")
+    proc = subprocess.run(
+        [
+            airflow_bin(),
+            "pools",
+            "set",
+            WAREHOUSE_POOL,
+            "1",
+            "the warehouse's single writer: one night's step at a time",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"`airflow pools set {WAREHOUSE_POOL}` failed in {home}:\n{proc.stderr[-2000:]}")
     marker.write_text(want + "\n")
     log.info("Airflow metadata database ready (%.1f s)", time.monotonic() - t0)

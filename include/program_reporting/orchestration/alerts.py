@@ -39,7 +39,7 @@ from airflow.sdk import BaseNotifier
 
 from program_reporting.core.settings import paths
 from program_reporting.orchestration.airflow_env import ALERT_EMAILS_ENV, SMTP_CONN_ID, alert_sender
-from program_reporting.orchestration.business_date import business_date
+from program_reporting.orchestration.business_date import business_date, calendar_of_dag
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class NightlyRunNotifier(BaseNotifier):
         dag_id = getattr(dag_run, "dag_id", None) or context.get("dag").dag_id
         run_id = getattr(dag_run, "run_id", None) or context.get("run_id")
         logical = context.get("logical_date")
-        ds = business_date(logical) if logical else None
+        ds = business_date(logical, calendar_of_dag(dag_id).time_zone) if logical else None
         with _state(dag_id) as state:
             if self.outcome == "failed":
                 if run_id in state["alerted"]:
@@ -112,7 +112,7 @@ class NightlyRunNotifier(BaseNotifier):
                 if not failed:
                     return
                 alert = self._recovery(dag_id, run_id, ds, failed)
-        self._send(context, **alert)
+        send(context, **alert)
 
     @staticmethod
     def _failure(context: Any, dag_id: str, run_id: str, ds: str | None) -> dict:
@@ -143,28 +143,33 @@ class NightlyRunNotifier(BaseNotifier):
             "details": {"ds": ds, "airflow_run_id": run_id, "recovered_runs": [f["run_id"] for f in failed]},
         }
 
-    def _send(self, context: Any, event: str, subject: str, message: str, report_path, details: dict) -> None:
-        from program_reporting.publishing import notify
 
-        record = notify.notify(event, message, report_path, **details)
-        to = recipients()
-        if not to:
-            return
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-        from markupsafe import escape
+def send(context: Any, event: str, subject: str, message: str, report_path, details: dict) -> dict:
+    """One alert to every channel: the alerts log and the webhook (publishing.notify), and
+    e-mail through the SMTP provider's SmtpNotifier when recipients are set. Returns the
+    alerts log's record."""
+    from program_reporting.publishing import notify
 
-        body = f"<p>{escape(record['message'])}</p>"
-        if report_path:
-            body += f"<p>Report: {escape(str(report_path))}</p>"
-        # notify(), not the notifier's __call__: the text is sent as it is, not rendered as a template
-        try:
-            SmtpNotifier(
-                to=to,
-                from_email=alert_sender(dict(os.environ)),
-                subject=subject,
-                html_content=body,
-                smtp_conn_id=SMTP_CONN_ID,
-            ).notify(context)
-        except Exception:
-            # an unreachable mail server must not turn an alert into a second failure
-            log.exception("could not e-mail the alert %s to %s", event, ", ".join(to))
+    record = notify.notify(event, message, report_path, **details)
+    to = recipients()
+    if not to:
+        return record
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    from markupsafe import escape
+
+    body = f"<p>{escape(record['message'])}</p>"
+    if report_path:
+        body += f"<p>Report: {escape(str(report_path))}</p>"
+    # notify(), not the notifier's __call__: the text is sent as it is, not rendered as a template
+    try:
+        SmtpNotifier(
+            to=to,
+            from_email=alert_sender(dict(os.environ)),
+            subject=subject,
+            html_content=body,
+            smtp_conn_id=SMTP_CONN_ID,
+        ).notify(context)
+    except Exception:
+        # an unreachable mail server must not turn an alert into a second failure
+        log.exception("could not e-mail the alert %s to %s", event, ", ".join(to))
+    return record

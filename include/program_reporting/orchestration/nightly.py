@@ -24,6 +24,7 @@ from program_reporting.orchestration.business_date import (  # noqa: F401 - re-e
     PROGRAM_TIME_ZONE,
     SCHEDULE_CRON,
     business_date,
+    calendar_of_dag,
     logical_date_for,
     new_run_id,
 )
@@ -38,8 +39,14 @@ FAILURE_KEY = "failure"  # XCom key under which a failing step leaves its messag
 # --- business date ------------------------------------------------------------
 
 
+def dag_id_of(context: Any) -> str | None:
+    dag = context.get("dag")
+    return getattr(dag, "dag_id", None) or getattr(context.get("dag_run"), "dag_id", None)
+
+
 def ds_of(context: Any) -> str:
-    return business_date(context["logical_date"])
+    """The business date of the run: the day before its logical date, in its DAG's calendar."""
+    return business_date(context["logical_date"], calendar_of_dag(dag_id_of(context)).time_zone)
 
 
 # --- assets -----------------------------------------------------------------

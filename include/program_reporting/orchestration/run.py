@@ -3,7 +3,8 @@
   program-reporting run --ds 2020-06-03
   program-reporting run --from 2020-06-02 --to 2020-06-08
 
-Each date is one run of the DAG `program_reporting_nightly`, executed by
+Each date is one run of the DAG `program_reporting_nightly` (with `--program`, the
+nightly DAG of that program's time zone), executed by
 `airflow dags test` with the project's Airflow environment: the same DAG,
 tasks and checks as a scheduled run, without needing a scheduler. The
 logical date is the one the schedule gives that business date (02:00
@@ -45,14 +46,13 @@ from pathlib import Path
 from program_reporting.core.settings import paths
 from program_reporting.orchestration.airflow_env import (
     BI_REFRESH_DAG_ID,
-    NIGHTLY_DAG_ID,
     SENSOR_POKE_ENV,
     SENSOR_TIMEOUT_ENV,
     airflow_bin,
     airflow_env,
     ensure_db,
 )
-from program_reporting.orchestration.business_date import logical_date_for
+from program_reporting.orchestration.business_date import Calendar, calendars, logical_date_for
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,12 @@ class Outcome:
     warning: str | None = None  # published, but something after the swap did not finish
 
 
-def run_dates(dates: list[str], wait: float | None = None, bi_refresh: bool = True) -> list[Outcome]:
-    """Run the nightly DAG for each date in order; stop at the first that does not publish."""
+def run_dates(
+    dates: list[str], wait: float | None = None, bi_refresh: bool = True, calendar: Calendar | None = None
+) -> list[Outcome]:
+    """Run the nightly DAG (of `calendar`; default: the default time zone's) for each date
+    in order; stop at the first that does not publish."""
+    calendar = calendar or calendars()[0]
     env = airflow_env()
     if wait is not None or not os.environ.get(SENSOR_TIMEOUT_ENV):
         wait = DEFAULT_WAIT_SECONDS if wait is None else wait
@@ -89,7 +93,7 @@ def run_dates(dates: list[str], wait: float | None = None, bi_refresh: bool = Tr
     with _exclusive(paths().home):
         ensure_db(env)
         for ds in dates:
-            outcome = run_one(ds, env)
+            outcome = run_one(ds, env, calendar)
             outcomes.append(outcome)
             if not outcome.published:
                 break
@@ -98,13 +102,14 @@ def run_dates(dates: list[str], wait: float | None = None, bi_refresh: bool = Tr
     return outcomes
 
 
-def run_one(ds: str, env: dict[str, str]) -> Outcome:
+def run_one(ds: str, env: dict[str, str], calendar: Calendar | None = None) -> Outcome:
     from program_reporting.reporting import report as reporting
 
-    logical = logical_date_for(ds).isoformat()
+    calendar = calendar or calendars()[0]
+    logical = logical_date_for(ds, calendar.time_zone).isoformat()
     started = dt.datetime.now(dt.UTC)
-    log.info("ds=%s: running %s for logical date %s through Airflow", ds, NIGHTLY_DAG_ID, logical)
-    rc, log_file, failures, seconds, running = _airflow_dags_test(NIGHTLY_DAG_ID, logical, env, label=ds)
+    log.info("ds=%s: running %s for logical date %s through Airflow", ds, calendar.dag_id, logical)
+    rc, log_file, failures, seconds, running = _airflow_dags_test(calendar.dag_id, logical, env, label=ds)
     run_dir = _report_dir(ds, started)
     report = _read_report(run_dir)
     run_id = run_dir.name if run_dir else None

@@ -30,6 +30,7 @@ out = {
     "files": {s.file: s.duration.total_seconds() for s in bag.dagbag_stats},
     "dags": {},
     "dates": {ds: nightly.logical_date_for(ds).isoformat() for ds in ("2020-06-03", "2020-12-31")},
+    "dates_new_york": {"2020-06-03": nightly.logical_date_for("2020-06-03", "America/New_York").isoformat()},
     "roundtrip": all(
         nightly.business_date(nightly.logical_date_for(d)) == d for d in ("2020-06-03", "2020-12-31", "2024-02-29")
     ),
@@ -43,6 +44,12 @@ for dag_id, dag in bag.dags.items():
         "catchup": dag.catchup,
         "doc_md": bool(dag.doc_md),
         "on_failure_callback": bool(dag.on_failure_callback),
+        "on_success_callback": bool(dag.on_success_callback),
+        "deadline": [
+            {"reference": type(d.reference).__name__, "interval": d.interval.total_seconds(),
+             "callback": d.callback.path, "kwargs": d.callback.kwargs}
+            for d in (dag.deadline if isinstance(dag.deadline, list) else [dag.deadline] if dag.deadline else [])
+        ],
         "timetable": type(sched).__name__,
         "cron": getattr(sched, "expression", None),
         "timezone": str(getattr(sched, "timezone", "")),
@@ -61,6 +68,7 @@ for dag_id, dag in bag.dags.items():
                 "timeout": getattr(t, "timeout", None),
                 "outlets": sorted(a.name for a in t.outlets if isinstance(a, Asset)),
                 "upstream": sorted(t.upstream_task_ids),
+                "pool": t.pool,
             }
             for t in dag.tasks
         },
@@ -108,8 +116,14 @@ def test_dags_folder_loads_without_errors(bag):
         print(f"parse time {file}: {seconds * 1000:.0f} ms")
     print(f"DagBag fill, both files: {bag['total_seconds']:.2f} s")
     assert bag["import_errors"] == {}
-    assert set(bag["dags"]) == {"program_reporting_nightly", "program_reporting_bi_refresh"}
-    assert len(bag["files"]) == 2
+    # one nightly DAG per time zone of programs.csv (SPARK-2020 and SPRING-THUNDER-2020 share
+    # Asia/Shanghai, PPP-2020 is on New York time), and the BI refresh
+    assert set(bag["dags"]) == {
+        "program_reporting_nightly",
+        "program_reporting_nightly__america_new_york",
+        "program_reporting_bi_refresh",
+    }
+    assert len(bag["files"]) == 2  # the nightly DAGs come from one file
 
 
 def test_every_dag_has_owner_tags_and_docs(bag):
@@ -128,11 +142,47 @@ def test_nightly_schedule_is_0200_shanghai_and_one_run_per_business_date(bag):
     assert dag["timetable"] == "CronTriggerTimetable"
     assert dag["cron"] == "0 2 * * *"
     assert "Asia/Shanghai" in dag["timezone"]
-    assert dag["on_failure_callback"]
+    assert dag["on_failure_callback"] and dag["on_success_callback"]
     # ds 2020-06-03 is processed by the run of 2020-06-04 02:00 +08:00 = 2020-06-03 18:00 UTC
     assert bag["dates"]["2020-06-03"] == "2020-06-03T18:00:00+00:00"
     assert bag["dates"]["2020-12-31"] == "2020-12-31T18:00:00+00:00"
     assert bag["roundtrip"]
+
+
+def test_each_program_time_zone_has_its_night_and_its_deadline(bag):
+    """PPP-2020 (America/New_York in programs.csv) runs at 02:00 New York time; each
+    calendar's figures are due at 06:00 local (4 h after the logical date), alerting the
+    calendar's programs by name."""
+    shanghai, new_york = (
+        bag["dags"]["program_reporting_nightly"],
+        bag["dags"]["program_reporting_nightly__america_new_york"],
+    )
+    assert new_york["cron"] == "0 2 * * *" and "America/New_York" in new_york["timezone"]
+    assert set(new_york["tasks"]) == set(shanghai["tasks"])  # the same night, another calendar
+    assert "PPP-2020" in new_york["tags"] and {"SPARK-2020", "SPRING-THUNDER-2020"} <= set(shanghai["tags"])
+    for dag, programs, zone in (
+        (shanghai, ["SPARK-2020", "SPRING-THUNDER-2020"], "Asia/Shanghai"),
+        (new_york, ["PPP-2020"], "America/New_York"),
+    ):
+        assert dag["deadline"] == [
+            {
+                "reference": "DagRunLogicalDateDeadline",
+                "interval": 4 * 3600.0,
+                "callback": "program_reporting.orchestration.deadlines.figures_late",
+                "kwargs": {"programs": programs, "time_zone": zone},
+            }
+        ]
+    # 2020-06-03 in New York ends at 2020-06-04 04:00 UTC; its night runs at 02:00 EDT = 06:00 UTC
+    assert bag["dates_new_york"]["2020-06-03"] == "2020-06-04T06:00:00+00:00"
+
+
+def test_one_writer_across_calendars(bag):
+    """Every task that reads or writes the warehouse or the published set takes the one
+    slot of the pool program_reporting_warehouse; landing (per source, its own locks) does not."""
+    writers = {"release_orphans", "gate_landed", "dbt_build", "stage_audit", "validate", "publish"}
+    for dag_id in ("program_reporting_nightly", "program_reporting_nightly__america_new_york"):
+        tasks = bag["dags"][dag_id]["tasks"]
+        assert {t for t, v in tasks.items() if v["pool"] == "program_reporting_warehouse"} == writers, dag_id
 
 
 # task id -> retries: deliberate per kind of task
@@ -153,6 +203,8 @@ NIGHTLY_RETRIES = {
 
 
 def test_nightly_retries_are_deliberate(bag):
+    tasks = bag["dags"]["program_reporting_nightly__america_new_york"]["tasks"]
+    assert {t: v["retries"] for t, v in tasks.items()} == NIGHTLY_RETRIES
     tasks = bag["dags"]["program_reporting_nightly"]["tasks"]
     assert {t: v["retries"] for t, v in tasks.items()} == NIGHTLY_RETRIES
     for task_id, task in tasks.items():
