@@ -8,6 +8,7 @@ so every critical check passes; tests then break one thing on purpose."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -224,9 +225,37 @@ def write_marts(
     return path
 
 
-def write_audit(paths, run_id: str, ds: str, **kwargs) -> Path:
-    """The candidate set of a run where the build leaves it: audit/<run_id>/kpi.duckdb."""
+def write_audit(paths, run_id: str, ds: str, fresh: bool = True, **kwargs) -> Path:
+    """The candidate set of a run where the build leaves it: audit/<run_id>/kpi.duckdb,
+    with (unless `fresh` is False) a freshness record saying every landed source
+    passed, as the build's `dbt source freshness` writes it beside the set.
+    test_gate_freshness.py runs the real dbt for the other verdicts."""
+    if fresh:
+        write_freshness(paths.audit / run_id / "source_freshness.json")
     return write_marts(paths.audit / run_id / "kpi.duckdb", run_id, ds, **kwargs)
+
+
+def write_freshness(path: Path, age_hours: float = 0.1) -> Path:
+    """A source_freshness.json in dbt's sources.json format: the three landed sources, status pass."""
+    now = dt.datetime.now(dt.UTC)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = [
+        {
+            "unique_id": f"source.program_reporting.raw.{source}",
+            "max_loaded_at": (now - dt.timedelta(hours=age_hours)).isoformat(),
+            "snapshotted_at": now.isoformat(),
+            "max_loaded_at_time_ago_in_s": age_hours * 3600,
+            "status": "pass",
+            "criteria": {
+                "warn_after": {"count": 26, "period": "hour"},
+                "error_after": {"count": 50, "period": "hour"},
+                "filter": None,
+            },
+        }
+        for source in ("credit_events", "employment_reports", "merchants")
+    ]
+    path.write_text(json.dumps({"metadata": {"generated_at": now.isoformat()}, "results": results}))
+    return path
 
 
 def mutate(db: Path, *statements: str) -> None:

@@ -289,3 +289,21 @@ def write_nights(raw: Path, data: dict, through: str, since: str = FIRST_DS) -> 
     for ds in days(since, (dt.date.fromisoformat(through) - dt.date.fromisoformat(since)).days + 1):
         for source in ("merchants", "credit_events", "employment_reports"):
             write_partition(raw, source, ds, data[source].get(ds, []))
+
+
+def age_landings(raw: Path, source: str, hours: float) -> None:
+    """Make every row of a landed source look landed `hours` ago, as if no night
+    had landed anything of it since: what `dbt source freshness` measures is the
+    newest `_landed_at` of the whole source."""
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)).isoformat()
+    con = duckdb.connect()
+    try:
+        for f in sorted((raw / source).glob("ds=*/*.parquet")):
+            tmp = f.with_name(f.name + ".aged")
+            con.execute(
+                f"COPY (SELECT * REPLACE (TIMESTAMPTZ '{at}' AS _landed_at) FROM read_parquet('{f}')) "
+                f"TO '{tmp}' (FORMAT parquet)"
+            )
+            tmp.replace(f)
+    finally:
+        con.close()

@@ -42,6 +42,12 @@ def build_command(args: argparse.Namespace) -> int:
         f"({'full refresh' if summary['full_refresh'] else 'restated from ' + summary['restate_from']}); "
         f"{len(summary['warnings'])} warnings; warehouse {summary['warehouse']}"
     )
+    fresh = summary.get("source_freshness")
+    print(
+        "source freshness: "
+        + (", ".join(f"{source} {status}" for source, status in fresh.items()) if fresh else "not recorded")
+        + f"; dbt docs: {summary.get('docs_page') or 'not written'} ({summary.get('catalog_seconds')}s)"
+    )
     if args.audit:
         print(f"audit set: {stage_audit(args.audit, args.ds)}")
     return 0

@@ -11,6 +11,10 @@ For every run, published or withheld, reports/<run_id>/ holds:
                blocking failures first
 - data_docs/   the GX Data Docs of the same results, built offline
 
+and the report links the dbt docs of the warehouse the run built, published
+in reports/catalog/<sha256>.html (place_docs_page): one file per distinct
+page, so the nights that built the same project share one, never rewritten.
+
 A report is written once: the folder is built under a temporary name and
 renamed into place, its files are read-only, and writing a report for a run
 that has one is refused. reports/index.jsonl is the append-only history (one
@@ -39,17 +43,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from program_reporting.core.checksums import sha256_file
-from program_reporting.core.durable import fsync_dir
+from program_reporting.core.durable import fsync_dir, fsync_file
 from program_reporting.core.redaction import scrub
 from program_reporting.core.settings import Paths, parse_ds
 from program_reporting.core.settings import paths as default_paths
 from program_reporting.reporting.templating import render
+from program_reporting.warehouse.catalog import DOCS_PAGE
 
 log = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
 READ_ONLY = 0o444
 PUBLISHING = ".publishing"  # reports/.<run_id>.publishing: a publication's report, fixed, not yet in place
+DOCS_FOLDER = "catalog"  # reports/catalog/<sha256>.html: the dbt docs pages the reports link
 
 
 class ReportExists(FileExistsError):
@@ -158,6 +164,47 @@ def build_data_docs(run_id: str, gates: Iterable, target: Path) -> str | None:
         return f"GX Data Docs could not be built: {exc}"
 
 
+# --------------------------------------------------------------------------- dbt docs
+
+
+def place_docs_page(run_id: str, p: Paths) -> dict:
+    """Publish the dbt docs page the build staged with the run's candidate set
+    (audit/<run_id>/dbt_docs.html) as reports/catalog/<its SHA-256>.html, unless
+    that file is there already; returns what the report says about it.
+
+    The page changes only when the project or the warehouse's tables do, so
+    most nights find their page published by an earlier one. Named by its
+    content, a file there is never rewritten: `sha256sum` of it gives its name."""
+    page = p.audit / run_id / DOCS_PAGE
+    if not page.is_file():
+        note = f"the run staged no dbt docs page ({page.relative_to(p.home)}): its build did not get that far"
+        return {"dbt_docs": None, "dbt_docs_sha256": None, "dbt_docs_note": note}
+    sha = sha256_file(page)
+    rel = f"{DOCS_FOLDER}/{sha}.html"
+    dest = p.reports / rel
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{sha}.{os.getpid()}.tmp"
+        try:
+            shutil.copyfile(page, tmp)
+            os.chmod(tmp, READ_ONLY)
+            fsync_file(tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(dest.parent)
+        log.info("dbt docs page of run %s published as %s", run_id, dest)
+    return {"dbt_docs": rel, "dbt_docs_sha256": sha, "dbt_docs_note": None}
+
+
+def source_freshness(gate_docs: list[dict]) -> dict | None:
+    """What the marts gate read of the build's source freshness record (DuckDB gate)."""
+    for g in gate_docs:
+        if g.get("stage") == "marts" and (g.get("engine") or "duckdb") == "duckdb":
+            return (g.get("inputs") or {}).get("source_freshness")
+    return None
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -203,6 +250,7 @@ def build_report(
             "deliveries": recs,
             "quarantine_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
             "landing_failures": landing_failures(ds, p),
+            "source_freshness": source_freshness(gate_docs),
             "gates": gate_docs,
         }
     )
@@ -297,6 +345,7 @@ def _entry(folder: Path) -> dict:
         "reason": doc["reason"],
         "critical_failures": doc["summary"]["critical_failures"],
         "warnings": doc["summary"]["warnings"],
+        "dbt_docs": doc.get("dbt_docs"),
         "report_json_sha256": sha256_file(folder / "report.json"),
         "report_html_sha256": sha256_file(folder / "report.html"),
     }
@@ -374,6 +423,7 @@ def _render(
         doc["data_docs_error"] = build_data_docs(run_id, gates, staging / "data_docs")
         if doc["data_docs_error"]:
             doc["data_docs"] = None
+        doc.update(place_docs_page(run_id, p))
         files = {
             "report.json": (json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"),
             "report.html": render_html(doc).encode("utf-8"),

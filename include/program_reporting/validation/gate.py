@@ -7,7 +7,10 @@ Two gates, with the suites of expectations/ (GX 1.x JSON, one file per suite):
           control files, before dbt reads them
   marts   the candidate set audit/<run_id>/kpi.duckdb (kpi_program_daily,
           kpi_segment_daily, kpi_target_progress, run_info) before it is
-          published, against the previous published set for day-over-day guards
+          published, against the previous published set for day-over-day guards;
+          with it, on DuckDB, the freshness of the sources the set was built
+          from (suite source_freshness: dbt source freshness as the build
+          recorded it beside the set, audit/<run_id>/source_freshness.json)
 
 Each expectation is `critical` (a failure blocks publishing) or `warning`
 (reported). An expectation that could not be evaluated (GX raised, a column
@@ -58,10 +61,13 @@ from program_reporting.core.settings import (
 )
 from program_reporting.validation.candidate import GATE_FILE
 from program_reporting.validation.suites import CheckResult, FrameRun, Suite, load_suites, new_context, run_suite
+from program_reporting.warehouse.catalog import FRESHNESS_FILE, source_name
 
 log = logging.getLogger(__name__)
 
 MART_TABLES = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress", "run_info")
+FRESHNESS_STAGE = "freshness"  # the suites judged with the marts gate on DuckDB only
+_HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
 
 
 class GateError(RuntimeError):
@@ -335,9 +341,57 @@ def marts_connection(run_id: str, ds: str, candidate: Path, previous: Path | Non
     return con
 
 
+def _hours(threshold: dict | None) -> float | None:
+    if not threshold or threshold.get("count") is None or threshold.get("period") not in _HOURS:
+        return None
+    return threshold["count"] * _HOURS[threshold["period"]]
+
+
+def source_freshness(con, record: Path, home: Path) -> dict | None:
+    """The table source_freshness that the suite source_freshness reads: one row
+    per source in the build's record (dbt's sources.json), and the landed
+    sources it must cover. Without a record the table is empty, so every
+    landed source fails as not checked. Returns what was read, for the report."""
+    con.execute("SET VARIABLE landed_sources = ?", [[f"raw.{s}" for s in SOURCES]])
+    con.execute(
+        """CREATE TABLE source_freshness (source VARCHAR, status VARCHAR, max_loaded_at TIMESTAMPTZ,
+        snapshotted_at TIMESTAMPTZ, age_hours DOUBLE, warn_after_hours DOUBLE, error_after_hours DOUBLE,
+        error VARCHAR)"""
+    )
+    where = record.relative_to(home) if record.is_relative_to(home) else record
+    try:
+        doc = json.loads(record.read_text(encoding="utf-8"))
+        results = doc["results"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        missing = f"no freshness record: {where} ({type(exc).__name__}); the build writes it after dbt build"
+        log.error("%s", missing)
+        con.execute("SET VARIABLE no_freshness_result = ?", [missing])
+        return None
+    con.execute("SET VARIABLE no_freshness_result = ?", [f"{where} has no result for this source"])
+    sources = []
+    for r in results:
+        criteria = r.get("criteria") or {}
+        age = r.get("max_loaded_at_time_ago_in_s")
+        row = {
+            "source": source_name(str(r.get("unique_id", ""))),
+            "status": r.get("status"),
+            "max_loaded_at": r.get("max_loaded_at"),
+            "snapshotted_at": r.get("snapshotted_at"),
+            "age_hours": None if age is None else round(age / 3600, 2),
+            "warn_after_hours": _hours(criteria.get("warn_after")),
+            "error_after_hours": _hours(criteria.get("error_after")),
+            "error": r.get("error"),  # a runtime error's message
+        }
+        con.execute("INSERT INTO source_freshness VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(row.values()))
+        sources.append(row)
+    checked_at = (doc.get("metadata") or {}).get("generated_at")
+    return {"record": str(where), "sha256": sha256_file(record), "checked_at": checked_at, "sources": sources}
+
+
 def validate(run_id: str, ds: str, paths: Paths | None = None) -> GateResult:
-    """Run the mart suites on audit/<run_id>/kpi.duckdb and record the verdict
-    in audit/<run_id>/gate.json (publish() requires a passing one)."""
+    """Run the mart suites on audit/<run_id>/kpi.duckdb, and the freshness suite
+    on the build's record beside it, and record the verdict in
+    audit/<run_id>/gate.json (publish() requires a passing one)."""
     parse_ds(ds)
     p = paths or default_paths()
     audit_dir = p.audit / run_id
@@ -354,9 +408,10 @@ def validate(run_id: str, ds: str, paths: Paths | None = None) -> GateResult:
         "candidate_sha256": checksum,
         "previous_published": str(previous.resolve().relative_to(p.home.resolve())) if previous else None,
     }
-    suites = load_suites("marts")
+    suites = load_suites("marts") + load_suites(FRESHNESS_STAGE)
     con = marts_connection(run_id, ds, candidate, previous)
     try:
+        inputs["source_freshness"] = source_freshness(con, audit_dir / FRESHNESS_FILE, p.home)
         gate = _run("marts", ds, run_id, con, suites, inputs)
     finally:
         con.close()

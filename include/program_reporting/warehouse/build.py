@@ -15,6 +15,12 @@ successful build yet), nothing else; afterwards it records the build in the
 build log, from which the next night's plan starts. --full-refresh rebuilds
 everything from the raw layer and gives identical tables (docs/warehouse.md).
 
+After a successful build, still holding the warehouse, it runs `dbt source
+freshness` and `dbt docs generate` into warehouse/catalog/ (catalog.py): the
+freshness of the landed sources, which the marts gate judges, and the dbt
+docs page each run's report links. stage_audit puts both beside the
+candidate set.
+
 Examples:
   program-reporting build --ds 2020-06-30
   program-reporting build --ds 2020-06-30 --full-refresh
@@ -30,6 +36,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -37,7 +44,7 @@ import duckdb
 
 from program_reporting.core import settings
 from program_reporting.core.settings import DBT_PROJECT_DIR, Paths, parse_ds
-from program_reporting.warehouse import build_log
+from program_reporting.warehouse import build_log, catalog
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +92,7 @@ def _dbt_environment(paths: Paths):
                 os.environ[k] = v
 
 
-def _dbt_args(command: list[str], paths: Paths) -> list[str]:
+def _dbt_args(command: list[str], paths: Paths, target_path: Path | None = None) -> list[str]:
     work = paths.home / "warehouse"
     return command + [
         "--project-dir",
@@ -94,19 +101,20 @@ def _dbt_args(command: list[str], paths: Paths) -> list[str]:
         str(DBT_PROJECT_DIR),
         # per-home target and logs: parallel homes (tests, backfills) never share state
         "--target-path",
-        str(work / "dbt_target"),
+        str(target_path or work / "dbt_target"),
         "--log-path",
         str(work / "dbt_logs"),
         "--no-use-colors",
     ]
 
 
-def _invoke(args: list[str], paths: Paths):
+def _invoke(args: list[str], paths: Paths, manifest=None):
+    """dbt in this process; with `manifest` (a parsed project), without parsing it again."""
     from dbt.cli.main import dbtRunner
 
     with _dbt_environment(paths):
         try:
-            return dbtRunner().invoke(args)
+            return dbtRunner(manifest=manifest).invoke(args)
         finally:
             _release_duckdb()
 
@@ -145,6 +153,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     if not landings:
         raise BuildFailed(f"nothing to build: no landed delivery under {paths.raw} (land the sources first)")
     full = full_refresh or not build_log.previous_build_succeeded(paths)
+    catalog.forget(paths)
     build_log.write_landings(paths, landings)
     args = _dbt_args(["build"], paths)
     if full:
@@ -199,6 +208,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     for w in warned:
         log.warning("dbt warning: %s", w)
     log.info("build ds=%s done in %ss: %d nodes, %d warnings", ds, seconds, len(nodes), len(warned))
+    recorded = _freshness_and_docs(paths)
     return {
         "ds": ds,
         "run_id": run_id,
@@ -214,6 +224,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
         "warnings": warned,
         "seconds": seconds,
         "warehouse": str(paths.warehouse_db),
+        **recorded,
     }
 
 
@@ -221,6 +232,57 @@ def _write_build_log(
     paths: Paths, run_id: str, ds: str, plan: dict, full: bool, started_at: dt.datetime, succeeded: bool
 ) -> None:
     build_log.record(paths, run_id, ds, plan, full, started_at, succeeded)
+
+
+# --------------------------------------------------------------------------
+# source freshness and the docs page (catalog.py)
+
+
+def _freshness_and_docs(paths: Paths) -> dict:
+    """`dbt source freshness` and `dbt docs generate` on the warehouse just built,
+    by this process, which holds it: into warehouse/catalog/ (catalog.py).
+
+    The project is parsed once for both, and they run in a dbt target of their
+    own, so that the build's artifacts in dbt_target/ (run_results.json, the
+    compiled manifest.json) stay the build's. Neither fails the build: the marts
+    gate judges freshness, and blocks when it finds none; a run without its docs
+    page says so in its report."""
+    started = time.perf_counter()
+    out = catalog.folder(paths)
+    work = out / "dbt"
+    recorded: dict = {"source_freshness": None, "docs_page": None}
+    try:
+        parsed = _invoke(_dbt_args(["parse", "--no-write-json", "--quiet"], paths), paths)
+        if not parsed.success:
+            raise RuntimeError(f"dbt parse failed: {parsed.exception!r}")
+        manifest = parsed.result
+        work.mkdir(parents=True, exist_ok=True)
+        manifest.write(str(work / "manifest.json"))  # as parsed, before freshness and docs add to it
+        # --no-write-json: its result is written below; the manifest it would write again is above
+        fresh = _invoke(_dbt_args(["source", "freshness", "--no-write-json"], paths, work), paths, manifest)
+        if fresh.result is not None:
+            tmp = out / f".{catalog.FRESHNESS_FILE}.tmp"
+            fresh.result.write(str(tmp))  # dbt's sources.json
+            os.replace(tmp, out / catalog.FRESHNESS_FILE)
+            recorded["source_freshness"] = catalog.freshness_statuses(out / catalog.FRESHNESS_FILE)
+            stale = {s: status for s, status in recorded["source_freshness"].items() if status != "pass"}
+            (log.warning if stale else log.info)(
+                "source freshness: %s", ", ".join(f"{s} {v}" for s, v in recorded["source_freshness"].items()) or "none"
+            )
+        else:
+            log.error("dbt source freshness recorded nothing: %r", fresh.exception)
+        docs = _invoke(_dbt_args(["docs", "generate", "--no-compile", "--quiet"], paths, work), paths, manifest)
+        if not docs.success:
+            raise RuntimeError(f"dbt docs generate failed: {docs.exception!r}")
+        page = catalog.write_page(
+            work / "index.html", work / "manifest.json", work / "catalog.json", out / catalog.DOCS_PAGE
+        )
+        recorded["docs_page"] = str(page)
+    except Exception as exc:  # noqa: BLE001 - the build is done; what is missing is reported downstream
+        log.error("source freshness and dbt docs after the build: %s", exc)
+    recorded["catalog_seconds"] = round(time.perf_counter() - started, 2)
+    log.info("source freshness and dbt docs in %ss", recorded["catalog_seconds"])
+    return recorded
 
 
 # --------------------------------------------------------------------------
@@ -265,10 +327,27 @@ def stage_audit(run_id: str, ds: str, paths: Paths | None = None) -> Path:
     finally:
         con.close()
     target_dir.mkdir(parents=True, exist_ok=True)
+    _stage_catalog(paths, target_dir)
     os.replace(scratch, target)  # a reader never sees a half-written file
     Path(str(scratch) + ".wal").unlink(missing_ok=True)
     log.info("staged %s for run %s", target, run_id)
     return target
+
+
+def _stage_catalog(paths: Paths, target_dir: Path) -> None:
+    """The build's freshness record and docs page beside the candidate set, as
+    hard links (the build replaces them by rename, never in place), or copies
+    where a link cannot be made; a file the build did not record is absent."""
+    for name in (catalog.FRESHNESS_FILE, catalog.DOCS_PAGE):
+        source, dest = catalog.folder(paths) / name, target_dir / name
+        dest.unlink(missing_ok=True)
+        if not source.exists():
+            log.warning("%s: the build recorded no %s; the candidate set goes without it", source.parent, name)
+            continue
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copyfile(source, dest)
 
 
 def ensure_manifest(force: bool = False) -> Path:
