@@ -26,8 +26,10 @@ venv: $(STAMP) ## create .venv/ with the pinned stack
 run: $(STAMP) ## simulate a week and run the nightly pipeline for each day
 	$(BIN)/program-reporting demo
 
-test: lint ## lint, then run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Two workers (pytest-xdist): a module's tests stay together (tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+test: lint ## lint, then run the whole test suite (TEST_WORKERS=2 processes)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 PY_SOURCES := include dags tests bench
 lint: $(STAMP) ## ruff (lint and format check), sqlfluff on the dbt project, the import contracts

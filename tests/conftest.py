@@ -12,12 +12,44 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("SCARF_ANALYTICS", "false")
 
+from helpers import reliability_log  # noqa: E402
 from helpers.reliability_log import reliability  # noqa: E402, F401 - the fixture of the reliability tests
 
 from program_reporting.core.settings import Paths, paths  # noqa: E402
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "ppp"
 DATA = Path(__file__).resolve().parent / "data"  # files the tests ship with
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers, --dist loadgroup): a module's tests
+    stay in one worker (its module-scoped fixtures are built once), and the modules that
+    write RELIABILITY.md share one worker, whose recorder must see every section."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = "reliability" if module in reliability_log.MODULES else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist controller: a worker that regenerated RELIABILITY.md fails the run."""
+    if getattr(node, "workeroutput", {}).get(reliability_log.STALE):
+        node.config.stash[STALE_KEY] = True
+
+
+STALE_KEY = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    if session.config.stash.get(STALE_KEY, False):
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr:
+            tr.write_line("RELIABILITY.md was out of date with this run: regenerated; review and commit it", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -26,6 +26,17 @@ PLUGIN = "program_reporting_reliability_log"
 # section -> expected keys, registered by the test modules at import time
 EXPECTED: dict[str, list[str]] = {}
 SECTIONS = ("faults", "concurrency", "corpus", "property", "pii", "safety")
+# the test modules that record them: under pytest-xdist they run in one worker (conftest.py),
+# whose recorder then sees every section
+MODULES = (
+    "tests/integration/test_faults.py",
+    "tests/unit/landing/test_landing_race.py",
+    "tests/integration/test_corpus.py",
+    "tests/unit/landing/test_property_landing.py",
+    "tests/unit/core/test_pii.py",
+    "tests/integration/test_safety.py",
+)
+STALE = "reliability_stale"  # what a pytest-xdist worker reports to the controller
 
 
 def expect(section: str, keys: list[str]) -> None:
@@ -79,6 +90,8 @@ class Recorder:
                     "RELIABILITY.md was out of date with this run: regenerated; review and commit it", red=True
                 )
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: the controller fails the run
+                session.config.workeroutput[STALE] = True
         elif tr:
             tr.write_line("RELIABILITY.md matches this run")
 
