@@ -47,9 +47,9 @@ published by then. One such DAG per time zone of programs.csv.
 3. `gate_landed`: Great Expectations on the landed extracts.
 4. `dbt_build`: `dbt build` (models and their tests) into the DuckDB warehouse.
 5. `stage_audit` -> `validate` (the GX gate; a failure is final, no retries)
-   -> `publish` (in the production profile the PostgreSQL serving schema
-   first, gated again there; then the files, atomically; emits the three
-   `kpi_*` Assets). The report of a published run is part of publishing: in
+   -> `publish` (in the production profile the set is staged and gated
+   again in PostgreSQL; then the files, atomically; then PostgreSQL's serving
+   schema switches; emits the three `kpi_*` Assets). The report of a published run is part of publishing: in
    place before `current.duckdb` is swapped; if it cannot be written, nothing
    is published. These are the steps of `program_reporting.publishing.wap`,
    the path `program-reporting publish` runs in one process.

@@ -192,6 +192,36 @@ def test_unvalidated_or_failing_sets_leave_the_published_set_unchanged(warehouse
         assert cur.fetchone()[0] == 0
 
 
+def test_postgres_switches_only_after_the_files_and_the_report(warehouse, env_paths, monkeypatch):
+    """The write-audit-publish path stages and gates the set in PostgreSQL, publishes the
+    files with the report, and only then switches PostgreSQL: when the files cannot be
+    published, PostgreSQL keeps serving the previous set (whose report says published);
+    a retry of the same run, once the files are fixed, switches it."""
+    from helpers.landed import land_all
+
+    from program_reporting.publishing import wap
+
+    monkeypatch.setenv("PROGRAM_REPORTING_TARGET", "postgres")
+    land_all(env_paths.home, DS)
+    write_audit(env_paths, "r1", DS)
+    wap.gate_marts("r1", DS, env_paths)
+    wap.publish("r1", paths=env_paths)
+    write_audit(env_paths, "r2", DS, bump=1)
+    wap.gate_marts("r2", DS, env_paths)
+    blocker = env_paths.runs / "r2"
+    blocker.mkdir()  # the files cannot be published: the set's folder is taken
+    with pytest.raises(PublishError, match="published before"):
+        wap.publish("r2", paths=env_paths)
+    with _admin() as conn, conn.cursor() as cur:
+        assert _published_run(cur) == [("r1",)]
+    assert not (env_paths.reports / "r2" / "report.html").exists()
+    blocker.rmdir()
+    wap.publish("r2", paths=env_paths)
+    with _admin() as conn, conn.cursor() as cur:
+        assert _published_run(cur) == [("r2",)]
+    assert _gates_of(env_paths.reports / "r2")[-1] == ("marts", "postgresql", True)
+
+
 def marts_only(results):
     """The DuckDB gate also judges the sources' freshness record beside the set;
     the PostgreSQL gate judges only what PostgreSQL holds (docs/validation.md)."""

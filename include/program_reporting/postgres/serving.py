@@ -211,6 +211,7 @@ def publish(
     pg_settings: settings.PostgresSettings | None = None,
     validate: bool = True,
     on_gate: Callable[[gate.GateResult], None] | None = None,
+    before_switch: Callable[[], None] | None = None,
 ) -> PgPublication:
     """Copy run `run_id`'s validated set into PostgreSQL, validate it there, and
     make it the published set in one transaction. Raises PublishError (the
@@ -219,7 +220,10 @@ def publish(
 
     `on_gate` gets the gate's result, passed or not, before anything is
     published: the run's report must list it even if this process dies right
-    after the switch (a retry finds the run current and runs no gate)."""
+    after the switch (a retry finds the run current and runs no gate).
+    `before_switch` runs once the set passed, just before the switch (the write-audit-
+    publish path publishes the files and the report there); if it raises, nothing
+    changes in PostgreSQL."""
     from psycopg2 import sql
 
     p = paths or default_paths()
@@ -251,6 +255,8 @@ def publish(
                 on_gate(result)
             if not result.passed:
                 raise GateBlocked(f"run {run_id} was not published to PostgreSQL: {result.reason()}")
+        if before_switch is not None:
+            before_switch()
         _swap(conn)
         seconds = time.monotonic() - started
         log.info(

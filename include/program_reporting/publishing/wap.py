@@ -10,12 +10,12 @@ steps of a run, in this order:
 3. `gate_marts`: the GX gate on the candidate set; its verdict, with the
    set's SHA-256, goes to audit/<run_id>/gate.json;
 4. `publish`, only when every gate passed: in the production profile
-   (PROGRAM_REPORTING_TARGET=postgres) the PostgreSQL serving schema first,
-   which runs the marts gate again on what PostgreSQL holds and changes
-   nothing unless it passes; then the files (publish.py): the set moves to
-   published/runs/<run_id>/ and becomes published/current.duckdb, its report
-   in reports/<run_id>/ before that swap. If the report cannot be written,
-   nothing is published;
+   (PROGRAM_REPORTING_TARGET=postgres) the set is staged in PostgreSQL, which
+   runs the marts gate again on what it holds; then the files (publish.py):
+   the set moves to published/runs/<run_id>/ and becomes
+   published/current.duckdb, its report in reports/<run_id>/ before that
+   swap; then PostgreSQL switches its serving schema to the set. If the report
+   cannot be written, nothing is published, in either place;
 5. `withhold`, when nothing was published: the run's report, decision
    withheld and why; then the alert.
 
@@ -141,11 +141,22 @@ def publish(run_id: str, airflow_run_id: str | None = None, paths: Paths | None 
     from program_reporting.publishing import publish as files
 
     p = paths or default_paths()
+    published: list[Path] = []
+
+    def the_files() -> None:
+        published.append(files.publish(run_id, p, kept_gates(run_id, p), airflow_run_id))
+
     if serving.enabled():
-        # PostgreSQL first: if it fails, nothing is published anywhere, and a
-        # retry finds the run already current there and only publishes the files.
-        serving.publish(run_id, p, on_gate=lambda result: keep_gate(run_id, "postgres", result, p))
-    return files.publish(run_id, p, kept_gates(run_id, p), airflow_run_id)
+        # PostgreSQL stages and gates the set; then the files go, with the report (which lists
+        # that gate); only then PostgreSQL switches. A set PostgreSQL serves always has its
+        # published report; if the files fail, PostgreSQL keeps the previous set. If the switch
+        # fails after the files, a retry finds the files published and switches.
+        serving.publish(
+            run_id, p, on_gate=lambda result: keep_gate(run_id, "postgres", result, p), before_switch=the_files
+        )
+    if not published:  # no PostgreSQL, or the run already current there (a retry)
+        the_files()
+    return published[0]
 
 
 def withhold(
