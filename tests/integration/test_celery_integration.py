@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from program_reporting.core import settings
-from program_reporting.orchestration.airflow_env import NIGHTLY_DAG_ID, airflow_bin
+from program_reporting.orchestration.airflow_env import CREATE_WAREHOUSE_POOL, NIGHTLY_DAG_ID, airflow_bin
 from program_reporting.orchestration.business_date import logical_date_for
 from program_reporting.orchestration.celery_env import CeleryDeployment, celery_env, free_port, processes
 from program_reporting.postgres.production import init_warehouse
@@ -241,6 +241,7 @@ def test_nightly_run_through_celery_postgres_and_redis(
     timings = {}
     try:
         cluster.airflow("db", "migrate", timeout=240)
+        cluster.airflow(*CREATE_WAREHOUSE_POOL, timeout=120)  # as the compose file's airflow-init does
         timings["migrate"] = time.monotonic() - t0
         for name, args in processes(api_port, dep.queue).items():
             cluster.start(name, args)

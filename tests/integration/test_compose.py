@@ -134,3 +134,13 @@ def test_airflow_settings_are_real_airflow_options(compose):
         if section == "cosmos":  # astronomer-cosmos reads its own section
             continue
         assert key in options.get(section, {}).get("options", {}), f"{name} is not an Airflow configuration option"
+
+
+def test_airflow_init_creates_the_warehouse_pool(compose):
+    """The nightly tasks that touch the warehouse take the one slot of this pool; a
+    deployment without it would never schedule them."""
+    from program_reporting.orchestration.airflow_env import CREATE_WAREHOUSE_POOL
+
+    init = " ".join(compose["services"]["airflow-init"]["command"])
+    assert "airflow pools set program_reporting_warehouse 1" in init
+    assert CREATE_WAREHOUSE_POOL[:4] == ["pools", "set", "program_reporting_warehouse", "1"]

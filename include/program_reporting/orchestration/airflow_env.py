@@ -38,6 +38,15 @@ BI_REFRESH_DAG_ID = "program_reporting_bi_refresh"
 
 # One slot: the nightly tasks that read or write the warehouse, across every calendar's DAG.
 WAREHOUSE_POOL = "program_reporting_warehouse"
+# `airflow <these>` creates it; every installation runs it after `airflow db migrate`
+# (ensure_db here, the compose file's airflow-init, the Celery test's deployment).
+CREATE_WAREHOUSE_POOL = [
+    "pools",
+    "set",
+    WAREHOUSE_POOL,
+    "1",
+    "the warehouse's single writer: one night's step at a time",
+]
 
 SENSOR_POKE_ENV = "PROGRAM_REPORTING_SENSOR_POKE_SECONDS"
 SENSOR_TIMEOUT_ENV = "PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS"
@@ -210,14 +219,7 @@ def ensure_db(env: dict[str, str] | None = None) -> None:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
         raise RuntimeError(f"`airflow db migrate` failed in {home}:\n{tail}")
     proc = subprocess.run(
-        [
-            airflow_bin(),
-            "pools",
-            "set",
-            WAREHOUSE_POOL,
-            "1",
-            "the warehouse's single writer: one night's step at a time",
-        ],
+        [airflow_bin(), *CREATE_WAREHOUSE_POOL],
         env=env,
         capture_output=True,
         text=True,
