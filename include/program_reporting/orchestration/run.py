@@ -53,6 +53,7 @@ from program_reporting.orchestration.airflow_env import (
     ensure_db,
 )
 from program_reporting.orchestration.business_date import Calendar, calendars, logical_date_for
+from program_reporting.orchestration.deadlines import DAGS_TEST_ENV
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ def _airflow_dags_test(dag_id: str, logical_date: str | None, env: dict[str, str
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log_file = log_dir / f"{label}_{stamp}.log"
     cmd = [airflow_bin(), "dags", "test", dag_id] + ([logical_date] if logical_date else [])
+    env = {**env, DAGS_TEST_ENV: "1"}  # no deadline alerts on a date run by hand (deadlines.in_dags_test)
     t0 = time.monotonic()
     failures: list[str] = []
     starts: dict[str, float] = {}
