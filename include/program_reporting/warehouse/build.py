@@ -92,7 +92,9 @@ def _dbt_environment(paths: Paths):
                 os.environ[k] = v
 
 
-def _dbt_args(command: list[str], paths: Paths, target_path: Path | None = None) -> list[str]:
+def _dbt_args(
+    command: list[str], paths: Paths, target_path: Path | None = None, log_path: Path | None = None
+) -> list[str]:
     work = paths.home / "warehouse"
     return command + [
         "--project-dir",
@@ -103,7 +105,7 @@ def _dbt_args(command: list[str], paths: Paths, target_path: Path | None = None)
         "--target-path",
         str(target_path or work / "dbt_target"),
         "--log-path",
-        str(work / "dbt_logs"),
+        str(log_path or work / "dbt_logs"),
         "--no-use-colors",
     ]
 
@@ -243,8 +245,8 @@ def _freshness_and_docs(paths: Paths) -> dict:
     by this process, which holds it: into warehouse/catalog/ (catalog.py).
 
     The project is parsed once for both, and they run in a dbt target of their
-    own, so that the build's artifacts in dbt_target/ (run_results.json, the
-    compiled manifest.json) stay the build's. Neither fails the build: the marts
+    own and log to it, so that the build's artifacts in dbt_target/ (run_results.json,
+    the compiled manifest.json) and its log in dbt_logs/ stay the build's. Neither fails the build: the marts
     gate judges freshness, and blocks when it finds none; a run without its docs
     page says so in its report."""
     started = time.perf_counter()
@@ -252,14 +254,15 @@ def _freshness_and_docs(paths: Paths) -> dict:
     work = out / "dbt"
     recorded: dict = {"source_freshness": None, "docs_page": None}
     try:
-        parsed = _invoke(_dbt_args(["parse", "--no-write-json", "--quiet"], paths), paths)
+        logs = work / "logs"
+        parsed = _invoke(_dbt_args(["parse", "--no-write-json", "--quiet"], paths, log_path=logs), paths)
         if not parsed.success:
             raise RuntimeError(f"dbt parse failed: {parsed.exception!r}")
         manifest = parsed.result
         work.mkdir(parents=True, exist_ok=True)
         manifest.write(str(work / "manifest.json"))  # as parsed, before freshness and docs add to it
         # --no-write-json: its result is written below; the manifest it would write again is above
-        fresh = _invoke(_dbt_args(["source", "freshness", "--no-write-json"], paths, work), paths, manifest)
+        fresh = _invoke(_dbt_args(["source", "freshness", "--no-write-json"], paths, work, logs), paths, manifest)
         if fresh.result is not None:
             tmp = out / f".{catalog.FRESHNESS_FILE}.tmp"
             fresh.result.write(str(tmp))  # dbt's sources.json
@@ -271,7 +274,7 @@ def _freshness_and_docs(paths: Paths) -> dict:
             )
         else:
             log.error("dbt source freshness recorded nothing: %r", fresh.exception)
-        docs = _invoke(_dbt_args(["docs", "generate", "--no-compile", "--quiet"], paths, work), paths, manifest)
+        docs = _invoke(_dbt_args(["docs", "generate", "--no-compile", "--quiet"], paths, work, logs), paths, manifest)
         if not docs.success:
             raise RuntimeError(f"dbt docs generate failed: {docs.exception!r}")
         page = catalog.write_page(
