@@ -30,6 +30,8 @@ RETRY_DELAY = dt.timedelta(seconds=30)
 # slot shows as "scheduled" with the pool named in the UI; downstream tasks weigh more, so the
 # night that is further along goes first.
 WAREHOUSE = {"pool": WAREHOUSE_POOL, "weight_rule": "upstream"}
+# A backfill's later nights wait for the earlier ones; each look is a task start (reschedule mode).
+EARLIER_NIGHT_POKE = 60.0
 
 DOC_MD = """
 ### Nightly warehouse run: {programs} ({time_zone})
@@ -40,9 +42,13 @@ local time on day D processes ds = D - 1. The figures are due by 06:00 local
 time: a Deadline Alert names what is missing or failed if they are not
 published by then. One such DAG per time zone of programs.csv.
 
-1. `wait_for_<source>`: waits for each source's `_control.json`
+1. `wait_for_earlier_night`: nights publish in date order; in a backfill each
+   night waits for the one before it to end (success or failure).
+   `wait_for_<source>`: waits for each source's `_control.json`
    (reschedule mode; `PROGRAM_REPORTING_SENSOR_POKE_SECONDS`,
-   `PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS`). A timeout names the missing delivery.
+   `PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS`). A timeout names the missing
+   delivery. A backfill's night does not wait: a past date's delivery is in
+   the drop or it is reported missing at once.
 2. `land_<source>` (in parallel), then `release_orphans`.
 3. `gate_landed`: Great Expectations on the landed extracts.
 4. `dbt_build`: `dbt build` (models and their tests) into the DuckDB warehouse.
@@ -121,6 +127,14 @@ def nightly_tasks():
         nightly.end()
 
     run = plan()
+    in_order = nightly.EarlierNightSensor(
+        task_id="wait_for_earlier_night",
+        mode="reschedule",
+        poke_interval=EARLIER_NIGHT_POKE,
+        timeout=NIGHT_TIMEOUT.total_seconds(),  # no night lasts longer (dagrun_timeout)
+        retries=0,
+    )
+    run >> in_order
     sensors = [
         nightly.DeliverySensor(
             task_id=f"wait_for_{source}",
@@ -135,7 +149,7 @@ def nightly_tasks():
     landed = []
     for source, sensor in zip(SOURCES, sensors):
         landing = land.override(task_id=f"land_{source}")(source, run)
-        run >> sensor >> landing
+        in_order >> sensor >> landing
         landed.append(landing)
     released = release_orphans(run)
     landed >> released
@@ -146,13 +160,13 @@ def nightly_tasks():
     published = publish(run)
     released >> checked >> built >> staged >> validated >> published
     reported = report()
-    [run, *sensors, *landed, released, checked, built, staged, validated, published] >> reported
+    [run, in_order, *sensors, *landed, released, checked, built, staged, validated, published] >> reported
     end(published, reported)
     reported >> retention()
 
 
 STEP_IDS = (
-    ["plan"]
+    ["plan", "wait_for_earlier_night"]
     + [f"wait_for_{s}" for s in SOURCES]
     + [f"land_{s}" for s in SOURCES]
     + ["release_orphans", "gate_landed", "dbt_build", "stage_audit", "validate", "publish"]

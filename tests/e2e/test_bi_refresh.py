@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,42 +28,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers.airflow_db import airflow_state, free_port
 
 from program_reporting.orchestration.airflow_env import airflow_env
 
 BIN = Path(sys.executable).parent
 MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
 DS = "2020-06-02"
-
-QUERY = r"""
-import json
-from sqlalchemy import select
-from airflow.utils.session import create_session
-from airflow.models.asset import AssetEvent, AssetModel, AssetDagRunQueue
-from airflow.models.dagrun import DagRun
-with create_session() as s:
-    events = [{"asset": a.name, "uri": a.uri, "extra": e.extra, "source_dag_id": e.source_dag_id,
-               "source_task_id": e.source_task_id}
-              for e, a in s.execute(select(AssetEvent, AssetModel).join(AssetModel, AssetEvent.asset_id == AssetModel.id))]
-    queued = [q.target_dag_id for q in s.scalars(select(AssetDagRunQueue))]
-    runs = [{"dag_id": r.dag_id, "run_type": str(r.run_type), "state": str(r.state), "run_id": r.run_id,
-             "consumed": len(r.consumed_asset_events)}
-            for r in s.scalars(select(DagRun))]
-print("@@JSON@@" + json.dumps({"events": events, "queued": queued, "runs": runs}, default=str))
-"""
-
-
-def airflow_state(env: dict) -> dict:
-    proc = subprocess.run([str(BIN / "python"), "-c", QUERY], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("@@JSON@@"))
-    return json.loads(line[len("@@JSON@@") :])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def group_alive(pgid: int) -> list[int]:

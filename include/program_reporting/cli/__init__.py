@@ -41,6 +41,11 @@ COMMANDS: dict[str, Command] = {
         "orchestration.run",
         "run the nightly pipeline for a business date (or a range) through Airflow",
     ),
+    "backfill": Command(
+        "orchestration",
+        "orchestration.backfill",
+        "backfill business dates through Airflow's scheduler (airflow backfill create), in date order",
+    ),
     "demo": Command(
         "tools",
         "tools.simulate.demo",

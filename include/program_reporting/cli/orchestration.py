@@ -1,4 +1,4 @@
-"""`program-reporting run` and `program-reporting airflow`: the pipeline through Airflow."""
+"""`program-reporting run`, `backfill` and `airflow`: the pipeline through Airflow."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 
 from program_reporting.core.settings import dates_between, parse_ds, paths
-from program_reporting.orchestration import standalone
+from program_reporting.orchestration import backfill, standalone
 from program_reporting.orchestration.business_date import calendar_of_program
 from program_reporting.orchestration.run import DEFAULT_WAIT_SECONDS, SENSOR_TIMEOUT_ENV, run_dates
 
@@ -71,6 +71,46 @@ def run_command(args: argparse.Namespace) -> int:
     sys.stderr.flush()
     print(f"NOT PUBLISHED ds={last.ds}: {last.reason}")
     return 1
+
+
+# backfill: orchestration/backfill.py
+
+
+def backfill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD", help="first business date")
+    parser.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD", help="last business date")
+    parser.add_argument(
+        "--program",
+        metavar="CODE",
+        help="backfill the nightly DAG of this program's time zone (programs.csv); default: program_reporting_nightly",
+    )
+    parser.add_argument(
+        "--max-active-runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="nights started at once (default 1); they still publish one after another, in date order",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list the runs the backfill would create, create none")
+
+
+def backfill_command(args: argparse.Namespace) -> int:
+    try:
+        dates = dates_between(args.date_from, args.date_to)
+        calendar = calendar_of_program(args.program) if args.program else None
+    except ValueError as exc:
+        print(f"no backfill: {exc}")
+        return 2
+    if args.max_active_runs < 1:
+        print("no backfill: --max-active-runs must be at least 1")
+        return 2
+    rc = backfill.create(dates[0], dates[-1], calendar, dry_run=args.dry_run, max_active_runs=args.max_active_runs)
+    if rc == 0 and not args.dry_run:
+        print(
+            f"backfill of {len(dates)} date(s), {dates[0]} to {dates[-1]}, created: the scheduler runs it "
+            "(`make airflow`); follow it in the UI's Backfill view"
+        )
+    return rc
 
 
 # airflow: orchestration/standalone.py

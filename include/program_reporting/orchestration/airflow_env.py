@@ -116,6 +116,9 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+SQLITE_CONNECT_ARGS_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"  # a longer wait for SQLite's lock
+
+
 def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for an Airflow process (CLI, standalone, DagBag in a subprocess).
 
@@ -142,6 +145,7 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
             # need the scheduler, and the BI refresh is unpaused by `run` (see run.py).
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            SQLITE_CONNECT_ARGS_ENV: "program_reporting.orchestration.sqlite_metadata.CONNECT_ARGS",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             # Let the DAG processor see edited DAG files quickly on a laptop.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),

@@ -51,6 +51,13 @@ class Calendar:
         day = parse_ds(ds) + dt.timedelta(days=1)
         return dt.datetime.combine(day, DUE_AT_LOCAL, tzinfo=ZoneInfo(self.time_zone)).astimezone(dt.UTC)
 
+    def latest_night(self, now: dt.datetime | None = None) -> str:
+        """The ds of the calendar's most recent scheduled night (RUN_AT_LOCAL today, or
+        yesterday before that time): the night the scheduler runs first when unpaused."""
+        local = (now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo(self.time_zone))
+        run_day = local.date() if local.time() >= RUN_AT_LOCAL else local.date() - dt.timedelta(days=1)
+        return (run_day - dt.timedelta(days=1)).isoformat()
+
 
 def calendars() -> list[Calendar]:
     """One calendar per time zone of programs.csv; the default one always, first."""

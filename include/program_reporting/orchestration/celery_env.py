@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from program_reporting.core import settings
-from program_reporting.orchestration.airflow_env import DAGS_FOLDER, airflow_env
+from program_reporting.orchestration.airflow_env import DAGS_FOLDER, SQLITE_CONNECT_ARGS_ENV, airflow_env
 
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
@@ -84,6 +84,7 @@ def celery_env(dep: CeleryDeployment, base: dict[str, str] | None = None) -> dic
             "PROGRAM_REPORTING_PG_DATABASE": pg.database,
         }
     )
+    env.pop(SQLITE_CONNECT_ARGS_ENV, None)  # SQLite's, not PostgreSQL's
     if importlib.util.find_spec("asyncpg") is None:
         # Airflow derives an asyncpg URL for its async engine; without asyncpg
         # (not in requirements.lock) that engine is switched off. The task

@@ -91,12 +91,82 @@ class DeliverySensor(BaseSensorOperator):
         return found
 
     def execute(self, context: Any) -> Any:
+        if is_backfill(context):
+            # A past date's delivery is in the drop or will not come by waiting:
+            # look once, and say what to do if it is missing.
+            if self.poke(context):
+                return None
+            message = (
+                f"missing delivery: {self.source} for ds={ds_of(context)} - "
+                f"{self.control_file(context)} is not in the drop, and a backfill does not wait "
+                "for deliveries: deliver it, then clear this run"
+            )
+            record_failure(context, message)
+            raise AirflowSensorTimeout(message)
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:
             message = (
                 f"missing delivery: {self.source} for ds={ds_of(context)} - "
                 f"{self.control_file(context)} did not appear within {self.timeout:g} s"
+            )
+            record_failure(context, message)
+            raise AirflowSensorTimeout(message) from exc
+
+
+def is_backfill(context: Any) -> bool:
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return str(getattr(run_type, "value", run_type)) == "backfill"
+
+
+# --- nights in date order -----------------------------------------------------------
+
+FINISHED = ("success", "failed")
+
+
+class EarlierNightSensor(BaseSensorOperator):
+    """Waits until the run of the DAG's previous business date has finished.
+
+    A backfill starts up to its max-active-runs nights at once (10 by default in
+    the UI), and the warehouse pool orders their tasks by weight, not by date:
+    without this wait, a night could build and publish before the night
+    before it, which its own figures build on. Each night waits for its
+    predecessor (success or failure: a failed night does not stop the ones
+    after it, as on the schedule), so the dates publish one after another, in
+    order. On the schedule (one run at a time) and under `program-reporting
+    run` (dates in order, in one process) the predecessor has always ended."""
+
+    template_fields = ()
+    ui_color = "#eef0f8"
+
+    def poke(self, context: Any) -> bool:
+        from program_reporting.orchestration.deadlines import in_dags_test
+
+        if in_dags_test():
+            return True
+        previous = context["ti"].get_previous_dagrun()
+        state = str(getattr(getattr(previous, "state", None), "value", getattr(previous, "state", None)))
+        if previous is None or state in FINISHED:
+            return True
+        self.log.info(
+            "ds=%s waits for the night before it: run %s (logical date %s) is %s",
+            ds_of(context),
+            previous.run_id,
+            previous.logical_date,
+            state,
+        )
+        return False
+
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            previous = context["ti"].get_previous_dagrun()
+            message = (
+                f"ds={ds_of(context)} waited {self.timeout:g} s for the night before it "
+                f"(run {getattr(previous, 'run_id', '?')}, still {getattr(previous, 'state', '?')}): "
+                "nights publish in date order; end or mark that run, then clear this one "
+                "(a backfill runs forwards: --run-backwards would wait like this)"
             )
             record_failure(context, message)
             raise AirflowSensorTimeout(message) from exc

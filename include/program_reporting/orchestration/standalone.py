@@ -3,8 +3,12 @@ with the project's DAGs and settings, on http://localhost:8080.
 
 Uses the same AIRFLOW_HOME as `program-reporting run` (default
 $PROGRAM_REPORTING_HOME/airflow, SQLite, LocalExecutor), so the runs made by
-`make run` are in the UI. The nightly DAG starts paused (unpause it to let it
-run at 02:00 Asia/Shanghai); the BI refresh follows its publishes.
+`make run` are in the UI. The BI refresh follows the nightly publishes.
+
+The nightly DAGs are left unpaused when the drop holds deliveries (a source
+is delivering: each DAG runs at 02:00 in its time zone), paused otherwise
+(they would only wait for deliveries that are not coming); the startup
+message says which, and gives the one command that unpauses them.
 
 Ctrl-C (or SIGTERM) stops everything: Airflow standalone ignores SIGTERM
 itself, so it runs in its own process group and the whole group is ended
@@ -13,6 +17,7 @@ itself, so it runs in its own process group and the whole group is ended
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
@@ -20,7 +25,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from program_reporting.core.contract import CONTROL_FILE
+from program_reporting.core.settings import SOURCES, paths
 from program_reporting.orchestration.airflow_env import airflow_bin, airflow_env, ensure_db
+from program_reporting.orchestration.business_date import calendars
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,7 @@ def serve(port: int = 8080, grace: float = 20.0) -> int:
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
     home = Path(env["AIRFLOW_HOME"])
     ensure_db(env)
+    print(set_nightly_state(env), flush=True)
     proc = subprocess.Popen([airflow_bin(), "standalone"], env=env, start_new_session=True)
     stopping = False
 
@@ -62,6 +71,69 @@ def serve(port: int = 8080, grace: float = 20.0) -> int:
         return 0
     finally:
         stop_group(proc, grace=grace)
+
+
+NIGHTLY_DAGS = "^program_reporting_nightly"  # every calendar's nightly DAG (business_date.calendars)
+
+
+def delivered_dates() -> list[str]:
+    """The business dates the drop holds a finished delivery for (any source)."""
+    drop = paths().drop
+    dates = {
+        control.parent.name.removeprefix("ds=")
+        for source in SOURCES
+        for control in (drop / source).glob(f"ds=*/{CONTROL_FILE}")
+    }
+    return sorted(dates)
+
+
+def unpause_command(env: dict[str, str]) -> str:
+    return (
+        f"AIRFLOW_HOME={env['AIRFLOW_HOME']} {airflow_bin()} dags unpause --treat-dag-id-as-regex -y '{NIGHTLY_DAGS}'"
+    )
+
+
+def set_nightly_state(env: dict[str, str], now: dt.datetime | None = None) -> str:
+    """Unpause the nightly DAGs when the drop holds deliveries for the nights the schedule
+    runs, pause them otherwise (in the metadata database, and for DAGs the DAG processor
+    has yet to create); returns the message that says which, why, and how to change it.
+
+    Unpaused, a DAG at once runs its most recent night (catchup=False runs the latest
+    interval), which waits for that night's deliveries: only worth it when the source
+    delivers those. Deliveries of past dates only (the demo's week of 2020) are a
+    backfill, not a schedule."""
+    dates = delivered_dates()
+    nights = {c.dag_id: c.latest_night(now) for c in calendars()}
+    live = bool(dates) and dates[-1] >= min(nights.values())
+    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = str(not live)
+    # Fails harmlessly ("no DAG matched") on a new database: creation then sets the state.
+    subprocess.run(
+        [airflow_bin(), "dags", "unpause" if live else "pause", "--treat-dag-id-as-regex", "-y", NIGHTLY_DAGS],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    dag_ids = ", ".join(nights)
+    held = f"holds deliveries for {len(dates)} date(s), {dates[0]} to {dates[-1]}" if dates else "holds no delivery yet"
+    if live:
+        return (
+            f"Nightly DAGs unpaused ({dag_ids}): the drop {paths().drop} {held}. Each runs at 02:00 "
+            "in its time zone for the day before, starting now with its latest night ("
+            + ", ".join(f"{d}: ds {ds}" for d, ds in nights.items())
+            + "). Stop them with: "
+            + unpause_command(env).replace(" unpause ", " pause ")
+        )
+    past = (
+        f" Past dates are a backfill: program-reporting backfill --from {dates[0]} --to {dates[-1]}"
+        " (docs/orchestration.md#backfills)."
+        if dates
+        else ""
+    )
+    return (
+        f"Nightly DAGs paused ({dag_ids}): the drop {paths().drop} {held}, none for the latest night "
+        f"(ds {min(nights.values())}) or later, so a night would only wait for deliveries.{past} "
+        f"Start the schedule with: {unpause_command(env)}  (or the toggle in the UI)"
+    )
 
 
 def read_login(home: Path) -> str | None:

@@ -188,6 +188,7 @@ def test_one_writer_across_calendars(bag):
 # task id -> retries: deliberate per kind of task
 NIGHTLY_RETRIES = {
     "plan": 0,
+    "wait_for_earlier_night": 0,  # its timeout (the night's own limit) is the failure
     **{f"wait_for_{s}": 0 for s in SOURCES},  # the timeout is the failure; a retry would only wait again
     **{f"land_{s}": 2 for s in SOURCES},  # file I/O may fail transiently (a rejected delivery does not retry)
     "release_orphans": 2,
@@ -221,7 +222,12 @@ def test_nightly_structure(bag):
         assert sensor["poke_interval"] == 7  # from PROGRAM_REPORTING_SENSOR_POKE_SECONDS
         assert sensor["timeout"] == 42  # from PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS
         assert f"wait_for_{s}" in tasks[f"land_{s}"]["upstream"]
+        assert tasks[f"wait_for_{s}"]["upstream"] == ["wait_for_earlier_night"]
         assert f"land_{s}" in tasks["release_orphans"]["upstream"]
+    # Nights in date order: a backfill's night waits for the one before it, before anything else.
+    guard = tasks["wait_for_earlier_night"]
+    assert guard["type"] == "EarlierNightSensor" and guard["mode"] == "reschedule"
+    assert guard["upstream"] == ["plan"] and guard["timeout"] == 12 * 3600
     chain = ["release_orphans", "gate_landed", "dbt_build", "stage_audit", "validate", "publish"]
     for before, after in zip(chain, chain[1:]):
         assert before in tasks[after]["upstream"], (before, after)

@@ -1,0 +1,214 @@
+"""Backfills through Airflow's scheduler publish what `program-reporting run` publishes.
+
+One drop, two warehouse homes:
+1. the fast path: `program-reporting run --from --to` (`airflow dags test`, no
+   scheduler); its runs get their true start in Airflow's database, not their
+   2020 logical date;
+2. `program-reporting airflow` (standalone: scheduler, DAG processor, API
+   server) finds only past dates in the drop and leaves the nightly DAGs
+   paused, saying how to backfill them and how to start the schedule; then
+   `program-reporting backfill` (it unpauses the DAG and runs `airflow backfill
+   create`) over the same dates, two runs allowed at once, as the UI's form allows.
+The backfill's nights run in date order (each waits for the one before it),
+don't wait on delivery sensors, show true durations, and publish the same
+figures, cell by cell. Last, a headless Chromium screenshot of the grid, every
+task group open, goes to test-output/airflow_grid.png.
+
+Real Airflow, dbt, GX and DuckDB; nothing mocked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from helpers.airflow_db import airflow_state, finished, free_port, succeeded
+from helpers.browser import screenshot
+from helpers.offline_page import chromium
+
+from program_reporting.core.settings import paths
+from program_reporting.orchestration.airflow_env import airflow_env
+from program_reporting.orchestration.business_date import logical_date_for
+
+BIN = Path(sys.executable).parent
+MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
+DATES = ["2020-06-02", "2020-06-03"]
+DAG_ID = "program_reporting_nightly"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "test-output" / "airflow_grid.png"
+
+
+def use_home(monkeypatch, home: Path) -> None:
+    monkeypatch.setenv("PROGRAM_REPORTING_HOME", str(home))
+    home.mkdir(parents=True, exist_ok=True)
+
+
+def marts(current_db: Path) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(current_db), read_only=True)
+    try:
+        return {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in MARTS}
+    finally:
+        con.close()
+
+
+def grid_screenshot(port: int, state: dict, work: Path) -> str:
+    """The nightly DAG's grid in headless Chromium, every task group open; saved as
+    test-output/airflow_grid.png (with the test output, for a person to look at)."""
+    browser = chromium()
+    if browser is None:
+        pytest.fail("chromium is not installed (.ci/run installs it)")
+    task_ids = {t["task_id"] for t in state["tasks"] if t["dag_id"] == DAG_ID}
+    groups = sorted({".".join(t.split(".")[:i]) for t in task_ids for i in range(1, t.count(".") + 1)})
+    return screenshot(
+        browser,
+        f"http://localhost:{port}/dags/{DAG_ID}",
+        SCREENSHOT,
+        work / "browser",
+        storage={f"{DAG_ID}/open-groups": json.dumps(groups), f"{DAG_ID}/all-groups": json.dumps(groups)},
+        shows="wait_for_earlier_night",
+    )
+
+
+def when(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value)
+
+
+@pytest.mark.e2e
+def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "2")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")  # the browser needs no login
+    drop = tmp_path / "drop"
+    monkeypatch.setenv("PROGRAM_REPORTING_DROP", str(drop))
+    from program_reporting.tools.simulate.simulator import simulate
+
+    simulate(
+        start=dt.date.fromisoformat(DATES[0]),
+        days=len(DATES),
+        merchants=200,
+        seed=23,
+        drop=drop,
+        bad_row_share=0.0,
+        progress=False,
+    )
+
+    # 1. the fast path
+    use_home(monkeypatch, tmp_path / "home-run")
+    fast = subprocess.run(
+        [str(BIN / "program-reporting"), "run", "--from", DATES[0], "--to", DATES[-1], "--no-bi-refresh"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=dict(os.environ),
+    )
+    assert fast.returncode == 0, fast.stdout[-3000:] + fast.stderr[-5000:]
+    fast_figures = marts(paths().current_db)
+    runs = [r for r in airflow_state(airflow_env())["runs"] if r["dag_id"] == DAG_ID]
+    assert [when(r["logical_date"]) for r in runs] == [logical_date_for(d, "Asia/Shanghai") for d in DATES]
+    for r in runs:  # started when it ran, not on its 2020 logical date
+        seconds = (when(r["end_date"]) - when(r["start_date"])).total_seconds()
+        assert 0 < seconds < 900, r
+        assert when(r["start_date"]).year > 2020, r
+
+    # 2. the scheduler's path: standalone, then `airflow backfill create`
+    use_home(monkeypatch, tmp_path / "home-backfill")
+    p = paths()
+    env = airflow_env()
+    port = free_port()
+    out = open(p.home / "standalone.log", "w")
+    airflow = subprocess.Popen(
+        [str(BIN / "program-reporting"), "airflow", "--port", str(port), "--grace", "15"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        deadline = time.monotonic() + 300
+        state = {}
+        while time.monotonic() < deadline:
+            time.sleep(3)
+            assert airflow.poll() is None, (p.home / "standalone.log").read_text(errors="replace")[-5000:]
+            state = airflow_state(env)
+            if DAG_ID in state["serialized"] and DAG_ID in state["paused"]:
+                break
+        log_text = (p.home / "standalone.log").read_text(errors="replace")
+        assert DAG_ID in state["serialized"], log_text[-5000:]
+        # past dates only in the drop: a backfill, not a schedule; the message says how to start either
+        assert f"Nightly DAGs paused ({DAG_ID}" in log_text, log_text[:3000]
+        assert f"program-reporting backfill --from {DATES[0]} --to {DATES[-1]}" in log_text
+        assert "Start the schedule with: AIRFLOW_HOME=" in log_text
+        assert state["paused"][DAG_ID] is True
+
+        created = subprocess.run(
+            [
+                str(BIN / "program-reporting"),
+                "backfill",
+                "--from",
+                DATES[0],
+                "--to",
+                DATES[-1],
+                "--max-active-runs",
+                "2",  # both nights start at once: the second must still wait for the first
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ),
+        )
+        assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-3000:]
+        assert "airflow backfill create --dag-id program_reporting_nightly" in created.stderr
+        assert f"--from-date {DATES[0][:8]}{int(DATES[0][8:]) + 1:02d}T02:00:00+08:00" in created.stderr
+
+        deadline = time.monotonic() + 900
+        backfilled: list[dict] = []
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            assert airflow.poll() is None, (p.home / "standalone.log").read_text(errors="replace")[-5000:]
+            state = airflow_state(env)
+            backfilled = [r for r in state["runs"] if r["dag_id"] == DAG_ID and r["backfill_id"] is not None]
+            if len(backfilled) == len(DATES) and all(finished(r["state"]) for r in backfilled):
+                break
+        assert len(backfilled) == len(DATES), state["runs"]
+        assert all(succeeded(r["state"]) for r in backfilled), backfilled
+        grid_text = grid_screenshot(port, state, tmp_path)
+    finally:
+        airflow.send_signal(signal.SIGTERM)
+        airflow.wait(timeout=120)
+        out.close()
+
+    tasks = {(t["run_id"], t["task_id"]): t for t in state["tasks"] if t["dag_id"] == DAG_ID}
+    first, second = backfilled
+    # in date order: the second night waited for the first to end before it landed anything
+    waited = tasks[(second["run_id"], "wait_for_earlier_night")]
+    assert when(waited["end_date"]) >= when(first["end_date"]), (waited, first)
+    assert when(tasks[(second["run_id"], "land_merchants")]["start_date"]) >= when(first["end_date"])
+    for r in backfilled:
+        # true durations: started by the scheduler just now, a few minutes at most
+        assert when(r["start_date"]).year > 2020, r
+        assert 0 < (when(r["end_date"]) - when(r["start_date"])).total_seconds() < 900, r
+        # the deliveries were in the drop: each sensor looked once
+        for source in ("merchants", "credit_events", "employment_reports"):
+            sensor = tasks[(r["run_id"], f"wait_for_{source}")]
+            assert succeeded(sensor["state"]), sensor
+            assert (when(sensor["end_date"]) - when(sensor["start_date"])).total_seconds() < 60, sensor
+
+    # the published reports, in date order, and the same figures as the fast path
+    index = [line for line in (p.reports / "index.jsonl").read_text().splitlines() if line.strip()]
+    published_ds = [re.search(r'"ds":\s*"([0-9-]+)"', line).group(1) for line in index]
+    assert published_ds == DATES, index
+    assert marts(p.current_db) == fast_figures
+
+    # the UI shows the nights: the grid, every task of the DAG, in a real browser
+    assert SCREENSHOT.stat().st_size > 10_000
+    for task_id in ("wait_for_earlier_night", "dbt_build", "publish"):
+        assert task_id in grid_text, grid_text[:3000]
