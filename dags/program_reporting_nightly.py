@@ -16,7 +16,12 @@ from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, Deadl
 
 from program_reporting.core.settings import SOURCES
 from program_reporting.orchestration import alerts, deadlines, nightly
-from program_reporting.orchestration.airflow_env import WAREHOUSE_POOL, sensor_poke_seconds, sensor_timeout_seconds
+from program_reporting.orchestration.airflow_env import (
+    WAREHOUSE_POOL,
+    in_dags_test,
+    sensor_poke_seconds,
+    sensor_timeout_seconds,
+)
 from program_reporting.orchestration.business_date import NIGHT_TIMEOUT, Calendar, calendars
 
 # Retries are deliberate and per kind of step (tests/unit/orchestration/test_dags.py pins them):
@@ -194,7 +199,7 @@ def nightly_dag(calendar: Calendar):
         on_failure_callback=alerts.NightlyRunNotifier("failed"),
         on_success_callback=alerts.NightlyRunNotifier("published"),
         # figures due by 06:00 local: 4 h after the 02:00 logical date (deadlines.py)
-        deadline=None if deadlines.in_dags_test() else figures_due(calendar),
+        deadline=None if in_dags_test() else figures_due(calendar),
     )(nightly_tasks)()
 
 

@@ -138,7 +138,7 @@ def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, m
         while time.monotonic() < deadline:
             time.sleep(3)
             assert airflow.poll() is None, (p.home / "standalone.log").read_text(errors="replace")[-5000:]
-            state = airflow_state(env)
+            state = airflow_state(env, ready=False) or {"serialized": [], "paused": {}}
             if DAG_ID in state["serialized"] and DAG_ID in state["paused"]:
                 break
         log_text = (p.home / "standalone.log").read_text(errors="replace")

@@ -39,10 +39,13 @@ print("@@JSON@@" + json.dumps({"events": events, "queued": queued, "runs": runs,
 """
 
 
-def airflow_state(env: dict) -> dict:
+def airflow_state(env: dict, ready: bool = True) -> dict | None:
     """Asset events, queued asset-triggered DAGs, DAG runs (by logical date), task
-    instances, serialized DAG ids and paused flags."""
+    instances, serialized DAG ids and paused flags. With ready=False, None while the
+    database cannot answer yet (Airflow is still creating it)."""
     proc = subprocess.run([str(BIN / "python"), "-c", QUERY], env=env, capture_output=True, text=True, timeout=300)
+    if not ready and proc.returncode != 0:
+        return None
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("@@JSON@@"))
     return json.loads(line[len("@@JSON@@") :])

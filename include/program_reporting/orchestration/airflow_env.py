@@ -116,6 +116,19 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+# Set by `program-reporting run` for the `airflow dags test` it runs (run.py).
+DAGS_TEST_ENV = "PROGRAM_REPORTING_AIRFLOW_DAGS_TEST"
+
+
+def in_dags_test() -> bool:
+    """Whether this process runs `airflow dags test` for `program-reporting run`: one
+    process, dates in order. Its DAGs carry no deadline there: a date run by hand is past
+    its deadline before it starts, and Airflow 3.3.2's dag.test() cannot finish a run of a
+    DAG that has one (its DagRun.update_state looks the SDK's DeadlineAlert objects up as
+    database ids). And no night waits for an earlier one (nightly.EarlierNightSensor)."""
+    return os.environ.get(DAGS_TEST_ENV) == "1"
+
+
 SQLITE_CONNECT_ARGS_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"  # a longer wait for SQLite's lock
 
 

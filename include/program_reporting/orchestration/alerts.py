@@ -40,6 +40,7 @@ from airflow.sdk import BaseNotifier
 from program_reporting.core.settings import paths
 from program_reporting.orchestration.airflow_env import ALERT_EMAILS_ENV, SMTP_CONN_ID, alert_sender
 from program_reporting.orchestration.business_date import business_date, calendar_of_dag
+from program_reporting.orchestration.nightly import dag_id_of
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,9 @@ def _state(dag_id: str) -> Iterator[dict]:
 
 
 def _latest_report(ds: str | None) -> Path | None:
-    reports = paths().reports
-    if not ds or not reports.exists():
-        return None
-    candidates = sorted(p for p in reports.glob(f"{ds}_*") if (p / "report.html").exists())
-    return candidates[-1] / "report.html" if candidates else None
+    from program_reporting.reporting.report import latest_report
+
+    return latest_report(ds or "", "report.html")
 
 
 class NightlyRunNotifier(BaseNotifier):
@@ -95,7 +94,7 @@ class NightlyRunNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         dag_run = context.get("dag_run")
-        dag_id = getattr(dag_run, "dag_id", None) or context.get("dag").dag_id
+        dag_id = dag_id_of(context)
         run_id = getattr(dag_run, "run_id", None) or context.get("run_id")
         logical = context.get("logical_date")
         ds = business_date(logical, calendar_of_dag(dag_id).time_zone) if logical else None

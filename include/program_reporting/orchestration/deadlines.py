@@ -23,7 +23,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 from typing import Any
 
 from program_reporting.core.contract import CONTROL_FILE
@@ -40,12 +39,14 @@ def what_is_late(ds: str, due: dt.datetime, night_ended: dt.datetime) -> str | N
     nothing was late: the figures were published by `due`, or after `night_ended` (the
     night's run cannot last longer, so another run published them: a past date run by
     hand, e.g. `program-reporting run`, whose runs carry the old date)."""
+    from program_reporting.reporting.report import latest_report
+
     p = paths()
-    reports = sorted(p.reports.glob(f"{ds}_*/report.json")) if p.reports.exists() else []
+    report = latest_report(ds)
     latest = None
-    if reports:
+    if report:
         try:
-            latest = json.loads(reports[-1].read_text(encoding="utf-8"))
+            latest = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             latest = None
     if latest and latest.get("decision") == "published":
@@ -97,18 +98,6 @@ def _alert(context: dict, programs: list[str], time_zone: str) -> dict | None:
 async def figures_late(context: dict, programs: list[str], time_zone: str) -> None:
     """The Deadline Alert's callback (run by the triggerer)."""
     await asyncio.to_thread(_alert, context, programs, time_zone)
-
-
-# Set by `program-reporting run` for the `airflow dags test` it runs (run.py).
-DAGS_TEST_ENV = "PROGRAM_REPORTING_AIRFLOW_DAGS_TEST"
-
-
-def in_dags_test() -> bool:
-    """Whether the DAG is being parsed for `airflow dags test` (`program-reporting run`):
-    its DAGs carry no deadline there. A date run by hand is past its deadline before it
-    starts, and Airflow 3.3.2's dag.test() cannot finish a run of a DAG that has one (its
-    DagRun.update_state looks the SDK's DeadlineAlert objects up as database ids)."""
-    return os.environ.get(DAGS_TEST_ENV) == "1"
 
 
 def deadline_kwargs(programs: tuple[str, ...], time_zone: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from program_reporting.core.contract import CONTROL_FILE
 from program_reporting.core.settings import SOURCES, paths
+from program_reporting.orchestration.airflow_env import in_dags_test
 from program_reporting.orchestration.business_date import (  # noqa: F401 - re-exported for the DAG files
     PROGRAM_TIME_ZONE,
     SCHEDULE_CRON,
@@ -140,8 +141,6 @@ class EarlierNightSensor(BaseSensorOperator):
     ui_color = "#eef0f8"
 
     def poke(self, context: Any) -> bool:
-        from program_reporting.orchestration.deadlines import in_dags_test
-
         if in_dags_test():
             return True
         previous = context["ti"].get_previous_dagrun()

@@ -46,6 +46,7 @@ from pathlib import Path
 from program_reporting.core.settings import paths
 from program_reporting.orchestration.airflow_env import (
     BI_REFRESH_DAG_ID,
+    DAGS_TEST_ENV,
     SENSOR_POKE_ENV,
     SENSOR_TIMEOUT_ENV,
     airflow_bin,
@@ -53,7 +54,6 @@ from program_reporting.orchestration.airflow_env import (
     ensure_db,
 )
 from program_reporting.orchestration.business_date import Calendar, calendars, logical_date_for
-from program_reporting.orchestration.deadlines import DAGS_TEST_ENV
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +251,12 @@ def true_start_dates(env: dict[str, str], dag_id: str) -> int:
 
 def _report_dir(ds: str, since: dt.datetime) -> Path | None:
     """The report folder of the run for `ds` that started after `since` (run ids sort by time)."""
-    reports = paths().reports
-    if not reports.exists():
-        return None
-    floor = f"{ds}_{since:%Y%m%dT%H%M%S}Z"
-    candidates = sorted(p for p in reports.glob(f"{ds}_*") if p.is_dir() and p.name >= floor)
-    return candidates[-1] if candidates else None
+    from program_reporting.reporting.report import latest_report
+
+    found = latest_report(ds, "report.json", since=f"{since:%Y%m%dT%H%M%S}Z") or latest_report(
+        ds, "report.html", since=f"{since:%Y%m%dT%H%M%S}Z"
+    )
+    return found.parent if found else None
 
 
 def _read_report(run_dir: Path | None) -> dict | None:

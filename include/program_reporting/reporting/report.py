@@ -387,6 +387,18 @@ def index_reports(paths: Paths | None = None) -> list[str]:
     return [e["run_id"] for e in new]
 
 
+def latest_report(ds: str, file: str = "report.json", since: str = "", paths: Paths | None = None) -> Path | None:
+    """The `file` of the latest report written for business date ds (report folders are
+    named <ds>_<run stamp>, which sorts by time), among those named `since` or later; None
+    when there is none. The one place that knows how to find a date's report."""
+    reports = (paths or default_paths()).reports
+    if not ds or not reports.exists():
+        return None
+    floor = f"{ds}_{since}"
+    found = sorted(d / file for d in reports.glob(f"{ds}_*") if d.name >= floor and (d / file).is_file())
+    return found[-1] if found else None
+
+
 def indexed_run_ids(paths: Paths | None = None) -> set[str]:
     p = paths or default_paths()
     return {e.get("run_id") for e in _index_lines(p.reports / "index.jsonl")}
