@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
+from airflow.sdk import CronTriggerTimetable, TaskGroup, TriggerRule, dag, task
 from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
 
 from program_reporting.core.settings import SOURCES
-from program_reporting.orchestration import alerts, deadlines, nightly
+from program_reporting.orchestration import alerts, dbt_models, deadlines, nightly
 from program_reporting.orchestration.airflow_env import (
     WAREHOUSE_POOL,
     in_dags_test,
@@ -35,6 +35,9 @@ RETRY_DELAY = dt.timedelta(seconds=30)
 # slot shows as "scheduled" with the pool named in the UI; downstream tasks weigh more, so the
 # night that is further along goes first.
 WAREHOUSE = {"pool": WAREHOUSE_POOL, "weight_rule": "upstream"}
+# The per-model status tasks only read a JSON file: no pool, and the lowest weight, so that
+# a scheduler runs the night's main path (staging, gate, publish) first.
+STATUS = {"priority_weight": 0, "weight_rule": "absolute", "execution_timeout": dt.timedelta(minutes=5)}
 # A backfill's later nights wait for the earlier ones; each look is a task start (reschedule mode).
 EARLIER_NIGHT_POKE = 60.0
 
@@ -57,6 +60,12 @@ published by then. One such DAG per time zone of programs.csv.
 2. `land_<source>` (in parallel), then `release_orphans`.
 3. `gate_landed`: Great Expectations on the landed extracts.
 4. `dbt_build`: `dbt build` (models and their tests) into the DuckDB warehouse.
+   After it, the group `dbt` shows each model of that build as a task of its
+   own (`dbt.<layer>.<model>`): success (warnings in its log), failed (the
+   model or one of its tests failed: named, with dbt's message) or skipped
+   (dbt skipped it, naming what failed upstream; or the build did not run).
+   Its log gives the model's and each test's status and time. They read the
+   build's results only, and never gate publishing nor decide the night.
 5. `stage_audit` -> `validate` (the GX gate; a failure is final, no retries)
    -> `publish` (in the production profile the set is staged and gated
    again in PostgreSQL; then the files, atomically; then PostgreSQL's serving
@@ -126,6 +135,10 @@ def nightly_tasks():
         # the next night retries whatever it could not remove.
         return nightly.retention()
 
+    @task(retries=0, trigger_rule=TriggerRule.ALL_DONE, **STATUS)
+    def model_status(name: str, **context) -> None:
+        dbt_models.status(name, context)
+
     @task(retries=0)
     def end(published: str, report_path: str) -> None:
         """Succeeds only when the run published; otherwise upstream_failed fails the run."""
@@ -167,7 +180,15 @@ def nightly_tasks():
     reported = report()
     [run, in_order, *sensors, *landed, released, checked, built, staged, validated, published] >> reported
     end(published, reported)
-    reported >> retention()
+    # One status task per dbt model of the night's build, by layer. Upstream of retention
+    # only (all_done), never of end: a model's state never decides the night's.
+    with TaskGroup(dbt_models.GROUP, tooltip="each dbt model of the night's build, from its results") as models:
+        for layer, names in dbt_models.models().items():
+            with TaskGroup(layer):
+                for name in names:
+                    model_status.override(task_id=name)(name)
+    built >> models
+    [reported, models] >> retention()
 
 
 STEP_IDS = (

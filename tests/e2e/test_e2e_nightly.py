@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers.airflow_db import airflow_state
+
+from program_reporting.orchestration import dbt_models
+from program_reporting.orchestration.airflow_env import airflow_env
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +65,32 @@ def published_runs(p) -> dict[str, Path]:
     return {d.name: d / "kpi.duckdb" for d in sorted(p.runs.iterdir())} if p.runs.exists() else {}
 
 
+# the nightly DAG's per-model status tasks (the group dbt): one per model of dbt_project/models
+MODEL_TASKS = sorted(f"dbt.{layer}.{m}" for layer, models in dbt_models.models().items() for m in models)
+
+
+def nights() -> list[dict]:
+    """The nightly DAG's runs in Airflow's metadata database, by logical date: state and task states."""
+    state = airflow_state(airflow_env())
+    runs = [r for r in state["runs"] if r["dag_id"] == "program_reporting_nightly"]
+    for r in runs:
+        r["state"] = _state(r["state"])
+        r["tasks"] = {
+            t["task_id"]: _state(t["state"])
+            for t in state["tasks"]
+            if t["dag_id"] == r["dag_id"] and t["run_id"] == r["run_id"]
+        }
+    return runs
+
+
+def _state(value: str) -> str:
+    return value.lower().rsplit(".", 1)[-1]  # "success" or "TaskInstanceState.SUCCESS"
+
+
+def model_states(night: dict) -> dict[str, str]:
+    return {t: s for t, s in night["tasks"].items() if t.startswith("dbt.")}
+
+
 def max_as_of(db: Path) -> str:
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -88,6 +119,16 @@ def test_three_nights_publish_in_order_and_a_redelivery_rerun_restates(airflow_p
         assert report["airflow_run_id"].startswith("manual__")
         assert_has_its_report(p, run_id)
     assert (p.reports / "index.html").exists()
+    # Every model of each night's build shows as its own task: all built and tested
+    airflow_runs = nights()
+    assert [r["state"] for r in airflow_runs] == ["success"] * 3
+    for night in airflow_runs:
+        assert model_states(night) == dict.fromkeys(MODEL_TASKS, "success")
+        assert night["tasks"]["dbt_build"] == "success"
+    [log_file] = (p.home / "airflow" / "logs" / "program-reporting-run").glob(f"{DAYS[-1]}_*.log")
+    text = log_file.read_text(errors="replace")
+    assert re.search(r"model kpi_program_daily: success in \d+\.\d\d s \(adapter: OK\)", text)
+    assert re.search(r"\n\d+ tests \(\d+ pass\), \d+\.\d\d s:\n  pass +\d+\.\d\d s  test ", text)
 
     # A source re-delivers an earlier date (drawdowns corrected to 90%); re-running
     # that date restates the figures: a new published set, rows still up to the
@@ -99,8 +140,15 @@ def test_three_nights_publish_in_order_and_a_redelivery_rerun_restates(airflow_p
     old_sets = {run_id: _figures(db) for run_id, db in runs.items()}
     changed = redeliver_ds("credit_events", DAYS[1], drop=p.drop, seed=7, share=0.2)
     assert changed
-    proc = run_cli("--ds", DAYS[1], "--no-bi-refresh")
+    # ... while the per-model status tasks cannot read the build's results: they fail, and
+    # the night still publishes and succeeds (they decide nothing)
+    unreadable = {"PROGRAM_REPORTING_FAILPOINT": "dbt_models.read", "PROGRAM_REPORTING_FAILPOINT_ACTION": "error"}
+    proc = run_cli("--ds", DAYS[1], "--no-bi-refresh", env=unreadable)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "WARNING" not in proc.stdout  # the Airflow run succeeded
+    rerun_night = nights()[1]  # `airflow dags test` runs the date again as the same Airflow run
+    assert rerun_night["state"] == "success" and rerun_night["tasks"]["end"] == "success"
+    assert model_states(rerun_night) == dict.fromkeys(MODEL_TASKS, "failed")
     runs_after = published_runs(p)
     assert len(runs_after) == 4
     rerun = [r for r in runs_after if r not in runs][0]
@@ -185,6 +233,11 @@ def test_missing_delivery_times_out_names_it_and_publishes_nothing_then_recovers
         assert mail.subjects() == [f"[program-reporting] NOT PUBLISHED ds={ds} (program_reporting_nightly)"]
         assert mail.messages[0]["To"] == "operators@example.org"
         assert str(reports[0] / "report.html") in mail.messages[0].get_body().get_content()
+
+        # No dbt build ran: every per-model task is skipped, and the run stays failed.
+        [night] = nights()
+        assert night["state"] == "failed" and night["tasks"]["dbt_build"] == "upstream_failed"
+        assert model_states(night) == dict.fromkeys(MODEL_TASKS, "skipped")
 
         # The retention task ran after the report (still there, as above) and removed the old leftovers.
         assert not any(f.parent.exists() for f in leftovers)

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from program_reporting.core.settings import REPO_ROOT
+from program_reporting.orchestration import dbt_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -63,6 +64,11 @@ def test_bench_smoke(tmp_path):
     assert by["night (Airflow, end to end)"]["exit_code"] == 0 and by["BI refresh (Airflow)"]["exit_code"] == 0
     tasks = by["night (Airflow, end to end)"]["tasks"]  # where the night's time went, from Airflow's database
     assert {"gate_landed", "dbt_build", "validate", "publish", "report"} <= set(tasks), tasks
+    # the per-model status tasks as one line, what they add to the night, against the 10 % target
+    models = sum(len(m) for m in dbt_models.models().values())
+    assert 0 < tasks[f"dbt models ({models} status tasks)"] < tasks["dbt_build"], tasks
+    assert not any(t.startswith("dbt.") for t in tasks), tasks
+    assert result["targets"]["per-model dbt tasks <= 0.1 x dbt_build"] is not None
     assert result["warehouse_bytes"] > 0
     assert (results / json_file.name.replace(".json", ".md")).read_text().startswith("Benchmark")
     assert set(result["targets"]) and set(result["ratios"]) == {

@@ -44,14 +44,13 @@ import duckdb
 
 from program_reporting.core import settings
 from program_reporting.core.settings import DBT_PROJECT_DIR, Paths, parse_ds
-from program_reporting.warehouse import build_log, catalog
+from program_reporting.warehouse import build_log, catalog, dbt_results
 
 log = logging.getLogger(__name__)
 
 KPI_TABLES = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress")
 FULL_HISTORY = "1900-01-01"
 NOTHING_NEW = "9999-12-31T00:00:00+00:00"  # the plan's new_rows_since when nothing is new
-_FAILED = {"error", "fail", "runtime error"}
 
 
 class BuildFailed(RuntimeError):
@@ -149,6 +148,8 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     """`dbt build` for business date ds; returns a summary dict; raises BuildFailed."""
     parse_ds(ds)
     paths = paths or settings.paths()
+    results_dir = dbt_results.folder(paths.tmp, run_id)
+    dbt_results.forget(results_dir)  # whatever stops this try, an earlier one's must not pass for its results
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.UTC)
     landings = build_log.landings(paths)
@@ -174,8 +175,13 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
             # not save the 5M x 180 night either: docs/performance.md.)
             args += ["--threads", "2"]
     result = _invoke(args, paths)
+    try:  # the run's own copy of dbt's results, for the per-model status tasks (dbt_results.py)
+        kept = dbt_results.keep(result.result, results_dir)
+    except OSError as exc:  # they only show the results: the build stands or falls on its own
+        log.warning("dbt's results of run %s not kept in %s: %s", run_id, results_dir, exc)
+        kept = None
     nodes = _node_results(result)
-    failed = [f"{name} ({status}): {message}"[:500] for name, status, message in nodes if status in _FAILED]
+    failed = [f"{name} ({status}): {message}"[:500] for name, status, message in nodes if status in dbt_results.FAILED]
     warned = [f"{name}: {message}"[:300] for name, status, message in nodes if status == "warn"]
     seconds = round(time.perf_counter() - started, 1)
     planned = any(
@@ -226,6 +232,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
         "warnings": warned,
         "seconds": seconds,
         "warehouse": str(paths.warehouse_db),
+        "dbt_results": str(kept.parent) if kept else None,
         **recorded,
     }
 

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from program_reporting.orchestration import dbt_models
 from program_reporting.orchestration.airflow_env import DAGS_FOLDER, airflow_env
 
 INSPECT = r"""
@@ -68,11 +69,22 @@ for dag_id, dag in bag.dags.items():
                 "timeout": getattr(t, "timeout", None),
                 "outlets": sorted(a.name for a in t.outlets if isinstance(a, Asset)),
                 "upstream": sorted(t.upstream_task_ids),
+                "downstream": sorted(t.downstream_task_ids),
                 "pool": t.pool,
+                "priority_weight": t.priority_weight,
+                "weight_rule": str(getattr(t.weight_rule, "value", t.weight_rule)),
             }
             for t in dag.tasks
         },
     }
+    if dag_id.startswith("program_reporting_nightly"):
+        # The tasks whose states decide the run's (Airflow's own rule: the effective leaves)
+        from airflow.models.dagrun import DagRun
+        class _TI:
+            def __init__(self, task_id):
+                self.task_id, self.state = task_id, None
+        out["dags"][dag_id]["deciding"] = sorted(
+            ti.task_id for ti in DagRun._tis_for_dagrun_state(None, dag=dag, tis=[_TI(t) for t in dag.task_ids]))
 import sys
 out["step_ids"] = next(
     m.STEP_IDS for m in list(sys.modules.values())
@@ -83,6 +95,8 @@ print("@@JSON@@" + json.dumps(out, default=str))
 
 SOURCES = ("merchants", "credit_events", "employment_reports")
 MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
+# the per-model status tasks: dbt.<layer>.<model>, one per .sql file of dbt_project/models
+MODEL_TASKS = {f"dbt.{layer}.{model}" for layer, models in dbt_models.models().items() for model in models}
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +214,7 @@ NIGHTLY_RETRIES = {
     "report": 2,
     "end": 0,
     "retention": 0,  # never fails: what it cannot remove waits for the next night
+    **dict.fromkeys(MODEL_TASKS, 0),  # they only read the build's results: a retry would read them again
 }
 
 
@@ -234,14 +249,37 @@ def test_nightly_structure(bag):
     assert tasks["publish"]["outlets"] == MARTS
     # The report always runs, after every step; the run fails when nothing was published.
     assert tasks["report"]["trigger_rule"] == "all_done"
-    assert set(tasks["report"]["upstream"]) == set(tasks) - {"report", "end", "retention"}
+    assert set(tasks["report"]["upstream"]) == set(tasks) - {"report", "end", "retention"} - MODEL_TASKS
     assert tasks["end"]["upstream"] == ["publish", "report"]
     assert tasks["end"]["trigger_rule"] == "all_success"
-    # Retention follows the report on every night, failed ones too; it is not a step
-    # of the run, so the report never names it as one that failed.
-    assert tasks["retention"]["upstream"] == ["report"]
+    # Retention follows the report and the per-model status tasks on every night, failed ones
+    # too; it is not a step of the run, so the report never names it as one that failed.
+    assert set(tasks["retention"]["upstream"]) == {"report"} | MODEL_TASKS
     assert tasks["retention"]["trigger_rule"] == "all_done"
     assert set(bag["step_ids"]) == set(tasks["report"]["upstream"])
+
+
+def test_one_status_task_per_dbt_model_after_the_build_deciding_nothing(bag):
+    """The group `dbt`: a task per model (by layer), after dbt_build whatever it did, not in
+    the warehouse pool, weighing least; upstream of retention only, so Airflow decides the
+    run's state from `end` and `retention` alone: a failed or skipped model task never fails
+    a published night, nor turns a night that published nothing into a successful run."""
+    assert len(MODEL_TASKS) >= 25 and "dbt.marts.kpi_program_daily" in MODEL_TASKS
+    assert {t.split(".")[1] for t in MODEL_TASKS} == {"staging", "intermediate", "marts"}
+    for dag_id in ("program_reporting_nightly", "program_reporting_nightly__america_new_york"):
+        dag = bag["dags"][dag_id]
+        tasks = dag["tasks"]
+        assert {t for t in tasks if t.startswith("dbt.")} == MODEL_TASKS, dag_id
+        for task_id in MODEL_TASKS:
+            task = tasks[task_id]
+            assert task["upstream"] == ["dbt_build"], task_id
+            assert task["downstream"] == ["retention"], task_id
+            assert task["trigger_rule"] == "all_done", task_id
+            assert task["pool"] == "default_pool", task_id
+            assert (task["priority_weight"], task["weight_rule"]) == (0, "absolute"), task_id
+        assert dag["deciding"] == ["end", "retention"], dag_id
+        # the main path still outweighs them
+        assert all(tasks[t]["priority_weight"] >= 1 for t in tasks if t not in MODEL_TASKS)
 
 
 def test_bi_refresh_is_scheduled_on_the_published_marts(bag):

@@ -104,6 +104,8 @@ def home(env_paths, monkeypatch):
     _age(p.tmp / "locks", 30)
     _write(p.tmp / "gates" / "old-run" / "landed.pickle")
     _age(p.tmp / "gates", 2)
+    _write(p.tmp / "dbt_runs" / "old-run" / "run_results.json")  # a build's results for its status tasks
+    _age(p.tmp / "dbt_runs", 2)
     _write(p.tmp / "audit-run-123.duckdb")
     _age(p.tmp / "audit-run-123.duckdb", 13 / 24)  # 13 hours: under the default 24
     _write(p.tmp / "audit-run-456.duckdb")
@@ -135,6 +137,7 @@ EXPECTED = {
     ("tmp", "tmp/land-merchants-0123456789ab"),
     ("tmp", "tmp/duckdb/duckdb_temp_storage-0.tmp"),
     ("tmp", "tmp/gates/old-run"),
+    ("tmp", "tmp/dbt_runs/old-run"),
     ("tmp", "tmp/audit-run-456.duckdb"),
     ("airflow-log", "airflow/logs/dag_id=nightly/run_id=old"),
     ("airflow-log", "airflow/logs/program-reporting-run"),
@@ -169,7 +172,7 @@ def test_exactly_the_old_parts_go_and_every_kept_folder_stays(home):
     for f in kept:
         assert f.exists(), f
     # the standing folders stay, emptied of their old files; a night's young files stay
-    for standing in ("duckdb", "gates", "locks"):
+    for standing in ("duckdb", "gates", "locks", "dbt_runs"):
         assert (p.tmp / standing).is_dir()
     assert (p.tmp / "locks" / "merchants.lock").exists()
     assert (p.tmp / "duckdb" / "duckdb_temp_storage-1.tmp").exists()
