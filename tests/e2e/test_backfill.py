@@ -72,7 +72,7 @@ def grid_screenshot(port: int, state: dict, work: Path) -> str:
         SCREENSHOT,
         work / "browser",
         storage={f"{DAG_ID}/open-groups": json.dumps(groups), f"{DAG_ID}/all-groups": json.dumps(groups)},
-        shows="wait_for_earlier_night",
+        shows="int_credit_line_states",  # a model task inside the open groups
     )
 
 
@@ -210,5 +210,6 @@ def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, m
 
     # the UI shows the nights: the grid, every task of the DAG, in a real browser
     assert SCREENSHOT.stat().st_size > 10_000
-    for task_id in ("wait_for_earlier_night", "dbt_build", "publish"):
+    # per-model tasks too: the group dbt open, a model of each layer in the grid
+    for task_id in ("wait_for_earlier_night", "dbt_build", "publish", "stg_merchants", "int_credit_line_states"):
         assert task_id in grid_text, grid_text[:3000]
