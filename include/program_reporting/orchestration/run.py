@@ -201,7 +201,10 @@ def _airflow_dags_test(dag_id: str, logical_date: str | None, env: dict[str, str
                 starts[m.group(1)] = time.monotonic()
             elif m := _TASK_END.search(line):
                 task = m.group(1)
-                log.info("  %s: %s done (%.1f s)", label, task, time.monotonic() - starts.pop(task, t0))
+                # the per-model status tasks (dbt.<layer>.<model>) are many and quick: the UI shows them
+                (log.debug if task.startswith("dbt.") else log.info)(
+                    "  %s: %s done (%.1f s)", label, task, time.monotonic() - starts.pop(task, t0)
+                )
             elif m := _FAILED.search(line.strip()):
                 if "Traceback" not in line and "loc=" not in m.group(2)[:5]:
                     failures.append(f"{m.group(1)}: {m.group(2)}"[:500])
