@@ -103,6 +103,19 @@ def test_publish_triggers_bi_refresh_through_asset_scheduling(env_paths, monkeyp
         assert run["state"].lower().endswith("success"), run
         assert "asset_triggered" in run["run_type"].lower(), run
         assert run["consumed"] >= 3
+        # OpenLineage under the scheduler: the DAG run's events (scheduler) and its
+        # tasks' (LocalExecutor's task processes) reach the same file transport.
+        spooled = [
+            json.loads(line)
+            for f in sorted((p.tmp / "lineage").glob("events*.jsonl"))
+            for line in f.read_text().splitlines()
+        ]
+        refresh = {(e["eventType"], e["job"]["name"]) for e in spooled}
+        assert {
+            ("START", "program_reporting_bi_refresh"),
+            ("START", "program_reporting_bi_refresh.export_parquet"),
+            ("COMPLETE", "program_reporting_bi_refresh.export_parquet"),
+        } <= refresh, sorted(refresh)
 
         # 3b. the figures' deadline: a PPP-2020 night (New York calendar) for a date whose
         # deliveries never came, created after its 06:00 deadline had passed; the scheduler

@@ -15,6 +15,8 @@ Settings of our own (environment variables):
   and how long the nightly DAG waits for each source's `_control.json`.
 - `PROGRAM_REPORTING_SMTP_*`: the alerts' mail server, passed to Airflow as
   the connection `program_reporting_smtp` (see alerts.py).
+- `PROGRAM_REPORTING_OPENLINEAGE_URL`: an OpenLineage server (Marquez) that
+  receives the runs' lineage events as well as the file (lineage.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 from program_reporting.core.settings import REPO_ROOT, paths
+from program_reporting.orchestration import lineage
 from program_reporting.orchestration.business_date import NIGHTLY_DAG_ID  # noqa: F401 - the DAG `run` uses
 
 log = logging.getLogger(__name__)
@@ -172,6 +175,8 @@ def airflow_env(base: dict[str, str] | None = None) -> dict[str, str]:
     )
     # the mail server of the alerts, as the connection SmtpNotifier reads (alerts.py)
     env.update(smtp_connection_env(env))
+    # OpenLineage: every event to a file, and to a lineage server when one is set (lineage.py)
+    env.update(lineage.airflow_settings(env, p))
     return env
 
 
@@ -223,6 +228,7 @@ def ensure_db(env: dict[str, str] | None = None) -> None:
     env = airflow_env() if env is None else env
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
+    lineage.ensure_spool()  # before the first event: the scheduler's, of a DAG run starting
     from importlib.metadata import version
 
     marker = home / ".migrated"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any, NoReturn
 
 from airflow.sdk import Asset, BaseSensorOperator
@@ -20,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from program_reporting.core.contract import CONTROL_FILE
 from program_reporting.core.settings import SOURCES, paths
+from program_reporting.orchestration import lineage
 from program_reporting.orchestration.airflow_env import in_dags_test
 from program_reporting.orchestration.business_date import (  # noqa: F401 - re-exported for the DAG files
     PROGRAM_TIME_ZONE,
@@ -186,6 +188,7 @@ def plan(context: Any) -> dict[str, str]:
     ds = ds_of(context)
     run_id = new_run_id(ds)
     log.info("nightly run for business date %s, pipeline run id %s", ds, run_id)
+    lineage.ensure_spool()  # where a deployment's first night has none yet (airflow_env.ensure_db makes it)
     return {"ds": ds, "run_id": run_id}
 
 
@@ -193,7 +196,7 @@ def land(source: str, ds: str, context: Any) -> dict:
     from program_reporting.landing import land as landing
 
     try:
-        return landing.land(source, ds)
+        record = landing.land(source, ds)
     except landing.DeliveryRejected as exc:
         # A rejected delivery will be rejected again: fail now, no retries.
         message = f"delivery rejected: {source} ds={ds}: {exc}"
@@ -202,16 +205,20 @@ def land(source: str, ds: str, context: Any) -> dict:
     except Exception as exc:
         record_failure(context, f"landing {source} ds={ds} failed: {exc!r}")
         raise
+    lineage.landed(context, record)
+    return record
 
 
 def release_orphans(ds: str, context: Any) -> dict:
     from program_reporting.landing import land as landing
 
     try:
-        return landing.release_orphans(ds)
+        summary = landing.release_orphans(ds)
     except Exception as exc:
         record_failure(context, f"releasing held orphans for ds={ds} failed: {exc!r}")
         raise
+    lineage.released(context, summary)
+    return summary
 
 
 def fail_validation(context: Any, message: str) -> NoReturn:
@@ -233,6 +240,7 @@ def gate_landed(ds: str, run_id: str, context: Any) -> dict:
     except Exception as exc:  # a gate that cannot run blocks, and rerunning will not help
         fail_validation(context, f"the landed gate for ds={ds} could not run: {exc}")
     summary = _summary(result)
+    lineage.gated_landed(context, ds)
     if not result.passed:
         fail_validation(context, f"landed extracts of ds={ds} failed validation: {_why(result, summary)}")
     return summary
@@ -241,9 +249,11 @@ def gate_landed(ds: str, run_id: str, context: Any) -> dict:
 def dbt_build(ds: str, run_id: str, context: Any) -> dict:
     from program_reporting.warehouse import build
 
+    started = time.time()
     try:
-        return build.build(ds, run_id)
+        built = build.build(ds, run_id)
     except build.BuildFailed as exc:
+        lineage.dbt_built(context, since=started)  # what ran: models done or failed, the tests' results
         message = f"dbt build for ds={ds} failed: {exc}"
         if exc.nodes and all(n.startswith(("test.", "unit_test.")) for n in exc.nodes):
             # Only dbt tests failed: a failed check, which a retry would only repeat.
@@ -253,16 +263,20 @@ def dbt_build(ds: str, run_id: str, context: Any) -> dict:
     except Exception as exc:
         record_failure(context, f"dbt build for ds={ds} failed: {exc}")
         raise
+    lineage.dbt_built(context, since=started)
+    return built
 
 
 def stage_audit(run_id: str, ds: str, context: Any) -> str:
     from program_reporting.publishing import wap
 
     try:
-        return str(wap.stage(run_id, ds))
+        staged = wap.stage(run_id, ds)
     except Exception as exc:
         record_failure(context, f"staging the audit set of run {run_id} failed: {exc}")
         raise
+    lineage.staged(context, run_id)
+    return str(staged)
 
 
 def validate(run_id: str, ds: str, context: Any) -> dict:
@@ -273,6 +287,7 @@ def validate(run_id: str, ds: str, context: Any) -> dict:
     except Exception as exc:
         fail_validation(context, f"the validation gate of run {run_id} could not run: {exc}")
     summary = _summary(result)
+    lineage.validated(context, run_id)
     if not result.passed:
         fail_validation(context, f"validation of run {run_id} (ds={ds}) failed: {_why(result, summary)}")
     return summary
@@ -303,6 +318,7 @@ def publish(run_id: str, ds: str, context: Any) -> str:
     outlet_events = context["outlet_events"]
     for asset in mart_assets():
         outlet_events[asset].extra = {"run_id": run_id, "ds": ds, "published": str(published)}
+    lineage.published(context, run_id)
     return str(published)
 
 
@@ -344,6 +360,8 @@ def report(plan_: dict | None, step_ids: list[str], context: Any) -> str:
         path = wap.withhold(run_id, ds, wap.kept_gates(run_id), reason, airflow_run_id=ti.run_id)
         log.warning("nothing published for ds=%s: %s", ds, reason)
     wap.forget_gates(run_id)
+    # the run's OpenLineage events up to this task, beside its report (never fails the task)
+    lineage.archive(context, run_id)
     log.info("report of run %s (%s): %s", run_id, "published" if published else "withheld", path)
     return str(path)
 

@@ -15,7 +15,9 @@ category for good):
       PROGRAM_REPORTING_RETAIN_AUDIT_DAYS, default 30.
   tmp: anything under tmp/: work folders of killed steps, DuckDB's spill
       (tmp/duckdb/), gate results a killed run never reported (tmp/gates/),
-      the dbt results the nightly DAG's model tasks read (tmp/dbt_runs/).
+      the dbt results the nightly DAG's model tasks read (tmp/dbt_runs/),
+      OpenLineage's spool files (tmp/lineage/; each run's report keeps its
+      events).
       PROGRAM_REPORTING_RETAIN_TMP_HOURS, default 24, at least 12: no night
       runs longer (the DAG's dagrun_timeout), so a running night never loses
       its temp files.
@@ -35,7 +37,7 @@ Never removed: published/ (every published set and current.duckdb),
 reports/ (every report and the index), raw/, restricted/, quarantine/,
 held/, landing_index/, the warehouse, exports/, the drop folder; lock files
 (*.lock) and the standing folders tmp/duckdb/, tmp/gates/, tmp/locks/,
-tmp/dbt_runs/; the
+tmp/dbt_runs/, tmp/lineage/; the
 audit set of a run with no report yet (one in progress, or staged by hand
 and not published: publish it, or remove it yourself). Symbolic links are
 never followed: an old link is removed, never what it points to; a category
@@ -75,7 +77,9 @@ SETTINGS = {
     "PROGRAM_REPORTING_RETAIN_AIRFLOW_LOG_DAYS": (30.0, DAY, 0.0),
     "PROGRAM_REPORTING_RETAIN_LANDING_FAILURE_DAYS": (90.0, DAY, 0.0),
 }
-STANDING_TMP = ("duckdb", "gates", "locks", "dbt_runs")  # shared by running steps: emptied of old files, never removed
+# shared by running steps (lineage: every Airflow process appends its events there):
+# emptied of old files, never removed
+STANDING_TMP = ("duckdb", "gates", "locks", "dbt_runs", "lineage")
 
 
 @dataclass(frozen=True)

@@ -91,10 +91,15 @@ def _dbt_environment(paths: Paths):
                 os.environ[k] = v
 
 
+def dbt_target(paths: Paths) -> Path:
+    """The build's dbt target: its manifest.json and run_results.json (the
+    nightly's OpenLineage events of the models are made from them)."""
+    return paths.home / "warehouse" / "dbt_target"
+
+
 def _dbt_args(
     command: list[str], paths: Paths, target_path: Path | None = None, log_path: Path | None = None
 ) -> list[str]:
-    work = paths.home / "warehouse"
     return command + [
         "--project-dir",
         str(DBT_PROJECT_DIR),
@@ -102,9 +107,9 @@ def _dbt_args(
         str(DBT_PROJECT_DIR),
         # per-home target and logs: parallel homes (tests, backfills) never share state
         "--target-path",
-        str(target_path or work / "dbt_target"),
+        str(target_path or dbt_target(paths)),
         "--log-path",
-        str(log_path or work / "dbt_logs"),
+        str(log_path or paths.home / "warehouse" / "dbt_logs"),
         "--no-use-colors",
     ]
 
