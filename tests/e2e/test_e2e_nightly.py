@@ -1,6 +1,7 @@
 """End to end through real Airflow, dbt, Great Expectations and DuckDB: the
 nightly DAG run by `program-reporting run` (airflow dags test with the
-project's environment) on small simulated deliveries. Nothing is mocked.
+project's environment, the OpenLineage provider's listener) on small simulated
+deliveries. Nothing is mocked.
 
 Each test has its own drop folder, warehouse home and AIRFLOW_HOME
 (env_paths), so parallel runs never share a metadata database."""
@@ -8,6 +9,7 @@ Each test has its own drop folder, warehouse home and AIRFLOW_HOME
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -19,8 +21,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import lineage_graph
 from helpers.airflow_db import airflow_state
 
+from program_reporting.core.settings import SOURCES
 from program_reporting.orchestration import dbt_models
 from program_reporting.orchestration.airflow_env import airflow_env
 
@@ -34,7 +38,16 @@ DAYS = [(START + dt.timedelta(days=i)).isoformat() for i in range(3)]
 @pytest.fixture
 def airflow_paths(env_paths, monkeypatch):
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)  # default: <home>/airflow, private to the test
-    for name in ("PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS", "PROGRAM_REPORTING_SENSOR_POKE_SECONDS"):
+    for name in (
+        "PROGRAM_REPORTING_SENSOR_TIMEOUT_SECONDS",
+        "PROGRAM_REPORTING_SENSOR_POKE_SECONDS",
+        # OpenLineage's defaults: the file transport under the home
+        "PROGRAM_REPORTING_OPENLINEAGE_URL",
+        "OPENLINEAGE_URL",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT",
+        "AIRFLOW__OPENLINEAGE__DISABLED",
+        "AIRFLOW__OPENLINEAGE__NAMESPACE",
+    ):
         monkeypatch.delenv(name, raising=False)
     return env_paths
 
@@ -129,6 +142,9 @@ def test_three_nights_publish_in_order_and_a_redelivery_rerun_restates(airflow_p
     text = log_file.read_text(errors="replace")
     assert re.search(r"model kpi_program_daily: success in \d+\.\d\d s \(adapter: OK\)", text)
     assert re.search(r"\n\d+ tests \(\d+ pass\), \d+\.\d\d s:\n  pass +\d+\.\d\d s  test ", text)
+    # Each night's lineage, archived with its report, runs from the drop to the published set
+    lineage_run = next(r for r in runs if r.startswith(DAYS[1] + "_"))
+    lineage_archive = assert_lineage_reaches_published(p, lineage_run)
 
     # A source re-delivers an earlier date (drawdowns corrected to 90%); re-running
     # that date restates the figures: a new published set, rows still up to the
@@ -163,6 +179,78 @@ def test_three_nights_publish_in_order_and_a_redelivery_rerun_restates(airflow_p
     assert _column(p, after, "enrolled_merchants") == _column(p, before, "enrolled_merchants")
     assert _column(p, after, "jobs_current") == _column(p, before, "jobs_current")
     assert {run_id: _figures(db) for run_id, db in runs.items()} == old_sets
+    assert_rerun_lineage_is_its_own(p, lineage_run, lineage_archive, rerun)
+
+
+def assert_lineage_reaches_published(p, run_id: str) -> bytes:
+    """reports/<run_id>/lineage/events.jsonl, read as a lineage graph: from each source's
+    drop folder through the raw layer, dbt's staging models and the marts to the published
+    set. Returns the archive's bytes."""
+    # The file transport, by default: every Airflow process appended to the spool.
+    assert list((p.tmp / "lineage").glob("events*.jsonl"))
+    archive = p.reports / run_id / "lineage" / "events.jsonl"
+    events = [json.loads(line) for line in archive.read_text().splitlines()]
+    assert [e["eventTime"] for e in events] == sorted(e["eventTime"] for e in events)
+    assert archive.stat().st_mode & 0o777 == 0o444
+
+    airflow = {
+        e["job"]["name"].split(".", 1)[1] for e in events if e["job"]["name"].startswith("program_reporting_nightly.")
+    }
+    assert {"plan", *(f"land_{s}" for s in SOURCES), "dbt_build", "stage_audit", "validate", "publish"} <= airflow
+    done = {e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"}
+    assert "program_reporting_nightly.publish" in done  # up to publishing, its end included
+
+    # dbt's jobs (one per model, one per model's tests) are children of the dbt_build task's run
+    dbt_build_runs = {e["run"]["runId"] for e in events if e["job"]["name"] == "program_reporting_nightly.dbt_build"}
+    dbt = [e for e in events if e["job"].get("facets", {}).get("jobType", {}).get("integration") == "DBT"]
+    assert len(dbt) > 40
+    assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in dbt} == dbt_build_runs
+    assert {e["run"]["facets"]["parent"]["job"]["name"] for e in dbt} == {"program_reporting_nightly.dbt_build"}
+    assert any(e["job"]["name"].endswith("stg_merchants.build.test") for e in dbt)
+
+    edges = lineage_graph.graph(events)
+    current = ("file", str(p.current_db))
+    for source in SOURCES:
+        found = lineage_graph.path(edges, ("file", str(p.drop / source)), current)
+        assert found, f"no lineage from the {source} drop to {current}"
+        stages = [lineage_graph.stage(p, d) for d in found]
+        assert [s for i, s in enumerate(stages) if i == 0 or s != stages[i - 1]][:3] == ["drop", "raw", "staging"]
+        assert stages.index("marts") > stages.index("staging")
+        assert stages[-3:] == ["marts", "audit", "published"], found
+        assert found[1] == ("file", str(p.raw / source))
+        assert found[2][1] == f"warehouse.main.stg_{source}"
+        assert found[-3][1].startswith("warehouse.main.kpi_")
+
+    # The report stays as published: the index's checksums still name its two files.
+    entry = next(json.loads(line) for line in (p.reports / "index.jsonl").read_text().splitlines() if run_id in line)
+    assert entry["run_id"] == run_id
+    for name in ("report.json", "report.html"):
+        digest = hashlib.sha256((p.reports / run_id / name).read_bytes()).hexdigest()
+        assert entry[f"{name.replace('.', '_')}_sha256"] == digest
+    return archive.read_bytes()
+
+
+def assert_rerun_lineage_is_its_own(p, first_run: str, first_archive: bytes, rerun: str) -> None:
+    """Re-running a date: the provider gives the new run the same OpenLineage run ids (same
+    DAG, logical date and clear number); its archive holds its own events only, and the
+    first run's archive is as it was."""
+    events = [json.loads(line) for line in first_archive.decode().splitlines()]
+    airflow_run = json.loads((p.reports / rerun / "report.json").read_text())["airflow_run_id"]
+    again = [json.loads(line) for line in (p.reports / rerun / "lineage" / "events.jsonl").read_text().splitlines()]
+    assert [e["eventType"] for e in again if e["job"]["name"] == "program_reporting_nightly.plan"] == [
+        "START",
+        "COMPLETE",
+    ]
+    named = {
+        (e["run"]["facets"].get("airflow") or e["run"]["facets"].get("airflowDagRun"))["dagRun"]["run_id"]
+        for e in again
+        if "airflow" in e["run"]["facets"] or "airflowDagRun" in e["run"]["facets"]
+    }
+    assert named == {airflow_run}
+    assert len([e for e in again if e["eventType"] == "START" and "build.run" in e["job"]["name"]]) == len(
+        [e for e in events if e["eventType"] == "START" and "build.run" in e["job"]["name"]]
+    )
+    assert (p.reports / first_run / "lineage" / "events.jsonl").read_bytes() == first_archive
 
 
 def _column(p, rows: list[tuple], name: str) -> list:

@@ -1,6 +1,6 @@
 """Backfill plumbing that needs no scheduler: the run dates of business dates, a
 backfill's delivery sensor that does not wait, and the nightly DAGs' paused state
-that `make airflow` leaves. The scheduler's path end to end: tests/e2e/test_e2e_backfill.py."""
+that `make airflow` leaves. The scheduler's path end to end: tests/e2e/test_e2e_scheduler.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What the deadline alert says is late, from the drop and the reports (the alert
-firing through Airflow's scheduler and triggerer is in tests/e2e/test_bi_refresh.py)."""
+firing through Airflow's scheduler and triggerer is in tests/e2e/test_e2e_scheduler.py)."""
 
 from __future__ import annotations
 

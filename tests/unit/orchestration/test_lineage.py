@@ -1,7 +1,7 @@
 """OpenLineage settings, dataset names and each run's archive (orchestration/lineage.py),
 with the real OpenLineage client, Airflow's provider configuration and openlineage-dbt.
 A real night's events, followed from the drop to the published set, are in
-tests/e2e/test_e2e_lineage.py."""
+tests/e2e/test_e2e_nightly.py (the three nights)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,28 @@
-"""Backfills through Airflow's scheduler publish what `program-reporting run` publishes.
+"""Airflow's scheduler, end to end: backfills publish what `program-reporting run`
+publishes, each publication triggers the BI refresh through asset scheduling, and
+a missed deadline raises its alert. One standalone Airflow serves all three.
 
 One drop, two warehouse homes:
-1. the fast path: `program-reporting run --from --to` (`airflow dags test`, no
-   scheduler); its runs get their true start in Airflow's database, not their
-   2020 logical date;
-2. `program-reporting airflow` (standalone: scheduler, DAG processor, API
-   server) finds only past dates in the drop and leaves the nightly DAGs
-   paused, saying how to backfill them and how to start the schedule; then
-   `program-reporting backfill` (it unpauses the DAG and runs `airflow backfill
-   create`) over the same dates, two runs allowed at once, as the UI's form allows.
-The backfill's nights run in date order (each waits for the one before it),
-don't wait on delivery sensors, show true durations, and publish the same
-figures, cell by cell. Last, a headless Chromium screenshot of the grid, every
-task group open, goes to test-output/airflow_grid.png.
+1. the fast path: `program-reporting run --from --to --no-bi-refresh` (`airflow
+   dags test`, no scheduler); its runs get their true start in Airflow's database,
+   not their 2020 logical date. Airflow recorded the mart asset events and queued
+   the BI refresh (AssetDagRunQueue): the scheduling link.
+2. `program-reporting airflow` (standalone: scheduler, DAG processor, triggerer,
+   API server, LocalExecutor) finds only past dates in the drop and leaves the
+   nightly DAGs paused, saying how to backfill them and how to start the
+   schedule; then `program-reporting backfill` (it unpauses the DAG and runs
+   `airflow backfill create`) over the same dates, two runs allowed at once, as
+   the UI's form allows. The backfill's nights run in date order (each waits for
+   the one before it), don't wait on delivery sensors, show true durations, and
+   publish the same figures, cell by cell.
+3. The scheduler turns the backfill's asset events into an asset-triggered run of
+   program_reporting_bi_refresh: the Parquet exports equal the published tables,
+   the brief is self-contained.
+4. A run of the New York calendar's night, created after its deadline had passed,
+   raises the deadline alert (scheduler and triggerer), naming what is missing.
+5. A headless Chromium screenshot of the grid, every task group open, goes to
+   test-output/airflow_grid.png; then Ctrl-C's path (SIGTERM) stops the whole
+   process group.
 
 Real Airflow, dbt, GX and DuckDB; nothing mocked."""
 
@@ -41,8 +51,14 @@ from program_reporting.orchestration.business_date import logical_date_for
 BIN = Path(sys.executable).parent
 MARTS = ["kpi_program_daily", "kpi_segment_daily", "kpi_target_progress"]
 DATES = ["2020-06-02", "2020-06-03"]
+LATE_DS = "2020-06-04"  # not in the drop: its New York night misses its deadline
 DAG_ID = "program_reporting_nightly"
+BI_REFRESH = "program_reporting_bi_refresh"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "test-output" / "airflow_grid.png"
+
+
+def log_tail(p) -> str:
+    return (p.home / "standalone.log").read_text(errors="replace")[-5000:]
 
 
 def use_home(monkeypatch, home: Path) -> None:
@@ -80,8 +96,39 @@ def when(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 
 
+def group_alive(pgid: int) -> list[int]:
+    from program_reporting.orchestration.standalone import group_members
+
+    return group_members(pgid)
+
+
+def assert_exports_equal_published(p) -> None:
+    """The BI refresh's Parquet exports equal the published tables; the brief is self-contained."""
+    con = duckdb.connect(str(p.current_db), read_only=True)
+    try:
+        for table in MARTS:
+            files = list((p.exports / "parquet" / table).glob("*.parquet"))
+            assert len(files) == 1, files
+            pq = f"read_parquet('{files[0]}')"
+            n = con.execute(f"select count(*) from {table}").fetchone()[0]
+            assert n > 0
+            assert con.execute(f"select count(*) from {pq}").fetchone()[0] == n
+            for a, b in ((table, pq), (pq, table)):
+                query = f"select count(*) from (select * from {a} except all select * from {b})"
+                assert con.execute(query).fetchone()[0] == 0, (table, a, b)
+            types = con.execute(f"describe select * from {table}").fetchall()
+            assert con.execute(f"describe select * from {pq}").fetchall() == types
+    finally:
+        con.close()
+    brief = (p.exports / "kpi_brief.html").read_text(encoding="utf-8")
+    assert "<svg" in brief and "SPARK-2020" in brief
+    assert "Jobs retained against the target" in brief and "5,000,000" in brief
+    assert "<script" not in brief.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", brief)
+
+
 @pytest.mark.e2e
-def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, monkeypatch):
+def test_the_scheduler_backfills_refreshes_bi_and_alerts_a_missed_deadline(tmp_path, monkeypatch):
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)
     monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_port()))
     monkeypatch.setenv("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
@@ -112,12 +159,20 @@ def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, m
     )
     assert fast.returncode == 0, fast.stdout[-3000:] + fast.stderr[-5000:]
     fast_figures = marts(paths().current_db)
-    runs = [r for r in airflow_state(airflow_env())["runs"] if r["dag_id"] == DAG_ID]
+    assert not (paths().exports / "kpi_brief.html").exists()  # the BI refresh is left to a scheduler
+    fast_state = airflow_state(airflow_env())
+    runs = [r for r in fast_state["runs"] if r["dag_id"] == DAG_ID]
     assert [when(r["logical_date"]) for r in runs] == [logical_date_for(d, "Asia/Shanghai") for d in DATES]
     for r in runs:  # started when it ran, not on its 2020 logical date
         seconds = (when(r["end_date"]) - when(r["start_date"])).total_seconds()
         assert 0 < seconds < 900, r
         assert when(r["start_date"]).year > 2020, r
+    # the scheduling link: each night's publish recorded the three mart asset events, the consumer is queued
+    events = [e for e in fast_state["events"] if e["source_dag_id"] == DAG_ID]
+    assert sorted((e["extra"]["ds"], e["asset"]) for e in events) == [(d, t) for d in DATES for t in MARTS]
+    assert all(e["source_task_id"] == "publish" for e in events)
+    assert all(e["uri"].startswith(paths().current_db.as_uri()) for e in events)
+    assert BI_REFRESH in fast_state["queued"]
 
     # 2. the scheduler's path: standalone, then `airflow backfill create`
     use_home(monkeypatch, tmp_path / "home-backfill")
@@ -125,6 +180,7 @@ def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, m
     env = airflow_env()
     port = free_port()
     out = open(p.home / "standalone.log", "w")
+    pgid = None
     airflow = subprocess.Popen(
         [str(BIN / "program-reporting"), "airflow", "--port", str(port), "--grace", "15"],
         stdout=out,
@@ -142,6 +198,7 @@ def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, m
             if DAG_ID in state["serialized"] and DAG_ID in state["paused"]:
                 break
         log_text = (p.home / "standalone.log").read_text(errors="replace")
+        pgid = int(re.search(r"process group (\d+)", log_text).group(1))
         assert DAG_ID in state["serialized"], log_text[-5000:]
         # past dates only in the drop: a backfill, not a schedule; the message says how to start either
         assert f"Nightly DAGs paused ({DAG_ID}" in log_text, log_text[:3000]
@@ -180,11 +237,79 @@ def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, m
                 break
         assert len(backfilled) == len(DATES), state["runs"]
         assert all(succeeded(r["state"]) for r in backfilled), backfilled
+
+        # 3. the backfill's publications queued the BI refresh; the scheduler runs it
+        refreshes: list[dict] = []
+        while time.monotonic() < deadline:
+            refreshes = [r for r in state["runs"] if r["dag_id"] == BI_REFRESH]
+            if refreshes and all(finished(r["state"]) for r in refreshes) and BI_REFRESH not in state["queued"]:
+                break
+            time.sleep(3)
+            state = airflow_state(env)
+        assert refreshes, "the scheduler did not run the BI refresh:\n" + log_tail(p)
+        assert all(succeeded(r["state"]) for r in refreshes), refreshes
+        assert all("asset_triggered" in r["run_type"].lower() for r in refreshes), refreshes
+        assert sum(r["consumed"] for r in refreshes) >= len(MARTS) * len(DATES)
+        # OpenLineage under the scheduler: the DAG run's events (scheduler) and its
+        # tasks' (LocalExecutor's task processes) reach the same file transport.
+        spooled = [
+            json.loads(line)
+            for f in sorted((p.tmp / "lineage").glob("events*.jsonl"))
+            for line in f.read_text().splitlines()
+        ]
+        refresh_events = {(e["eventType"], e["job"]["name"]) for e in spooled}
+        assert {
+            ("START", BI_REFRESH),
+            ("START", f"{BI_REFRESH}.export_parquet"),
+            ("COMPLETE", f"{BI_REFRESH}.export_parquet"),
+        } <= refresh_events, sorted(refresh_events)
+
+        # 4. the figures' deadline: a PPP-2020 night (New York calendar) for a date whose
+        # deliveries never came, created after its 06:00 deadline had passed; the scheduler
+        # finds the deadline missed and the triggerer runs the alert, naming what is missing.
+        trigger = subprocess.run(
+            [
+                str(BIN / "airflow"),
+                "dags",
+                "trigger",
+                "program_reporting_nightly__america_new_york",
+                "--logical-date",
+                "2020-06-05T06:00:00+00:00",  # LATE_DS's night: 02:00 EDT the next day
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert trigger.returncode == 0, trigger.stdout[-2000:] + trigger.stderr[-3000:]
+        alerts_log = p.home / "alerts.log"
+        late = None
+        waited = time.monotonic() + 240
+        while late is None and time.monotonic() < waited:
+            time.sleep(3)
+            lines = alerts_log.read_text().splitlines() if alerts_log.exists() else []
+            late = next((json.loads(l) for l in lines if json.loads(l)["event"] == "figures_late"), None)
+        # only that one: the backfill's nights were dated after their deadlines too, but
+        # their outcome is the backfill's to report
+        lines = alerts_log.read_text().splitlines() if alerts_log.exists() else []
+        assert [json.loads(l)["event"] for l in lines] == ["figures_late"], lines
+        assert late is not None, "no deadline alert:\n" + log_tail(p)
+        assert late["programs"] == ["PPP-2020"] and late["ds"] == LATE_DS
+        assert late["airflow_run_id"].startswith("manual__")
+        assert late["due"] == "2020-06-05T10:00:00+00:00"  # 06:00 EDT the day after LATE_DS
+        assert "missing deliveries: merchants" in late["message"]
+        assert str(p.delivery_dir("credit_events", LATE_DS) / "_control.json") in late["message"]
+
+        # 5. the UI shows the nights: the grid, every task of the DAG, in a real browser
         grid_text = grid_screenshot(port, state, tmp_path)
     finally:
-        airflow.send_signal(signal.SIGTERM)
+        airflow.send_signal(signal.SIGTERM)  # what Ctrl-C / a service manager does
         airflow.wait(timeout=120)
         out.close()
+    # Nothing of Airflow standalone is left running.
+    assert airflow.returncode == 0
+    assert pgid is not None and group_alive(pgid) == [], f"processes of group {pgid} survived"
+    assert_exports_equal_published(p)
 
     tasks = {(t["run_id"], t["task_id"]): t for t in state["tasks"] if t["dag_id"] == DAG_ID}
     first, second = backfilled
@@ -208,7 +333,6 @@ def test_backfill_through_the_scheduler_publishes_what_run_publishes(tmp_path, m
     assert published_ds == DATES, index
     assert marts(p.current_db) == fast_figures
 
-    # the UI shows the nights: the grid, every task of the DAG, in a real browser
     assert SCREENSHOT.stat().st_size > 10_000
     # per-model tasks too: the group dbt open, a model of each layer in the grid
     for task_id in ("wait_for_earlier_night", "dbt_build", "publish", "stg_merchants", "int_credit_line_states"):
