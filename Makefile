@@ -26,9 +26,10 @@ venv: $(STAMP) ## create .venv/ with the pinned stack
 run: $(STAMP) ## simulate a week and run the nightly pipeline for each day
 	$(BIN)/program-reporting demo
 
-# Two workers (pytest-xdist): a module's tests stay together (tests/conftest.py). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
-test: lint ## lint, then run the whole test suite (TEST_WORKERS=2 processes)
+# Three workers (pytest-xdist) on two cores: the end-to-end tests wait much of the time
+# (docs/testing.md). Groups of tests that share a worker: tests/conftest.py. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+test: lint ## lint, then run the whole test suite (TEST_WORKERS=3 processes)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 PY_SOURCES := include dags tests bench

@@ -21,16 +21,26 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "ppp"
 DATA = Path(__file__).resolve().parent / "data"  # files the tests ship with
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs two workers, --dist loadgroup): a module's tests
-    stay in one worker (its module-scoped fixtures are built once), and the modules that
-    write RELIABILITY.md share one worker, whose recorder must see every section."""
-    if not config.pluginmanager.hasplugin("xdist"):
+    """Under pytest-xdist (`make test`, --dist loadgroup): the tests of a module with a
+    module-scoped fixture stay in one worker (the fixture is built once), and the modules
+    that write RELIABILITY.md share one worker, whose recorder must see every section.
+    Every other test goes to whichever worker is free."""
+    if getattr(config.option, "dist", "no") != "loadgroup":
         return
     for item in items:
         module = item.nodeid.split("::")[0]
-        group = "reliability" if module in reliability_log.MODULES else module
-        item.add_marker(pytest.mark.xdist_group(group))
+        if module in reliability_log.MODULES:
+            item.add_marker(pytest.mark.xdist_group("reliability"))
+        elif _uses_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
+def _uses_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info else ()
+    return any(d.scope in ("module", "package", "session") for chain in defs for d in chain)
 
 
 @pytest.hookimpl(optionalhook=True)
