@@ -166,7 +166,7 @@ def build(ds: str, run_id: str, full_refresh: bool = False, paths: Paths | None 
     args = _dbt_args(["build"], paths)
     if full:
         # The restatement rules' unit tests are about nights, which a full build does not
-        # plan; make test and any plain `dbt build` run them (14 of them: 7 s a build).
+        # plan; make test and any plain `dbt build` run them (17 of them, about 0.5 s each).
         args += ["--full-refresh", "--exclude", "tag:restatement_rules"]
     else:
         # Unit tests check the SQL on static inputs, which no night changes: dbt's
