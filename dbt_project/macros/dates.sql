@@ -43,6 +43,60 @@
   {{ date_var('reports_reload_from', value) if value else start_of_time() }}
 {%- endmacro %}
 
+{#- The rows of a delivery source (credit_events, employment_reports) that this
+    build reads from the raw layer, as a condition on a relation with the raw
+    columns _ds and _landed_at (a staging table keeps them): every row of the
+    partitions from the reload date on (reload_from, reports_reload_from), and
+    the rows appended since the last build to older partitions whose only
+    change is new releases of held orphans (plan append_from: the earliest such
+    partition; append_since: the earliest of those releases, which stamp the
+    released rows' _landed_at). Written `_ds >= append_from and (...)` so that
+    the bound on _ds is a plain filter DuckDB skips row groups with. -#}
+{% macro reread_rows(source_name) -%}
+  {%- set rows = reread_bounds(source_name) -%}
+  {%- if rows.append_from -%}
+    (_ds >= {{ rows.append_from }} and (_ds >= {{ rows.reload_from }} or _landed_at >= {{ rows.append_since }}))
+  {%- else -%}
+    (_ds >= {{ rows.reload_from }})
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The rows reread_rows appends (none: the plan appends none), as a condition. -#}
+{% macro appended_rows(source_name) -%}
+  {%- set rows = reread_bounds(source_name) -%}
+  {%- if rows.append_from -%}
+    (_ds >= {{ rows.append_from }} and _ds < {{ rows.reload_from }} and _landed_at >= {{ rows.append_since }})
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The same rows of `relation` (the raw source), as a query: the partitions
+    re-read, then the appended rows apart (UNION ALL). An OR of the two would
+    be no filter on the scan of a Parquet file: DuckDB would read every row
+    of the partition the releases joined (after a history delivered as one
+    file, the whole history); apart, each scan skips the row groups outside
+    its own bounds. -#}
+{% macro reread_rows_of(source_name, relation) -%}
+  {%- set rows = reread_bounds(source_name) -%}
+  select * from {{ relation }} where _ds >= {{ rows.reload_from }}
+  {%- if rows.append_from %}
+  union all
+  select * from {{ relation }} where {{ appended_rows(source_name) }}
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The plan's bounds of reread_rows as literals: reload_from, and
+    append_from and append_since (none when the plan appends nothing). -#}
+{% macro reread_bounds(source_name) -%}
+  {%- set prefix = {'credit_events': '', 'employment_reports': 'reports_'}[source_name] -%}
+  {%- set reload = reload_from() if source_name == 'credit_events' else reports_reload_from() -%}
+  {%- set since = build_plan(prefix ~ 'append_since') -%}
+  {%- if since is none -%}
+    {{ return({'reload_from': reload, 'append_from': none, 'append_since': none}) }}
+  {%- endif -%}
+  {{ return({'reload_from': reload, 'append_from': date_var(prefix ~ 'append_from'),
+             'append_since': instant_var(prefix ~ 'append_since', since)}) }}
+{%- endmacro %}
+
 {#- Whether a nightly build recomputes the effective employment reports merchant
     by merchant (int_employment_report_restates): when staging re-read only some
     report partitions. After a re-delivery, and without a plan, every merchant. -#}
@@ -58,6 +112,15 @@
     {{ exceptions.raise_compiler_error("build plan " ~ name ~ " must be a date YYYY-MM-DD, got '" ~ value ~ "'") }}
   {%- endif -%}
   cast('{{ value }}' as date)
+{%- endmacro %}
+
+{#- The plan's instant `name` as a TIMESTAMPTZ literal (value: already read from the plan). -#}
+{% macro instant_var(name, value=none) -%}
+  {%- set value = (build_plan(name) if value is none else value) | string -%}
+  {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}(:?\d{2})?|Z)$', value) -%}
+    {{ exceptions.raise_compiler_error("build plan " ~ name ~ " must be an instant with an offset, got " ~ value) }}
+  {%- endif -%}
+  cast('{{ value }}' as timestamptz)
 {%- endmacro %}
 
 {#- The latest ds loaded by any source (int_program_periods.loaded_through), as

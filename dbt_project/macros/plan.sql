@@ -1,5 +1,6 @@
 {#- A value of this build's restatement plan (the model int_build_plan:
-    restate_from, reload_from, reports_reload_from, new_rows_since,
+    restate_from, reload_from, reports_reload_from, append_from, append_since,
+    reports_append_from, reports_append_since, new_rows_since,
     loaded_through_before, line_passes), read when a model runs, after the plan
     (each model that asks waits for int_build_plan). dbt decides the plan from
     the landing's records and the build log, so nothing reaches dbt as --vars,
@@ -22,15 +23,18 @@
 
 {#- A data test's `where` config is rendered when dbt parses the project, so a
     plan value cannot be written there as Jinja: the config names it as
-    __restate_from__, __reload_from__ or __reports_reload_from__, and this
-    override of dbt's get_where_subquery (dbt's own default, plus the
-    substitutions) puts the build's date in when the test runs. -#}
+    __restate_from__ (a date), or __reread_credit_events__ or
+    __reread_employment_reports__ (the condition of macro reread_rows: the
+    rows staging re-read or appended), and this override of dbt's
+    get_where_subquery (dbt's own default, plus the substitutions) puts the
+    build's values in when the test runs. -#}
 {% macro default__get_where_subquery(relation) -%}
   {%- set where = config.get('where', '') -%}
   {%- if where -%}
     {#- a placeholder's value is read only when the test names it (a query each) -#}
-    {%- set fills = {'__restate_from__': restate_from, '__reload_from__': reload_from,
-                     '__reports_reload_from__': reports_reload_from,
+    {%- set fills = {'__restate_from__': restate_from,
+                     '__reread_credit_events__': reread_credit_events,
+                     '__reread_employment_reports__': reread_employment_reports,
                      '__restated_report_merchants__': restated_report_merchants,
                      '__restated_credit_lines__': restated_credit_lines} -%}
     {%- set filled = namespace(where=where) -%}
@@ -46,6 +50,10 @@
     {{ return(relation) }}
   {%- endif -%}
 {%- endmacro %}
+
+{#- reread_rows of each source, for the placeholders above (which call fills without arguments). -#}
+{% macro reread_credit_events() -%}{{ reread_rows('credit_events') }}{%- endmacro %}
+{% macro reread_employment_reports() -%}{{ reread_rows('employment_reports') }}{%- endmacro %}
 
 {#- A condition on `key`: the keys listed in the model `restates`, whose rows
     this build rebuilt (every other key keeps rows its own build tested), or

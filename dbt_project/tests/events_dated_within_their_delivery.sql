@@ -5,6 +5,6 @@
 {{ config(severity = 'error') }}
 select event_id, event_date, _ds
 from {{ ref('int_credit_events') }}
--- the partitions staging re-read this build (the others were checked when read)
-where _ds >= {{ reload_from() }}
+-- the rows staging re-read or appended this build (the others were checked when read)
+where {{ reread_rows('credit_events') }}
     and event_date > _ds

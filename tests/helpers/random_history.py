@@ -9,8 +9,10 @@ events, merchant re-versions (moves between segments, status changes, late
 versions), corrected and re-sent employment reports, re-deliveries of old
 partitions of every source (an event dropped, a backdated drawdown added, a
 merchant's earliest version rewritten, a report re-counted), orphans held
-and released into their own old partitions days later, and held orphans that
-expire (a release of no row). The first night is a full load carrying months
+and released into their own old partitions days later (some re-sent
+meanwhile in a later delivery, so that the older released copy comes first
+for an event and last for a report; some reports re-sent copies of a report
+delivered earlier), and held orphans that expire (a release of no row). The first night is a full load carrying months
 of history. Three programs in two time zones (Asia/Shanghai, America/New_York),
 around the LPR change of 2020-04-20. Every row keeps the rules of extracts.md
 that landing enforces (an event's date is never after its delivery's ds, a
@@ -59,6 +61,10 @@ class History:
     released: dict = field(init=False)
     merchants: dict = field(init=False)
     held: list = field(init=False)  # (ds, source, rows, merchant_id) waiting for their merchant
+    # merchants whose held rows were re-sent in a later delivery: released a night later
+    resent: set = field(init=False)
+    # the re-sent copies' own draws, apart, so that each seed's other draws stay as they were
+    extra: random.Random = field(init=False)
     last_ds: dt.date | None = None
     night_number: int = 0
     counter: int = 0
@@ -69,6 +75,8 @@ class History:
         self.released = {s: {} for s in SOURCES}
         self.merchants = {}
         self.held = []
+        self.resent = set()
+        self.extra = random.Random(self.seed * 7919 + 1)
 
     # -- small helpers -------------------------------------------------------
 
@@ -244,7 +252,11 @@ class History:
             events += [e for _, e in self._line_events(m, m.line_open_on, ds, 2)]
             self.held.append((ds, "credit_events", events, m))
             if self.rng.random() < 0.5:
-                self.held.append((ds, "employment_reports", [self._report(m, ds, ds.replace(day=1))], m))
+                report = self._report(m, ds, ds.replace(day=1))
+                reports = [r for part in self.parts["employment_reports"].values() for r in part]
+                if reports and self.extra.random() < 0.3:  # a re-sent copy of a report delivered before
+                    report["report_id"] = self.extra.choice(reports)["report_id"]
+                self.held.append((ds, "employment_reports", [report], m))
 
     # -- the changes to old partitions a night may bring -----------------------
 
@@ -284,9 +296,27 @@ class History:
             self.rng.choice(reports)["employees"] = self.rng.randint(0, 30)
             self._write(run_ds, "employment_reports", ds, reports)
 
+    def _resend(self, m: Merchant, rows: dict[str, list[dict]]) -> None:
+        """The source systems send some of m's held rows again with m's own delivery,
+        the reports re-counted; the held copies are released the next night."""
+        if self.extra.random() >= 0.5:
+            return
+        for _ds, source, held, who in self.held:
+            if who is m:
+                copy = dict(self.extra.choice(held))
+                if source == "employment_reports":
+                    copy["employees"] = self.extra.randint(0, 30)
+                rows[source].append(copy)
+        self.resent.add(m.merchant_id)
+
     def _release(self, run_ds: dt.date) -> None:
         still, done = [], set()
+        waiting = set(self.resent)
+        self.resent.clear()
         for ds, source, rows, m in self.held:
+            if m.merchant_id in waiting:
+                still.append((ds, source, rows, m))
+                continue
             if m.merchant_id in self.merchants:
                 if (ds, source) in done:  # one release file per partition and run: the next run's
                     still.append((ds, source, rows, m))
@@ -330,6 +360,7 @@ class History:
                     m.version["updated_at"] = self._at(m.program, ds)
                     self.merchants[m.merchant_id] = m
                     rows["merchants"].append(dict(m.version))
+                    self._resend(m, rows)
             for source in SOURCES:
                 self._write(ds, source, ds, rows[source])
             self._orphans(ds)

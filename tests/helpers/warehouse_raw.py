@@ -75,8 +75,10 @@ def write_partition(
     landed_at: str | None = None,
     touches_from: str | None = None,
     file_name: str = "rows.parquet",
+    first_line: int = 2,
 ) -> Path:
-    """Replace raw/<source>/ds=<ds>/ with `rows` (dicts of contract columns)."""
+    """Replace raw/<source>/ds=<ds>/ with `rows` (dicts of contract columns), the
+    first on CSV record `first_line` (the header is record 1)."""
     folder = raw / source / f"ds={ds}"
     folder.mkdir(parents=True, exist_ok=True)
     old_record = folder / "_reconciliation.json"
@@ -88,7 +90,7 @@ def write_partition(
     cols = COLUMNS[source] + META
     data_file = f"{source}/ds={ds}/{source}.csv"
     selects = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in enumerate(rows, start=first_line):
         values = dict(row)
         values.update(_ds=ds, _file=data_file, _line=line, _extra=None, _landed_at=landed_at)
         selects.append("SELECT " + ", ".join(f"{_literal(values.get(name), t)} AS {name}" for name, t in cols))
@@ -136,15 +138,40 @@ def write_partition(
 
 
 def release_orphans_into(
-    raw, ds: str, run_ds: str, rows: list[dict], source: str = "credit_events", touches_from: str = "2020-04-18"
+    raw,
+    ds: str,
+    run_ds: str,
+    rows: list[dict],
+    source: str = "credit_events",
+    touches_from: str = "2020-04-18",
+    first_line: int | None = None,
 ) -> None:
     """What landing.release_orphans leaves: released-<run ds>.parquet next to rows.parquet
-    in the orphans' own partition, and the record updated (releases, touches_from)."""
+    in the orphans' own partition, and the record updated (releases, touches_from).
+    The released rows keep their own records of the delivery's file: from
+    `first_line`, by default after those loaded (no two rows of a partition may
+    share a (_ds, _line), which orders an event's or a report's copies)."""
     folder = raw / source / f"ds={ds}"
     record = json.loads((folder / "_reconciliation.json").read_text())
     scratch = raw.parent / "scratch"
     at = dt.datetime.now(dt.UTC).isoformat()  # the released rows' _landed_at
-    write_partition(scratch, source, ds, rows, landed_at=at, file_name=f"released-{run_ds}.parquet")
+    if first_line is None:
+        con = duckdb.connect()
+        try:
+            first_line = (
+                con.execute(f"SELECT max(_line) FROM read_parquet('{folder}/*.parquet')").fetchone()[0] or 1
+            ) + 1
+        finally:
+            con.close()
+    write_partition(
+        scratch,
+        source,
+        ds,
+        rows,
+        landed_at=at,
+        file_name=f"released-{run_ds}.parquet",
+        first_line=first_line,
+    )
     shutil.copy(scratch / source / f"ds={ds}" / f"released-{run_ds}.parquet", folder)
     shutil.rmtree(scratch)
     record["loaded"] += len(rows)

@@ -8,8 +8,10 @@
     (same landed_at) and only releases were added since, only those releases
     are new (new_releases_known): an old partition that receives a few
     released orphans does not restate the reach of its whole original
-    delivery. Otherwise (a new partition, one delivered again, one without a
-    readable record) the whole partition is new. -#}
+    delivery, and staging appends the released rows instead of reading the
+    partition again (only_new_releases). Otherwise (a new partition, one
+    delivered again, one without a readable record) the whole partition is
+    new. -#}
 {% macro deliveries_since_last_build() -%}
 with landings as (
     select
@@ -188,6 +190,15 @@ select
     -- whether its rows can differ from what the last build read: not when only
     -- releases of no row were added since
     compared.seen_release_count is null or coalesce(new_release_facts.any_released_rows, false) as rows_changed,
+    -- what is new is only rows released into it, each release at an instant:
+    -- those rows (landed at or after the earliest of them) can be appended
+    -- without reading the partition again
+    not compared.is_gone
+    and compared.seen_version is distinct from compared.version
+    and compared.seen_release_count is not null
+    and coalesce(new_release_facts.any_released_rows, false)
+    and coalesce(new_landing_facts.new_landings_are_instants, false)
+    and new_landing_facts.earliest_new_landing_at is not null as only_new_releases,
     -- the earliest business date a change of this (credit) partition can move:
     -- only its new releases' reach when those are all that is new (none: no
     -- date); else the partition's touches_from; a record without one although

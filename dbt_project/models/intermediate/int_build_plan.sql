@@ -109,13 +109,16 @@ restate as (
 ),
 
 -- staging re-reads a source's partitions from the earliest whose rows changed
--- (or that is gone), or the first new ds, and no older one
+-- (or that is gone), or the first new ds, and no older one; a partition given
+-- only new releases is not re-read for them (appends, below)
 reread_candidates as (
     select
         deliveries.source,
         deliveries.ds
     from deliveries
-    where (deliveries.is_changed and deliveries.rows_changed) or deliveries.is_gone
+    where
+        ((deliveries.is_changed and deliveries.rows_changed) or deliveries.is_gone)
+        and not deliveries.only_new_releases
 
     union all
 
@@ -136,6 +139,27 @@ reread as (
         min(case when candidates.source = 'credit_events' then candidates.ds end) as reload_from,
         min(case when candidates.source = 'employment_reports' then candidates.ds end) as reports_reload_from
     from reread_candidates as candidates
+),
+
+-- the partitions before those re-read whose only change is new releases of
+-- rows: staging appends their rows landed at or after the earliest of those
+-- releases (the release stamps its rows' _landed_at with its instant)
+appends as (
+    select
+        min(case when d.source = 'credit_events' and d.ds < reread.reload_from then d.ds end) as append_from,
+        min(case when d.source = 'credit_events' and d.ds < reread.reload_from then d.earliest_new_landing_at end)
+            as append_since,
+        min(case when d.source = 'employment_reports' and d.ds < reread.reports_reload_from then d.ds end)
+            as reports_append_from,
+        min(
+            case
+                when d.source = 'employment_reports' and d.ds < reread.reports_reload_from
+                    then d.earliest_new_landing_at
+            end
+        ) as reports_append_since
+    from deliveries as d
+    cross join reread
+    where d.only_new_releases
 ),
 
 -- a benchmark rate changes in the new dates: every line changes
@@ -162,6 +186,10 @@ this_build as (
         restate.restate_from,
         reread.reload_from,
         reread.reports_reload_from,
+        appends.append_from,
+        appends.append_since,
+        appends.reports_append_from,
+        appends.reports_append_since,
         previous.loaded_through as loaded_through_before,
         {{ 'true' if full else 'false' }} or previous.found is null or facts.no_records as rebuilds_everything,
         -- line by line only when exact: rows landed since the last build are all that is new
@@ -175,6 +203,7 @@ this_build as (
     from facts
     cross join restate
     cross join reread
+    cross join appends
     cross join rate_changes
     cross join earliest_landing
     left join previous on 1 = 1
@@ -191,6 +220,10 @@ select
     case when rebuilds_everything or reports_replaced then {{ start_of_time() }}
         else coalesce(reports_reload_from, {{ start_of_time() }})
     end as reports_reload_from,
+    case when not rebuilds_everything then append_from end as append_from,
+    case when not rebuilds_everything then append_since end as append_since,
+    case when not rebuilds_everything and not reports_replaced then reports_append_from end as reports_append_from,
+    case when not rebuilds_everything and not reports_replaced then reports_append_since end as reports_append_since,
     case when not rebuilds_everything then new_rows_since end as new_rows_since,
     case when not rebuilds_everything and new_rows_since is not null then loaded_through_before end
         as loaded_through_before,

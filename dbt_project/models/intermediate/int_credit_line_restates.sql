@@ -32,8 +32,8 @@ with periods as (
 new_stored as (
     select *
     from {{ ref('stg_credit_events') }}
-    -- only re-read partitions can hold rows landed since the last build
-    where _ds >= {{ reload_from() }}
+    -- only the rows staging re-read or appended can have landed since the last build
+    where {{ reread_rows('credit_events') }}
         and _landed_at >= cast('{{ since }}' as timestamptz)
 ),
 

@@ -1,6 +1,6 @@
 -- The merchants whose effective employment reports a nightly build recomputes
--- (int_employment_reports_effective): those with a report among the partitions
--- staging re-read (plan reports_reload_from), and those whose effective report
+-- (int_employment_reports_effective): those with a report among the rows
+-- staging re-read or appended (macro reread_rows), and those whose effective report
 -- was re-read under another merchant (a re-sent copy replaced it). Every other
 -- merchant keeps its rows: its reports are as the last build saw them. Empty
 -- when staging re-read every partition (a re-delivery, a full refresh, no
@@ -11,7 +11,7 @@
 with reread as (
     select report_id, merchant_id
     from {{ ref('stg_employment_reports') }}
-    where _ds >= {{ reports_reload_from() }}
+    where {{ reread_rows('employment_reports') }}
 )
 
 select merchant_id from reread

@@ -38,6 +38,10 @@ PLAN_COLUMNS = (
     "restate_from",
     "reload_from",
     "reports_reload_from",
+    "append_from",
+    "append_since",
+    "reports_append_from",
+    "reports_append_since",
     "new_rows_since",
     "loaded_through_before",
     "line_passes",
@@ -187,8 +191,18 @@ def read_plan(paths: Paths) -> dict | None:
     if len(row) != 1:
         return None
     plan = dict(zip(PLAN_COLUMNS, row[0], strict=True))
-    for name in ("restate_from", "reload_from", "reports_reload_from", "loaded_through_before", "loaded_through"):
+    for name in (
+        "restate_from",
+        "reload_from",
+        "reports_reload_from",
+        "append_from",
+        "reports_append_from",
+        "loaded_through_before",
+        "loaded_through",
+    ):
         plan[name] = None if plan[name] is None else str(plan[name])
+    for name in ("append_since", "reports_append_since"):
+        plan[name] = None if plan[name] is None else plan[name].astimezone(dt.UTC).isoformat()
     for name in ("line_passes", "changed_deliveries"):
         plan[name] = None if plan[name] is None else int(plan[name])
     return plan

@@ -173,15 +173,17 @@ def test_restate_from_follows_what_landed(nightly):
     # the released orphan of 2020-04-19 (its release's record says 2020-04-18)
     assert restated[5] == "2020-04-18"
     # staging re-reads the credit partitions from the earliest one whose rows changed, and no
-    # older one: not from 04-18, whose release of the last night only quarantined its orphans
+    # older one; the orphans released into 04-20 on the last night are appended (its only
+    # change), and 04-18, whose release only quarantined its orphans, is not read at all
     assert [s["reload_from"] for s in log[1:]] == [
         "2020-04-16",
         "2020-04-18",
         "2020-04-20",
         "2020-04-17",
         "2020-04-25",
-        "2020-04-20",
+        "2020-04-25",
     ]
+    assert [s["append_from"] for s in log[1:]] == [None] * 5 + ["2020-04-20"]
     # and the employment reports from the earliest partition with new rows; every partition
     # after a re-delivery (a report's older copy, replaced since, may win again)
     assert [s["reports_reload_from"] for s in log[1:]] == [
@@ -190,8 +192,9 @@ def test_restate_from_follows_what_landed(nightly):
         "2020-04-20",
         build_mod.FULL_HISTORY,
         "2020-04-25",
-        "2020-04-22",
+        "2020-04-25",
     ]
+    assert [s["reports_append_from"] for s in log[1:]] == [None] * 5 + ["2020-04-22"]
     # the line states restate line by line, except when the new dates hold a benchmark rate
     # change (LPR of 2020-04-20: every line changes) and after a re-delivery (old rows may be gone)
     by_line = [s["new_rows_since"] for s in log[1:]]
@@ -207,8 +210,9 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     assert text.count("Running with dbt") == len(log) >= 7
     assert text.count("Starting full parse") == 1
     assert "because config vars" not in text
-    # the last night's dates are in what dbt ran: staging re-read from reload_from and
-    # its tests checked those partitions; the line states' tests from restate_from
+    # the last night's dates are in what dbt ran: staging re-read from reload_from (and
+    # appended the orphans released into 04-20) and its tests checked those rows; the
+    # line states' tests from restate_from
     target = paths.home / "warehouse" / "dbt_target" / "compiled" / "program_reporting" / "models"
     last = log[-1]
     assert last["reload_from"] != last["restate_from"]
@@ -220,7 +224,14 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     def tests_of(model: str) -> str:
         return "".join(f.read_text() for f in target.glob(f"**/{model}.yml/**/*.sql"))
 
-    assert f"_ds >= cast('{last['reload_from']}' as date)) dbt_subquery" in tests_of("stg_credit_events")
+    def reread(prefix: str) -> str:
+        since = dt.datetime.fromisoformat(last[prefix + "append_since"])  # as dbt writes it: str(datetime)
+        return (
+            f"(_ds >= cast('{last[prefix + 'append_from']}' as date) and (_ds >= cast('{last[prefix + 'reload_from']}' "
+            f"as date) or _landed_at >= cast('{since}' as timestamptz)))) dbt_subquery"
+        )
+
+    assert reread("") in tests_of("stg_credit_events")
     assert f"state_date >= cast('{last['restate_from']}' as date)) dbt_subquery" in tests_of("int_credit_line_states")
     # the last night restated line by line: the line states' uniqueness test checks the
     # rows of the lines it rebuilt (int_credit_line_restates), not every line's since restate_from
@@ -233,7 +244,7 @@ def test_the_plan_reaches_dbt_without_parsing_the_project_again(nightly):
     # the employment reports likewise: staging's tests check the partitions re-read, those
     # of the effective reports the merchants recomputed (int_employment_report_restates)
     assert last["reports_reload_from"] not in (None, build_mod.FULL_HISTORY)
-    assert f"_ds >= cast('{last['reports_reload_from']}' as date)) dbt_subquery" in tests_of("stg_employment_reports")
+    assert reread("reports_") in tests_of("stg_employment_reports")
     effective = "".join(f.read_text() for f in target.glob("*/int_employment_reports_effective.yml/*.sql"))
     assert "merchant_id in (select merchant_id from " in effective
     assert '."int_employment_report_restates")) dbt_subquery' in effective
@@ -340,6 +351,21 @@ def test_reports_are_re_read_from_their_earliest_new_rows(plan_rules):
     )
 
 
+def test_releases_into_old_partitions_are_appended(plan_rules):
+    """append_from, append_since: a partition the last build saw whose only change is
+    new releases of rows at instants, before those re-read, is appended, not re-read;
+    not one at or after the first re-read, nor a release without an instant, nor any
+    report after a re-delivery of reports (int_build_plan.yml)."""
+    assert_rules_pass(
+        plan_rules,
+        [
+            "releases_into_old_partitions_are_appended",
+            "a_partition_re_read_takes_its_new_releases_along",
+            "no_report_is_appended_after_a_redelivery",
+        ],
+    )
+
+
 def test_a_release_restates_its_own_reach_not_its_partitions(plan_rules):
     """Orphans released into an old partition restate from the released rows'
     dates; the partition's original delivery (up to 30 days back) was built
@@ -441,3 +467,251 @@ def against_oracle(paths: Paths) -> list[tuple]:
         diffs.append(("segment rows", len(segs), len(exp)))
     diffs += [(g["as_of_date"], g["region"], c, g[c], e[c]) for g, e in zip(segs, exp) for c in g if g[c] != e[c]]
     return diffs
+
+
+# --------------------------------------------------------------------------
+# Releases into old partitions are appended, not re-read (issue 23, item 7): after
+# a history delivered as one file (one partition dated on its last day), the
+# night's released orphans must not make staging re-read the whole history.
+
+ONE_FILE_DS = "2020-04-24"
+# every table a night restates in place, and the published marts (as test_warehouse_random_nights)
+EVERY_TABLE = (
+    "kpi_program_daily",
+    "kpi_segment_daily",
+    "kpi_target_progress",
+    "fct_credit_segment_changes",
+    "fct_merchant_segment_changes",
+    "fct_segment_daily",
+    "int_credit_line_states",
+    "stg_credit_events",
+    "stg_employment_reports",
+    "int_employment_reports_effective",
+)
+
+
+def every_row(db) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        out = {}
+        for table in EVERY_TABLE:
+            out[table] = con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def one_file_history(raw) -> None:
+    """small_set's deliveries as one partition per source, dated on its last day. Its
+    records start at line 10: lines 2-9 of the file are rows that were held (orphans)."""
+    data = small_set()
+    for source, by_ds in data.items():
+        rows = [row for ds in sorted(by_ds) for row in by_ds[ds]]
+        write_partition(raw, source, ONE_FILE_DS, rows, first_line=10)
+
+
+def report(rid, mid, month, employees, at):
+    return dict(
+        report_id=rid,
+        merchant_id=mid,
+        period_month=month,
+        employees=employees,
+        baseline_employees=10,
+        reported_at=at,
+        verification_status="self_reported",
+    )
+
+
+@pytest.fixture(scope="module")
+def appended(tmp_path_factory):
+    """Night 1 builds the one-file history; night 2 lands 04-25 and 04-26 (late postings,
+    a report, a re-sent March report of A); night 3 lands an empty 04-27 and releases
+    orphans into 04-24 and 04-25, copies of events and reports stored before:
+
+    - credit events (the first copy by (ds, line) is kept): into 04-24 at lines 4-6, a
+      copy of e105 (stored from 04-24 at a later line) and of e110 (stored from 04-25),
+      both must replace the stored copy, and a new event e112; into 04-25, after its
+      rows, a copy of e101 (stored from 04-24: it stays) and of e111 (stored from 04-26:
+      replaced);
+    - employment reports (the copy from the latest (ds, line) wins): into 04-24 at line
+      4, a copy of r2 (stored from 04-24 at a later line: it stays); into 04-25, a copy
+      of r1 (in 04-24, earlier, and stored from 04-26, later: it stays), of r3 (stored
+      from 04-24: replaced) and of C's r4 as B's (replaced: C's effective reports change).
+
+    After each night: every table against a full refresh of the same raw layer."""
+    work = tmp_path_factory.mktemp("appended")
+    paths = Paths(drop=work / "drop", home=work / "home")
+    small = small_set()
+    e = {r["event_id"]: r for rows in small["credit_events"].values() for r in rows}
+    r = {x["report_id"]: x for rows in small["employment_reports"].values() for x in rows}
+    log, diffs = [], []
+
+    def night(ds: str) -> dict:
+        summary = build_mod.build(ds, f"night-{ds}", paths=paths)
+        log.append(summary)
+        work_full = work / f"full-{len(log)}"
+        shutil.copytree(paths.raw, work_full / "raw")
+        full = Paths(drop=work_full / "drop", home=work_full)
+        assert build_mod.build(ds, "full", full_refresh=True, paths=full)["full_refresh"]
+        mine, theirs = every_row(paths.warehouse_db), every_row(full.warehouse_db)
+        diffs.extend(
+            (ds, table, [row for row in mine[table] if row not in theirs[table]][:2])
+            for table in EVERY_TABLE
+            if mine[table] != theirs[table]
+        )
+        return summary
+
+    one_file_history(paths.raw)
+    night(ONE_FILE_DS)
+
+    e110 = event_row("e110", "L2", "B", "repayment", "2020-04-23T12:00:00+08:00", "100.00")
+    e111 = event_row("e111", "L1", "A", "repayment", "2020-04-25T12:00:00+08:00", "50.00")
+    write_partition(paths.raw, "credit_events", "2020-04-25", [e110])
+    write_partition(paths.raw, "credit_events", "2020-04-26", [e111])
+    write_partition(
+        paths.raw, "employment_reports", "2020-04-25", [report("r5", "B", "2020-04-01", 4, "2020-04-25T10:00:00+08:00")]
+    )
+    write_partition(paths.raw, "employment_reports", "2020-04-26", [dict(r["r1"], employees=6)])
+    for ds in ("2020-04-25", "2020-04-26"):
+        write_partition(paths.raw, "merchants", ds, [])
+    night("2020-04-26")
+
+    for source in ("merchants", "credit_events", "employment_reports"):
+        write_partition(paths.raw, source, "2020-04-27", [])
+    e112 = event_row("e112", "L3", "C", "repayment", "2020-04-22T12:00:00+08:00", "100.00")
+    # their reach as landing records it: the released events' earliest UTC date, less a day
+    release_orphans_into(
+        paths.raw, ONE_FILE_DS, "2020-04-27", [e["e105"], e110, e112], touches_from="2020-04-16", first_line=4
+    )
+    release_orphans_into(paths.raw, "2020-04-25", "2020-04-27", [e["e101"], e111], touches_from="2020-02-29")
+    release_orphans_into(
+        paths.raw,
+        ONE_FILE_DS,
+        "2020-04-27",
+        [dict(r["r2"], employees=11)],
+        source="employment_reports",
+        touches_from="2020-04-01",
+        first_line=4,
+    )
+    release_orphans_into(
+        paths.raw,
+        "2020-04-25",
+        "2020-04-27",
+        [dict(r["r1"], employees=5), dict(r["r3"], employees=13), dict(r["r4"], employees=5, merchant_id="B")],
+        source="employment_reports",
+        touches_from="2020-03-01",
+    )
+    night("2020-04-27")
+    con = duckdb.connect(str(paths.warehouse_db), read_only=True)
+    try:
+        plan = con.execute(
+            "SELECT CAST(reload_from AS VARCHAR), CAST(append_from AS VARCHAR), append_since, "
+            "CAST(reports_reload_from AS VARCHAR), CAST(reports_append_from AS VARCHAR), reports_append_since "
+            "FROM int_build_plan"
+        ).fetchone()
+        staged = {
+            table: dict(
+                (row[0], row[1:])
+                for row in con.execute(f"SELECT {key}, _ds, _line, _landed_at FROM {table} ORDER BY 1").fetchall()
+            )
+            for table, key in (("stg_credit_events", "event_id"), ("stg_employment_reports", "report_id"))
+        }
+        reports = dict(con.execute("SELECT report_id, employees FROM stg_employment_reports").fetchall())
+    finally:
+        con.close()
+    compiled = paths.home / "warehouse" / "dbt_target" / "compiled" / "program_reporting"
+    return dict(
+        paths=paths,
+        log=log,
+        diffs=diffs,
+        plan=plan,
+        staged=staged,
+        reports=reports,
+        releases={
+            source: {
+                ds: json.loads((paths.raw / source / f"ds={ds}" / "_reconciliation.json").read_text())["releases"][-1][
+                    "at"
+                ]
+                for ds in (ONE_FILE_DS, "2020-04-25")
+            }
+            for source in ("credit_events", "employment_reports")
+        },
+        staging_sql=(compiled / "models" / "staging" / "raw" / "stg_credit_events.sql").read_text(),
+        reports_sql=(compiled / "models" / "staging" / "raw" / "stg_employment_reports.sql").read_text(),
+        tests_sql={
+            model: "".join(f.read_text() for f in compiled.glob(f"models/**/{model}.yml/**/*.sql"))
+            for model in ("stg_credit_events", "stg_employment_reports")
+        },
+    )
+
+
+def test_released_rows_are_appended_and_every_night_equals_a_full_refresh(appended):
+    assert appended["diffs"] == []
+    log = appended["log"]
+    assert log[0]["full_refresh"] and not any(s["full_refresh"] for s in log[1:])
+
+
+def test_a_night_that_only_releases_into_old_partitions_re_reads_only_its_own(appended):
+    """The plan re-reads from the night's new ds (not the old partitions the orphans
+    joined) and appends the rows released since the earliest of the night's releases."""
+    reload_from, append_from, append_since, reports_reload_from, reports_append_from, reports_append_since = appended[
+        "plan"
+    ]
+    assert (reload_from, append_from) == ("2020-04-27", ONE_FILE_DS)
+    assert (reports_reload_from, reports_append_from) == ("2020-04-27", ONE_FILE_DS)
+    releases = appended["releases"]
+    assert append_since == min(dt.datetime.fromisoformat(at) for at in releases["credit_events"].values())
+    assert reports_append_since == min(dt.datetime.fromisoformat(at) for at in releases["employment_reports"].values())
+    last = appended["log"][-1]
+    assert last["reload_from"] == last["reports_reload_from"] == "2020-04-27"
+    assert last["append_from"] == last["reports_append_from"] == ONE_FILE_DS
+    assert last["append_since"] == append_since.isoformat()
+    # the night before (new partitions only) appended nothing
+    assert appended["log"][1]["append_from"] is None and appended["log"][1]["reports_append_from"] is None
+    # staging read the old partitions' rows landed since then, apart (each scan keeps its bounds)
+    since = f"_landed_at >= cast('{append_since}' as timestamptz)"
+    assert "union all" in appended["staging_sql"] and since in appended["staging_sql"]
+    assert "union all" in appended["reports_sql"]
+    # and the same data tests checked the appended rows as the re-read ones
+    assert (
+        f"(_ds >= cast('{ONE_FILE_DS}' as date) and (_ds >= cast('2020-04-27' as date) or {since}))"
+        in (appended["tests_sql"]["stg_credit_events"])
+    )
+    assert "_landed_at >= cast(" in appended["tests_sql"]["stg_employment_reports"]
+
+
+def test_appended_copies_keep_the_duplicate_rules(appended):
+    events, reports = appended["staged"]["stg_credit_events"], appended["staged"]["stg_employment_reports"]
+    at = {s: {ds: dt.datetime.fromisoformat(a) for ds, a in v.items()} for s, v in appended["releases"].items()}
+    one_file, later = dt.date.fromisoformat(ONE_FILE_DS), dt.date(2020, 4, 25)
+    # credit events: the first copy by (ds, line)
+    assert events["e105"] == (one_file, 4, at["credit_events"][ONE_FILE_DS])  # before its line in the file
+    assert events["e110"] == (one_file, 5, at["credit_events"][ONE_FILE_DS])  # before its copy of 04-25
+    assert events["e112"][:2] == (one_file, 6)
+    assert events["e101"][:2] == (one_file, 10)  # the copy released into 04-25 comes after it
+    assert events["e111"][:2] == (later, 4)  # before its copy of 04-26 (released after e101, line 3)
+    # employment reports: the copy from the latest (ds, line)
+    assert reports["r2"][0] == one_file and reports["r2"][1] > 4 and appended["reports"]["r2"] == 9
+    assert reports["r1"][0] == dt.date(2020, 4, 26) and appended["reports"]["r1"] == 6
+    assert reports["r3"][0] == later and appended["reports"]["r3"] == 13
+    assert reports["r4"][0] == later and appended["reports"]["r4"] == 5
+
+
+def test_appended_rows_are_tested_as_re_read_ones(appended):
+    """A night whose only report is released into the one-file partition, without a
+    headcount: staging's not_null test finds it among the appended rows. (The module's
+    last test: the warehouse keeps the failed night.)"""
+    paths = appended["paths"]
+    for source in ("merchants", "credit_events", "employment_reports"):
+        write_partition(paths.raw, source, "2020-04-28", [])
+    release_orphans_into(
+        paths.raw,
+        ONE_FILE_DS,
+        "2020-04-28",
+        [report("r6", "B", "2020-04-01", None, "2020-04-24T10:00:00+08:00")],
+        source="employment_reports",
+        touches_from="2020-04-01",
+    )
+    with pytest.raises(build_mod.BuildFailed) as failed:
+        build_mod.build("2020-04-28", "night-2020-04-28", paths=paths)
+    assert any(".not_null_stg_employment_reports_employees" in node for node in failed.value.nodes), failed.value

@@ -1,9 +1,10 @@
 """A night must give exactly what a full refresh gives, whatever arrives.
 
-A randomized history (tests/random_history.py: late postings, duplicates,
-merchant re-versions, re-deliveries of old partitions of every source,
-orphans released into old partitions, held orphans expiring) arrives night by
-night. After EVERY night the incremental warehouse is compared cell by cell
+A randomized history (tests/helpers/random_history.py: late postings,
+duplicates, merchant re-versions, re-deliveries of old partitions of every
+source, orphans released into old partitions (staging appends them; some
+copies of rows stored from later deliveries), held orphans expiring) arrives
+night by night. After EVERY night the incremental warehouse is compared cell by cell
 with a full refresh of the same raw layer: the three published marts, the
 facts, and every table a night restates in place (staging, line states,
 effective reports), on DuckDB and on PostgreSQL (the dbt target `postgres`,
@@ -109,7 +110,7 @@ def full_refresh(raw, full: Paths, ds: str) -> None:
     assert build_mod.build(ds, "full", full_refresh=True, paths=full)["full_refresh"]
 
 
-@pytest.mark.parametrize("seed", [3, 8])
+@pytest.mark.parametrize("seed", [8, 12])  # 12: eight releases, four with rows re-sent meanwhile
 def test_every_night_equals_a_full_refresh_on_duckdb(seed, homes, models_only):
     night, full = (emptied(h) for h in homes)
     history = History(night.raw, seed)
@@ -125,6 +126,10 @@ def test_every_night_equals_a_full_refresh_on_duckdb(seed, homes, models_only):
     assert not any(s["full_refresh"] for s in nights)
     assert any(s["restate_from"] < prior["loaded_through"] for s, prior in zip(nights, summaries, strict=False))
     assert any(s["reload_from"] <= prior["loaded_through"] for s, prior in zip(nights, summaries, strict=False))
+    # and (seed 12; seed 8's one release comes with a re-delivery of reports, which re-reads
+    # them all) appended the orphans released into old partitions instead of re-reading them
+    appended = [(s["ds"], s["append_from"], s["reports_append_from"]) for s in nights]
+    assert seed != 12 or any(credit or reports for _ds, credit, reports in appended), appended
 
 
 # --------------------------------------------------------------------------

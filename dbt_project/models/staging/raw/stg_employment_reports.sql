@@ -7,7 +7,12 @@
       "{% if is_incremental() %}{% set reread = reports_reload_from() %}delete from {{ this }}
          where _ds >= {{ reread }} or report_id in (
            select cast(report_id as varchar) from {{ source('raw', 'employment_reports') }}
-           where _ds >= {{ reread }}){% endif %}"
+           where _ds >= {{ reread }}){% endif %}",
+      "{% if is_incremental() and appended_rows('employment_reports') %}delete from {{ this }} as kept using (
+           select cast(report_id as varchar) as report_id, cast(_ds as date) as _ds, _line
+           from {{ source('raw', 'employment_reports') }} where {{ appended_rows('employment_reports') }}) as appended
+         where appended.report_id = kept.report_id
+           and (appended._ds > kept._ds or (appended._ds = kept._ds and appended._line >= kept._line)){% endif %}"
     ]
   )
 }}
@@ -20,14 +25,19 @@
 -- new rows since the last build (reports_reload_from; every partition after a
 -- re-delivery), and no older one. A re-read copy is from a later delivery than
 -- any stored copy of an older partition, so it wins: the pre_hook deletes the
--- re-read partitions and the stored copies they replace.
+-- re-read partitions and the stored copies they replace. Orphans released
+-- into an older partition (its only change) are appended, not re-read (macro
+-- reread_rows): an appended copy replaces a stored copy from an earlier
+-- (delivery, line) (the second pre_hook: a join, as in stg_credit_events), and
+-- not one from a later one, which stays (the NOT EXISTS below).
 -- The partitions re-read come from the night's plan (int_build_plan): the plan first.
 -- depends_on: {{ ref('int_build_plan') }}
 
 with source as (
-    select * from {{ source('raw', 'employment_reports') }}
     {% if is_incremental() %}
-    where _ds >= {{ reports_reload_from() }}
+    {{ reread_rows_of('employment_reports', source('raw', 'employment_reports')) }}
+    {% else %}
+    select * from {{ source('raw', 'employment_reports') }}
     {% endif %}
 ),
 
@@ -52,6 +62,11 @@ ranked as (
         *,
         row_number() over (partition by report_id order by _ds desc, _line desc) as copy_rank
     from typed
+),
+
+latest as (
+    select * from ranked
+    where copy_rank = 1
 )
 
 select
@@ -66,5 +81,12 @@ select
     _file,
     _line,
     _landed_at
-from ranked
-where copy_rank = 1
+from latest
+{% if is_incremental() %}
+-- a stored copy left by the pre_hooks is from a later (delivery, line) than this one
+where
+    not exists (
+        select 1 from {{ this }} as kept
+        where kept.report_id = latest.report_id
+    )
+{% endif %}
