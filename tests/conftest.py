@@ -27,7 +27,8 @@ def pytest_collection_modifyitems(config, items):
     module-scoped fixture stay in one worker (the fixture is built once), and the modules
     that write RELIABILITY.md share one worker, whose recorder must see every section.
     Every other test goes to whichever worker is free."""
-    if getattr(config.option, "dist", "no") != "loadgroup":
+    # the controller has --dist; a worker has only pytest-xdist's loadgroup flag
+    if not (getattr(config.option, "loadgroup", False) or getattr(config.option, "dist", "no") == "loadgroup"):
         return
     for item in items:
         module = item.nodeid.split("::")[0]
@@ -38,9 +39,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _uses_module_fixture(item) -> bool:
+    """Whether the test uses a module-scoped fixture of its own module (pytest's session
+    fixtures, such as tmp_path_factory, are no reason to keep tests together)."""
     info = getattr(item, "_fixtureinfo", None)
     defs = info.name2fixturedefs.values() if info else ()
-    return any(d.scope in ("module", "package", "session") for chain in defs for d in chain)
+    return any(d.scope == "module" for chain in defs for d in chain)
 
 
 @pytest.hookimpl(optionalhook=True)

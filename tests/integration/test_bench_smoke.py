@@ -1,4 +1,4 @@
-"""`make bench SCALE=10000 DAYS=14` (and its one-file history case) as smoke
+"""`make bench SCALE=3000 DAYS=7` (and its one-file history case) as smoke
 tests: every stage runs, through real Airflow, dbt, GX and DuckDB, and the
 figures are written. They assert that, not a time: speed goals live in bench/."""
 
@@ -35,9 +35,9 @@ def test_bench_smoke(tmp_path):
             sys.executable,
             str(REPO_ROOT / "bench" / "run_bench.py"),
             "--merchants",
-            "10000",
+            "3000",
             "--days",
-            "14",
+            "7",
             "--results",
             str(results),
             "--work",
@@ -48,14 +48,14 @@ def test_bench_smoke(tmp_path):
         timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [json_file] = results.glob("*-10000x14.json")
+    [json_file] = results.glob("*-3000x7.json")
     result = json.loads(json_file.read_text())
     assert [s["name"] for s in result["stages"]] == STAGES
     for stage in result["stages"]:
         assert stage["seconds"] > 0 and stage["peak_rss_bytes"] > 0, stage
     by = {s["name"]: s for s in result["stages"]}
     floor, at_once = by["land floor (duckdb read_csv, day by day)"], by["land reference (read_csv, all days at once)"]
-    assert by["land (history)"]["rows"] == floor["rows"] == at_once["rows"] > 50_000
+    assert by["land (history)"]["rows"] == floor["rows"] == at_once["rows"] > 5_000
     build_floor = by["build floor (one SQL script)"]
     assert "error" not in build_floor and build_floor["kpi_rows"] > 0, build_floor  # the floor computed the mart
     # ... the same table as the build's, every cell; its loading and computing timed apart
@@ -84,7 +84,7 @@ def test_bench_smoke(tmp_path):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0 and "| 10,000 x 14 |" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "| 3,000 x 7 |" in proc.stdout, proc.stdout + proc.stderr
 
 
 ONE_FILE_STAGES = [
@@ -110,9 +110,9 @@ def test_bench_smoke_one_file_history(tmp_path):
             sys.executable,
             str(REPO_ROOT / "bench" / "run_bench.py"),
             "--merchants",
-            "5000",
+            "2000",
             "--days",
-            "10",
+            "6",
             "--history",
             "one-file",
             "--results",
@@ -126,7 +126,7 @@ def test_bench_smoke_one_file_history(tmp_path):
         timeout=1500,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [json_file] = results.glob("*-5000x10-one-file.json")
+    [json_file] = results.glob("*-2000x6-one-file.json")
     result = json.loads(json_file.read_text())
     assert result["history"] == "one-file"
     assert [s["name"] for s in result["stages"]] == ONE_FILE_STAGES
@@ -137,11 +137,11 @@ def test_bench_smoke_one_file_history(tmp_path):
     one_file = by["history as one file per source"]
     drop, raw = tmp_path / "work" / "drop", tmp_path / "work" / "home" / "raw"
     for source, rows in one_file["rows_by_source"].items():
-        assert sorted(d.name for d in (drop / source).iterdir()) == ["ds=2020-06-11", "ds=2020-06-12"], source
-        control = json.loads((drop / source / "ds=2020-06-11" / "_control.json").read_text())
+        assert sorted(d.name for d in (drop / source).iterdir()) == ["ds=2020-06-07", "ds=2020-06-08"], source
+        control = json.loads((drop / source / "ds=2020-06-07" / "_control.json").read_text())
         assert control["row_count"] == rows > 0
-        assert sorted(d.name for d in (raw / source).iterdir()) == ["ds=2020-06-11", "ds=2020-06-12"], source
-        landed = json.loads((raw / source / "ds=2020-06-11" / "_reconciliation.json").read_text())
+        assert sorted(d.name for d in (raw / source).iterdir()) == ["ds=2020-06-07", "ds=2020-06-08"], source
+        landed = json.loads((raw / source / "ds=2020-06-07" / "_reconciliation.json").read_text())
         assert landed["delivered"] == rows and landed["loaded"] > 0.9 * rows, landed
     assert by["land (history)"]["rows"] == one_file["rows"] == by["land floor (duckdb read_csv, day by day)"]["rows"]
     assert by["build floor (one SQL script)"]["equals_build"] is True
