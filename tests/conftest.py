@@ -3,7 +3,9 @@ so tests never touch ./data and can run in any order."""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -21,29 +23,37 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "ppp"
 DATA = Path(__file__).resolve().parent / "data"  # files the tests ship with
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test`, --dist loadgroup): the tests of a module with a
-    module-scoped fixture stay in one worker (the fixture is built once), and the modules
-    that write RELIABILITY.md share one worker, whose recorder must see every section.
-    Every other test goes to whichever worker is free."""
-    # the controller has --dist; a worker has only pytest-xdist's loadgroup flag
-    if not (getattr(config.option, "loadgroup", False) or getattr(config.option, "dist", "no") == "loadgroup"):
-        return
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        if module in reliability_log.MODULES:
-            item.add_marker(pytest.mark.xdist_group("reliability"))
-        elif _uses_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(module))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (`make test`, --dist loadgroup), which tests share a worker:
+    the tests of a module that defines a module-scoped fixture (it is built once), and
+    the modules that write RELIABILITY.md (their recorder must see every section).
+    Every other test goes to whichever worker is free.
+
+    A scheduler of our own because pytest-xdist 3.8 names groups by rewriting
+    item._nodeid, which pytest 9.2 no longer reads: its xdist_group marks group nothing."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedFixtureScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
-def _uses_module_fixture(item) -> bool:
-    """Whether the test uses a module-scoped fixture of its own module (pytest's session
-    fixtures, such as tmp_path_factory, are no reason to keep tests together)."""
-    info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs.values() if info else ()
-    return any(d.scope == "module" for chain in defs for d in chain)
+def worker_group(nodeid: str) -> str:
+    module = nodeid.split("::")[0]
+    if module in reliability_log.MODULES:
+        return "reliability"
+    return module if _defines_module_fixture(module) else nodeid
+
+
+@functools.cache
+def _defines_module_fixture(module: str) -> bool:
+    path = Path(__file__).resolve().parent.parent / module
+    return path.is_file() and re.search(r"@pytest\.fixture\([^)]*scope=\"module\"", path.read_text()) is not None
 
 
 @pytest.hookimpl(optionalhook=True)
