@@ -287,12 +287,15 @@ def test_the_scheduler_backfills_refreshes_bi_and_alerts_a_missed_deadline(tmp_p
         waited = time.monotonic() + 240
         while late is None and time.monotonic() < waited:
             time.sleep(3)
-            lines = alerts_log.read_text().splitlines() if alerts_log.exists() else []
-            late = next((json.loads(l) for l in lines if json.loads(l)["event"] == "figures_late"), None)
-        # only that one: the backfill's nights were dated after their deadlines too, but
-        # their outcome is the backfill's to report
-        lines = alerts_log.read_text().splitlines() if alerts_log.exists() else []
-        assert [json.loads(l)["event"] for l in lines] == ["figures_late"], lines
+            alerts = [json.loads(l) for l in alerts_log.read_text().splitlines()] if alerts_log.exists() else []
+            late = next((a for a in alerts if a["event"] == "figures_late" and a["ds"] == LATE_DS), None)
+        # The backfill's nights were dated after their deadlines too, but their outcome is the
+        # backfill's to report: no alert names their dates. (The backfill unpaused the Shanghai
+        # DAG, so its scheduled night for today may wait for today's deliveries and, when the
+        # test runs across 06:00 Shanghai time, alert as late: that alert is right, and not this
+        # test's subject.)
+        alerts = [json.loads(l) for l in alerts_log.read_text().splitlines()] if alerts_log.exists() else []
+        assert not [a for a in alerts if a.get("ds") in DATES], alerts
         assert late is not None, "no deadline alert:\n" + log_tail(p)
         assert late["programs"] == ["PPP-2020"] and late["ds"] == LATE_DS
         assert late["airflow_run_id"].startswith("manual__")
