@@ -334,3 +334,19 @@ def age_landings(raw: Path, source: str, hours: float) -> None:
             tmp.replace(f)
     finally:
         con.close()
+
+
+# every table a night restates in place, and the published marts: what an incremental
+# night must leave equal to a full refresh
+RESTATED_TABLES = (
+    "kpi_program_daily",
+    "kpi_segment_daily",
+    "kpi_target_progress",
+    "fct_credit_segment_changes",
+    "fct_merchant_segment_changes",
+    "fct_segment_daily",
+    "int_credit_line_states",
+    "stg_credit_events",
+    "stg_employment_reports",
+    "int_employment_reports_effective",
+)

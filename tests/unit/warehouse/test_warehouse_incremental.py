@@ -19,6 +19,7 @@ import sys
 import duckdb
 import pytest
 from helpers.warehouse_raw import (
+    RESTATED_TABLES,
     event_row,
     expire_orphans_of,
     merchant_row,
@@ -475,19 +476,7 @@ def against_oracle(paths: Paths) -> list[tuple]:
 # night's released orphans must not make staging re-read the whole history.
 
 ONE_FILE_DS = "2020-04-24"
-# every table a night restates in place, and the published marts (as test_warehouse_random_nights)
-EVERY_TABLE = (
-    "kpi_program_daily",
-    "kpi_segment_daily",
-    "kpi_target_progress",
-    "fct_credit_segment_changes",
-    "fct_merchant_segment_changes",
-    "fct_segment_daily",
-    "int_credit_line_states",
-    "stg_credit_events",
-    "stg_employment_reports",
-    "int_employment_reports_effective",
-)
+EVERY_TABLE = RESTATED_TABLES
 
 
 def every_row(db) -> dict[str, list[tuple]]:

@@ -24,6 +24,7 @@ import duckdb
 import psycopg2
 import pytest
 from helpers.random_history import History
+from helpers.warehouse_raw import RESTATED_TABLES
 
 from program_reporting.core import settings
 from program_reporting.core.settings import Paths
@@ -32,18 +33,7 @@ from program_reporting.warehouse import build as build_mod
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-COMPARED = (
-    "kpi_program_daily",
-    "kpi_segment_daily",
-    "kpi_target_progress",
-    "fct_credit_segment_changes",
-    "fct_merchant_segment_changes",
-    "fct_segment_daily",
-    "int_credit_line_states",
-    "stg_credit_events",
-    "stg_employment_reports",
-    "int_employment_reports_effective",
-)
+COMPARED = RESTATED_TABLES
 NIGHTS = 5
 
 
