@@ -48,6 +48,7 @@ import duckdb
 
 from program_reporting.core import reference
 from program_reporting.core.checksums import sha256_file
+from program_reporting.core.published import SET_TABLES
 from program_reporting.core.redaction import suite_parameters
 from program_reporting.core.settings import (
     SOURCES,
@@ -65,7 +66,7 @@ from program_reporting.warehouse.catalog import FRESHNESS_FILE, source_name
 
 log = logging.getLogger(__name__)
 
-MART_TABLES = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress", "run_info")
+MART_TABLES = SET_TABLES
 FRESHNESS_STAGE = "freshness"  # the suites judged with the marts gate on DuckDB only
 _HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
 

@@ -43,12 +43,12 @@ from pathlib import Path
 import duckdb
 
 from program_reporting.core import settings
+from program_reporting.core.published import KPI_KEYS
 from program_reporting.core.settings import DBT_PROJECT_DIR, Paths, parse_ds
 from program_reporting.warehouse import build_log, catalog, dbt_results
 
 log = logging.getLogger(__name__)
 
-KPI_TABLES = ("kpi_program_daily", "kpi_segment_daily", "kpi_target_progress")
 FULL_HISTORY = "1900-01-01"
 NOTHING_NEW = "9999-12-31T00:00:00+00:00"  # the plan's new_rows_since when nothing is new
 
@@ -329,15 +329,8 @@ def stage_audit(run_id: str, ds: str, paths: Paths | None = None) -> Path:
     con = duckdb.connect(str(scratch))
     try:
         con.execute(f"ATTACH '{str(paths.warehouse_db)}' AS wh (READ_ONLY)")
-        for table in KPI_TABLES:
-            order = "program_code, as_of_date" + (
-                ", region, business_type, size_class"
-                if table == "kpi_segment_daily"
-                else ", metric"
-                if table == "kpi_target_progress"
-                else ""
-            )
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM wh.main.{table} ORDER BY {order}")
+        for table, key in KPI_KEYS.items():
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM wh.main.{table} ORDER BY {', '.join(key)}")
         con.execute("CREATE TABLE run_info (run_id VARCHAR, ds DATE, built_at TIMESTAMPTZ)")
         has_log = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'wh' AND table_name = ?", [build_log.BUILD_LOG]
