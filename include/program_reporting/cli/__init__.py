@@ -2,8 +2,9 @@
 
 Each stage's commands live beside each other in `cli/<stage>.py`, apart from
 the stage's logic: for a command `name`, the functions `<name>_arguments(parser)`
-and `<name>_command(args) -> int` (dashes become underscores). Its --help
-description is the docstring of the module that does the work. A command's
+and `<name>_command(args) -> int` (dashes become underscores), and optionally
+`<NAME>_EXAMPLES`, shown after the options. Its --help description is the
+docstring of the module that does the work. A command's
 module is imported only when that command runs, so `--help` stays fast and one
 broken stage cannot break the others' commands."""
 
@@ -31,6 +32,12 @@ COMMANDS: dict[str, Command] = {
     "build": Command("warehouse", "warehouse.build", "build the dbt warehouse for a business date"),
     "validate": Command("validation", "validation.gate", "run the Great Expectations gate on a built run"),
     "publish": Command("publishing", "publishing.wap", "publish a validated run's KPI tables atomically"),
+    "figures": Command(
+        "publishing",
+        "core.published",
+        "print published figures as they were published: the current set, a run's, or the one current at a time",
+    ),
+    "diff": Command("publishing", "core.published", "print the cells that changed between two published runs"),
     "retention": Command(
         "publishing",
         "publishing.retention",
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     function = known.command.replace("-", "_")
     parser, command_parser = _parser(known.command, (described_by.__doc__ or spec.help).strip())
     getattr(stage, spec.arguments or f"{function}_arguments")(command_parser)
+    command_parser.epilog = getattr(stage, f"{function.upper()}_EXAMPLES", None)
     args = parser.parse_args(argv)
 
     logging.basicConfig(

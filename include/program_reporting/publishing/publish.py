@@ -34,6 +34,7 @@ from program_reporting.core import failpoints
 # names of this module, so that tests/helpers/fault_runner.py can kill at this module's fsyncs alone
 from program_reporting.core.durable import fsync_dir as _fsync_dir
 from program_reporting.core.durable import fsync_file as _fsync_file
+from program_reporting.core.published import published_runs
 from program_reporting.core.settings import Paths
 from program_reporting.core.settings import paths as default_paths
 from program_reporting.validation.candidate import PublishError, checked_candidate
@@ -120,16 +121,8 @@ def _make_current(published_db: Path, run_id: str, p: Paths) -> None:
 
 
 def _newest_run(p: Paths) -> str | None:
-    newest = None
-    for manifest in p.runs.glob("*/manifest.json"):
-        try:
-            # published_at has second precision: the file's time breaks ties
-            key = (json.loads(manifest.read_text(encoding="utf-8"))["published_at"], manifest.stat().st_mtime_ns)
-        except (OSError, ValueError, KeyError):
-            continue
-        if newest is None or key > newest[0]:
-            newest = (key, manifest.parent.name)
-    return newest[1] if newest else None
+    runs = published_runs(p)
+    return runs[-1].run_id if runs else None
 
 
 def _finish_interrupted_swap(run_id: str, p: Paths) -> Path | None:
@@ -219,7 +212,8 @@ def _publish_new(run_id: str, gates: list, airflow_run_id: str | None, p: Paths)
             "ds": verdict.get("ds"),
             "sha256": verdict["candidate_sha256"],
             "validated_at": verdict.get("validated_at"),
-            "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            # microseconds: `figures --as-of` must tell apart two publications of one second
+            "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
             "report": {"path": str((p.reports / run_id).relative_to(p.home)), **report_sha256},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
