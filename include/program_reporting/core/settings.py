@@ -256,4 +256,6 @@ def postgres() -> PostgresSettings:
 
 
 PUBLISHED_SCHEMA = "published"
+# Every set PostgreSQL served, by run and validity interval (postgres/history.py).
+PUBLISHED_HISTORY_SCHEMA = "published_history"
 BI_READER_ROLE = "bi_reader"

@@ -5,8 +5,8 @@ file's airflow-init service runs both).
       refuse to start with a missing secret or an .env.example placeholder
       (allowed only when PROGRAM_REPORTING_PROFILE=local)
   program-reporting init-warehouse
-      create the warehouse database, the published schema and the read-only
-      bi_reader role (idempotent)
+      create the warehouse database, the published schema, its history schema
+      published_history and the read-only bi_reader role (idempotent)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from program_reporting.core import settings
+from program_reporting.postgres import history
 
 SECRETS = (
     "POSTGRES_PASSWORD",
@@ -42,7 +43,8 @@ def secret_problems(env: Mapping[str, str]) -> list[str]:
 
 
 def init_warehouse(pg: settings.PostgresSettings | None = None, bi_reader_password: str | None = None) -> None:
-    """Create the warehouse database, the published schema and bi_reader, idempotently."""
+    """Create the warehouse database, the published and published_history schemas and
+    bi_reader, idempotently."""
     import psycopg2
     from psycopg2 import sql
 
@@ -65,11 +67,15 @@ def init_warehouse(pg: settings.PostgresSettings | None = None, bi_reader_passwo
         if bi_reader_password:
             cur.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(role), (bi_reader_password,))
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-        # bi_reader reads the published schema and nothing else.
+        history.create_schema(cur)
+        # bi_reader reads the published set and its history and nothing else; it writes nothing.
         cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(pg.database)))
         cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(pg.database), role))
         cur.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
-        cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role))
-        cur.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(schema, role))
+        for readable in (schema, sql.Identifier(history.HISTORY_SCHEMA)):
+            cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(readable, role))
+            cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(readable, role))
+            cur.execute(
+                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(readable, role)
+            )
     conn.close()

@@ -17,20 +17,23 @@ Write-audit-publish on PostgreSQL, for the production profile
    columns changed). PostgreSQL's MVCC gives every reader the old complete
    set or the new complete set; readers take no lock that publishing waits
    for, and publishing takes none they wait for (except on a contract change,
-   which re-creates tables).
+   which re-creates tables). The same transaction records the set in the
+   history schema `published_history` (postgres/history.py), so the current
+   set and its history always agree.
 
-The role `bi_reader` (production.init_warehouse) may read schema `published`
-and nothing else. Publishers are serialised by an advisory lock. Publishing a
-run that is already current changes nothing.
+The role `bi_reader` (production.init_warehouse) may read schemas `published`
+and `published_history` and nothing else. Publishers are serialised by an
+advisory lock. Publishing a run that is already current changes nothing.
 
 Exit status: 0 published (or already current), 1 withheld or failed, 2 usage error.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from program_reporting.core import settings
 from program_reporting.core.settings import Paths
 from program_reporting.core.settings import paths as default_paths
 from program_reporting.postgres import connection as pg
+from program_reporting.postgres import history
 from program_reporting.validation import gate
 from program_reporting.validation.candidate import GateBlocked, PublishError, check_run_id, checked_candidate
 
@@ -103,6 +107,11 @@ def _require_serving_schema(cur) -> None:
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.BI_READER_ROLE,))
     if cur.fetchone() is None:
         raise pg.PgError(f"role {settings.BI_READER_ROLE!r} is missing: run `program-reporting init-warehouse`")
+    if not history.schema_ready(cur):
+        raise pg.PgError(
+            f"{history.HISTORY_SCHEMA}.{history.RUNS} is missing in database "
+            f"{settings.postgres().database!r}: run `program-reporting init-warehouse`"
+        )
 
 
 def current_run(cur) -> str | None:
@@ -153,8 +162,20 @@ def _stage(conn, source: Path, tmp_dir: Path) -> dict:
     return rows
 
 
-def _swap(conn) -> None:
-    """All four tables of the published schema get the staged rows in ONE transaction.
+@dataclass
+class _HistoryLoad:
+    """What the switch records in published_history (history.record_publication)."""
+
+    run_id: str
+    ds: str
+    files_published_at: dt.datetime | None
+    catch_up: Sequence[history.FilesRun]
+    tmp_dir: Path | None
+
+
+def _swap(conn, load: _HistoryLoad | None = None) -> None:
+    """All four tables of the published schema get the staged rows, and the
+    history its new run, in ONE transaction.
 
     A transaction that waited too long for readers (a contract change re-creates
     tables) or lost a deadlock is rolled back and tried again, SWAP_ATTEMPTS in all."""
@@ -169,21 +190,36 @@ def _swap(conn) -> None:
         reraise=True,
     )
     try:
-        retrying(_swap_once, conn)
+        retrying(_swap_once, conn, load)
     except waited_for_readers as exc:
         raise pg.PgError(f"could not switch the published tables after {SWAP_ATTEMPTS} attempts: {exc}") from exc
 
 
-def _swap_once(conn) -> None:
+def _swap_once(conn, load: _HistoryLoad | None = None) -> None:
     from psycopg2 import sql
 
     pub, role = settings.PUBLISHED_SCHEMA, sql.Identifier(settings.BI_READER_ROLE)
     try:
         with conn.cursor() as cur:
-            # Only a contract change (re-created table) can wait on readers: bounded.
+            # Only a contract change (re-created table, altered history table) can wait on readers: bounded.
             cur.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+            published_at = None
+            if load is not None:  # writes only published_history: no lock readers of `published` wait for
+                published_at = history.record_publication(
+                    cur,
+                    load.run_id,
+                    load.ds,
+                    STAGING_SCHEMA,
+                    load.files_published_at,
+                    load.catch_up,
+                    load.tmp_dir,
+                )
+            # The serving schema names the time its history gives the run.
             cur.execute(
-                sql.SQL("UPDATE {} SET published_at = now()").format(sql.Identifier(STAGING_SCHEMA, "run_info"))
+                sql.SQL("UPDATE {} SET published_at = coalesce(%s, now())").format(
+                    sql.Identifier(STAGING_SCHEMA, "run_info")
+                ),
+                (published_at,),
             )
             for t in TABLES:
                 target, staged = sql.Identifier(pub, t), sql.Identifier(STAGING_SCHEMA, t)
@@ -212,6 +248,7 @@ def publish(
     validate: bool = True,
     on_gate: Callable[[gate.GateResult], None] | None = None,
     before_switch: Callable[[], None] | None = None,
+    files_history: Callable[[], Sequence[history.FilesRun]] | None = None,
 ) -> PgPublication:
     """Copy run `run_id`'s validated set into PostgreSQL, validate it there, and
     make it the published set in one transaction. Raises PublishError (the
@@ -223,7 +260,13 @@ def publish(
     after the switch (a retry finds the run current and runs no gate).
     `before_switch` runs once the set passed, just before the switch (the write-audit-
     publish path publishes the files and the report there); if it raises, nothing
-    changes in PostgreSQL."""
+    changes in PostgreSQL.
+
+    The switch records the set in published_history, as published at the
+    files' time (published/runs/<run_id>/manifest.json) when the files hold
+    it. `files_history`, called after `before_switch`, lists the files'
+    published runs oldest first (publishing.history.published_runs): those
+    PostgreSQL's history lacks before this run are loaded first (catch-up)."""
     from psycopg2 import sql
 
     p = paths or default_paths()
@@ -257,7 +300,14 @@ def publish(
                 raise GateBlocked(f"run {run_id} was not published to PostgreSQL: {result.reason()}")
         if before_switch is not None:
             before_switch()
-        _swap(conn)
+        load = _HistoryLoad(
+            run_id,
+            ds,
+            history.files_published_at(run_id, p),
+            list(files_history()) if files_history is not None else [],
+            p.tmp,
+        )
+        _swap(conn, load)
         seconds = time.monotonic() - started
         log.info(
             "run %s (ds %s) published to PostgreSQL schema %s in %.2fs", run_id, ds, settings.PUBLISHED_SCHEMA, seconds

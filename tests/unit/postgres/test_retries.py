@@ -22,7 +22,7 @@ def sleeps(monkeypatch) -> list[float]:
 def _failing(monkeypatch, errors: list[BaseException]) -> list[int]:
     calls: list[int] = []
 
-    def swap_once(conn):
+    def swap_once(conn, load=None):
         calls.append(1)
         if errors:
             raise errors.pop(0)
