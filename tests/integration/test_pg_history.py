@@ -1,5 +1,5 @@
 """PostgreSQL's history of published sets (postgres/history.py, schema
-published_history) against the files' (publishing/history.py): every run's
+published_history) against the files' (core/published.py): every run's
 cells and the as-of answers are the same; bi_reader reads it and cannot write
 it; loading it never makes a reader of the current set wait, nor waits for one."""
 
@@ -15,12 +15,12 @@ import pytest
 from helpers.landed import land_all
 from helpers.marts import mutate, write_audit, write_marts
 
+from program_reporting.core import published as files_history
 from program_reporting.core import settings
 from program_reporting.core.published import KPI_TABLES
 from program_reporting.postgres import history as pg_history
 from program_reporting.postgres import serving
 from program_reporting.postgres.production import init_warehouse
-from program_reporting.publishing import history as files_history
 from program_reporting.publishing import wap
 
 pytestmark = pytest.mark.postgres

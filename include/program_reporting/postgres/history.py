@@ -70,7 +70,7 @@ class HistoryLookupError(LookupError):
 
 
 class FilesRun(Protocol):
-    """A set published to the files, as publishing.history.published_runs lists it."""
+    """A set published to the files, as core.published.published_runs lists it."""
 
     @property
     def run_id(self) -> str: ...
@@ -511,7 +511,7 @@ def figures(
     """One table of a run's published set, or of the set current at `as_of`
     (naive: UTC), from PostgreSQL's history: (its columns, its rows in key
     order), optionally only a program's and a business date's: what
-    publishing.history.figures reads from the files for that run."""
+    core.published.figures reads from the files for that run."""
     from psycopg2 import sql
 
     if table not in KPI_KEYS:

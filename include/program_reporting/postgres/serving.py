@@ -41,6 +41,7 @@ import duckdb
 import tenacity
 
 from program_reporting.core import settings
+from program_reporting.core.published import published_runs
 from program_reporting.core.settings import Paths
 from program_reporting.core.settings import paths as default_paths
 from program_reporting.postgres import connection as pg
@@ -248,7 +249,6 @@ def publish(
     validate: bool = True,
     on_gate: Callable[[gate.GateResult], None] | None = None,
     before_switch: Callable[[], None] | None = None,
-    files_history: Callable[[], Sequence[history.FilesRun]] | None = None,
 ) -> PgPublication:
     """Copy run `run_id`'s validated set into PostgreSQL, validate it there, and
     make it the published set in one transaction. Raises PublishError (the
@@ -264,9 +264,9 @@ def publish(
 
     The switch records the set in published_history, as published at the
     files' time (published/runs/<run_id>/manifest.json) when the files hold
-    it. `files_history`, called after `before_switch`, lists the files'
-    published runs oldest first (publishing.history.published_runs): those
-    PostgreSQL's history lacks before this run are loaded first (catch-up)."""
+    it. The runs the files published before this one and PostgreSQL's history
+    lacks (published while PostgreSQL was not the target) are loaded first,
+    in publication order (catch-up)."""
     from psycopg2 import sql
 
     p = paths or default_paths()
@@ -304,7 +304,7 @@ def publish(
             run_id,
             ds,
             history.files_published_at(run_id, p),
-            list(files_history()) if files_history is not None else [],
+            published_runs(p),
             p.tmp,
         )
         _swap(conn, load)

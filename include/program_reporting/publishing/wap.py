@@ -138,7 +138,6 @@ def publish(run_id: str, airflow_run_id: str | None = None, paths: Paths | None 
     (postgres.connection.PgError, psycopg2.Error, OSError) when publishing
     fails; the files are then unchanged."""
     from program_reporting.postgres import serving
-    from program_reporting.publishing import history
     from program_reporting.publishing import publish as files
 
     p = paths or default_paths()
@@ -152,13 +151,8 @@ def publish(run_id: str, airflow_run_id: str | None = None, paths: Paths | None 
         # that gate); only then PostgreSQL switches. A set PostgreSQL serves always has its
         # published report; if the files fail, PostgreSQL keeps the previous set. If the switch
         # fails after the files, a retry finds the files published and switches.
-        # The files' history lets the switch catch up runs published while PostgreSQL was not the target.
         serving.publish(
-            run_id,
-            p,
-            on_gate=lambda result: keep_gate(run_id, "postgres", result, p),
-            before_switch=the_files,
-            files_history=lambda: history.published_runs(p),
+            run_id, p, on_gate=lambda result: keep_gate(run_id, "postgres", result, p), before_switch=the_files
         )
     if not published:  # no PostgreSQL, or the run already current there (a retry)
         the_files()
