@@ -121,6 +121,12 @@ def _json_value(value):
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    if len(header) > 12 and len(rows) <= 5:
+        # a KPI row has ~30 columns: a few rows read better turned on their side
+        header, rows = (
+            ["column", *(f"row {i + 1}" for i in range(len(rows)))],
+            [[c, *(r[i] for r in rows)] for i, c in enumerate(header)],
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for r in rows:
