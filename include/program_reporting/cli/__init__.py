@@ -44,6 +44,11 @@ COMMANDS: dict[str, Command] = {
         "publishing.retention",
         "remove old audit sets of withheld runs, temp files, Airflow logs and landing failures (--dry-run lists them)",
     ),
+    "verify-reports": Command(
+        "reporting",
+        "reporting.verify",
+        "re-hash every report and the chain of reports/index.jsonl; exit 1 names the first break",
+    ),
     "run": Command(
         "orchestration",
         "orchestration.run",

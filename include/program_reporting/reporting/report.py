@@ -10,16 +10,29 @@ For every run, published or withheld, reports/<run_id>/ holds:
                scripts, no external assets; templates/report.html.j2);
                blocking failures first
 - data_docs/   the GX Data Docs of the same results, built offline
+- SHA256SUMS   the SHA-256 of every other file of the folder as the report
+               was written, in `sha256sum -c` format (write_manifest)
 
 and the report links the dbt docs of the warehouse the run built, published
 in reports/catalog/<sha256>.html (place_docs_page): one file per distinct
 page, so the nights that built the same project share one, never rewritten.
+The run's OpenLineage events come later, in lineage/events.jsonl (the
+orchestration's report task): the one file SHA256SUMS cannot cover.
 
 A report is written once: the folder is built under a temporary name and
 renamed into place, its files are read-only, and writing a report for a run
-that has one is refused. reports/index.jsonl is the append-only history (one
-line per report with the SHA-256 of its files); reports/index.html is
-regenerated from it, newest first.
+that has one is refused.
+
+reports/index.jsonl is the append-only history, one line per report: its
+run, date, decision, the SHA-256 of report.json, report.html and SHA256SUMS,
+and `prev_sha256`, the SHA-256 of the line before it (its exact bytes, without
+the newline; GENESIS, 64 zeros, on the first line). So the lines form a hash
+chain: a line removed or edited in place breaks it at the next line, and
+`program-reporting verify-reports` (verify.py) re-hashes the chain and every
+file. reports/index.html and the pages beside it are regenerated from the
+index after every append (index_pages): 50 runs a page, newest first, with
+the same lists of the published runs, of the withheld ones, and of the runs
+of each business month.
 
 A publishing run's report is part of its publication (publish.publish): its
 content is fixed first, in reports/.<run_id>.publishing, where nothing lists
@@ -38,10 +51,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from program_reporting.core import checksums
 from program_reporting.core.checksums import sha256_file
 from program_reporting.core.durable import fsync_dir, fsync_file
 from program_reporting.core.redaction import scrub
@@ -56,6 +71,13 @@ REPORT_VERSION = 1
 READ_ONLY = 0o444
 PUBLISHING = ".publishing"  # reports/.<run_id>.publishing: a publication's report, fixed, not yet in place
 DOCS_FOLDER = "catalog"  # reports/catalog/<sha256>.html: the dbt docs pages the reports link
+INDEX = "index.jsonl"
+MANIFEST = "SHA256SUMS"  # reports/<run_id>/SHA256SUMS: every file of the report as written
+GENESIS = "0" * 64  # the prev_sha256 of index.jsonl's first line: no line before it
+# Written into a report folder after its report and index line (orchestration.lineage's
+# archive, by the report task): the one path SHA256SUMS cannot cover.
+LATER_ADDITIONS = ("lineage/events.jsonl",)
+PAGE_SIZE = 50  # runs on one page of reports/index.html and the pages beside it
 
 
 class ReportExists(FileExistsError):
@@ -299,7 +321,9 @@ def _index_lines(index: Path) -> list[dict]:
     if not index.exists():
         return []
     lines = []
-    for line in index.read_text(encoding="utf-8").splitlines():
+    # "\n" alone ends a line (the chain hashes lines so): str.splitlines would also split
+    # a reason at U+2028, which json.dumps(ensure_ascii=False) leaves as it is.
+    for line in index.read_text(encoding="utf-8").split("\n"):
         if line.strip():
             try:
                 lines.append(json.loads(line))
@@ -308,9 +332,133 @@ def _index_lines(index: Path) -> list[dict]:
     return lines
 
 
-def render_index(entries: list[dict]) -> str:
-    ordered = sorted(enumerate(entries), key=lambda ie: (ie[1].get("written_at", ""), ie[0]), reverse=True)
-    return render("report_index.html.j2", entries=[e for _, e in ordered])
+def line_sha256(line: bytes) -> str:
+    """What the next line of index.jsonl carries as prev_sha256: the SHA-256 of
+    this line's exact bytes, without its newline."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def chain_head(data: bytes) -> str:
+    """The prev_sha256 of a line appended to an index whose bytes are `data`."""
+    if not data:
+        return GENESIS
+    # a file that does not end in a newline ends in a line cut short: index_reports
+    # ends it first, so that line stays one of its own (and verify-reports names it)
+    last = data[:-1] if data.endswith(b"\n") else data
+    return line_sha256(last.rsplit(b"\n", 1)[-1])
+
+
+# --------------------------------------------------------------------------- the index pages
+
+
+def _page_name(key: str, page: int) -> str:
+    return f"{key}.html" if page == 1 else f"{key}-{page}.html"
+
+
+# Every page name index_pages makes, and no other file of reports/: what stale_pages may remove.
+PAGE_NAME = re.compile(r"^(index|published|withheld|ds-\d{4}-\d{2})(-[1-9]\d*)?\.html$")
+
+
+def _month(value: object) -> str | None:
+    text = str(value or "")
+    return text[:7] if re.match(r"^\d{4}-\d{2}", text) else None
+
+
+def _pager(key: str, page: int, pages: int) -> list[tuple[str, str | None]]:
+    """(label, file or None): the first and last pages, two either side of this one, ... between."""
+    shown = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
+    out: list[tuple[str, str | None]] = []
+    for n, previous in zip(shown, [0, *shown], strict=False):
+        if n - previous > 1:
+            out.append(("…", None))
+        out.append((str(n), None if n == page else _page_name(key, n)))
+    return out
+
+
+def index_pages(entries: list[dict], page_size: int = PAGE_SIZE) -> dict[str, str]:
+    """The pages of the report index, file name -> HTML, from the lines of index.jsonl.
+
+    Lists, each newest first (by written_at, then line order) and cut into pages
+    of `page_size`: every run (index.html, index-2.html, ...), the published runs
+    (published.html, ...), the withheld runs (withheld.html, ...) and the runs of
+    each business month (ds-2020-06.html, ...). Every page links the lists and
+    its neighbours; rows are headed by the month they were written in."""
+    newest = [
+        e for _, e in sorted(enumerate(entries), key=lambda ie: (ie[1].get("written_at", ""), ie[0]), reverse=True)
+    ]
+    lists = [
+        ("index", "All runs", newest),
+        ("published", "Published runs", [e for e in newest if e.get("decision") == "published"]),
+        ("withheld", "Withheld runs", [e for e in newest if e.get("decision") == "withheld"]),
+    ]
+    months = sorted({m for e in newest if (m := _month(e.get("ds")))}, reverse=True)
+    lists += [
+        (f"ds-{m}", f"Runs for business dates in {m}", [e for e in newest if _month(e.get("ds")) == m]) for m in months
+    ]
+    nav = [(title, _page_name(key, 1), len(runs)) for key, title, runs in lists[:3]]
+    month_nav = [(key[3:], _page_name(key, 1), len(runs)) for key, _, runs in lists[3:]]
+    pages = {}
+    for key, title, runs in lists:
+        count = max(1, -(-len(runs) // page_size))
+        for page in range(1, count + 1):
+            rows, previous_month = [], None
+            for e in runs[(page - 1) * page_size : page * page_size]:
+                written = _month(e.get("written_at"))
+                rows.append((written if written != previous_month else None, e))
+                previous_month = written
+            pages[_page_name(key, page)] = render(
+                "report_index.html.j2",
+                title=title,
+                key=key,
+                page=page,
+                pages=count,
+                total=len(runs),
+                first=(page - 1) * page_size + 1,
+                rows=rows,
+                newer=_page_name(key, page - 1) if page > 1 else None,
+                older=_page_name(key, page + 1) if page < count else None,
+                pager=_pager(key, page, count),
+                nav=nav,
+                month_nav=month_nav,
+            )
+    return pages
+
+
+def render_index(entries: list[dict]) -> dict[str, str]:
+    """Every page of the report index (index_pages)."""
+    return index_pages(entries)
+
+
+def write_index_pages(reports: Path, pages: dict[str, str]) -> None:
+    """Write the index pages into reports/, each through a temporary file and
+    os.replace (a reader opens an old page or a new one, never half of one),
+    index.html last, so that the pages it links are there first; then remove
+    the pages of an earlier index that this one no longer has. A page whose
+    bytes are the same is left alone."""
+    for name in sorted(pages, key=lambda n: n == "index.html"):
+        data = pages[name].encode("utf-8")
+        target = reports / name
+        try:
+            if target.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        tmp = reports / f".{name}.{os.getpid()}.tmp"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    for stale in stale_pages(reports, pages):
+        stale.unlink(missing_ok=True)
+
+
+def stale_pages(reports: Path, pages: Iterable[str]) -> list[Path]:
+    keep = set(pages)
+    return sorted(f for f in reports.iterdir() if PAGE_NAME.match(f.name) and f.name not in keep and f.is_file())
+
+
+# --------------------------------------------------------------------------- writing the index
 
 
 def _remove_dead_staging(folder: Path) -> None:
@@ -332,10 +480,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _entry(folder: Path) -> dict:
-    doc = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-    if doc["run_id"] != folder.name:
-        raise ValueError(f"it names run {doc['run_id']!r}")
+def entry_fields(doc: dict) -> dict:
+    """What an index line says of a report, from its report.json (the SHA-256 of its files apart)."""
     return {
         "run_id": doc["run_id"],
         "ds": doc["ds"],
@@ -346,21 +492,36 @@ def _entry(folder: Path) -> dict:
         "critical_failures": doc["summary"]["critical_failures"],
         "warnings": doc["summary"]["warnings"],
         "dbt_docs": doc.get("dbt_docs"),
+    }
+
+
+def index_entry(folder: Path) -> dict:
+    """The index line of the report in `folder`, its prev_sha256 apart: what report.json
+    says and the SHA-256 of its files as they are now."""
+    doc = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    if doc["run_id"] != folder.name:
+        raise ValueError(f"it names run {doc['run_id']!r}")
+    manifest = folder / MANIFEST
+    return {
+        **entry_fields(doc),
         "report_json_sha256": sha256_file(folder / "report.json"),
         "report_html_sha256": sha256_file(folder / "report.html"),
+        # None: a report written before reports had SHA256SUMS (only its two files are covered)
+        "sha256sums_sha256": sha256_file(manifest) if manifest.is_file() else None,
     }
 
 
 def index_reports(paths: Paths | None = None) -> list[str]:
     """Append every report in reports/ that index.jsonl does not list yet, in the
-    order they were written, and regenerate index.html. Returns the run ids added.
+    order they were written, each line chained to the one before it
+    (prev_sha256), and regenerate the index pages. Returns the run ids added.
 
     Each writer indexes its report right after writing it; a report whose
     writer was killed or failed before that (a publication killed between the
     swap and its index entry, say) is added by the next call, whoever makes it."""
     p = paths or default_paths()
     p.reports.mkdir(parents=True, exist_ok=True)
-    index = p.reports / "index.jsonl"
+    index = p.reports / INDEX
     with open(p.reports / ".index.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         listed = {e.get("run_id") for e in _index_lines(index)}
@@ -370,20 +531,24 @@ def index_reports(paths: Paths | None = None) -> list[str]:
             if folder.name.startswith(".") or folder.name in listed or not (folder / "report.json").is_file():
                 continue
             try:
-                new.append(_entry(folder))
+                new.append(index_entry(folder))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error("%s is not indexed: its report.json is unreadable or altered (%s)", folder, exc)
         if not new:
             return []
         new.sort(key=lambda e: (e["written_at"], e["run_id"]))
-        with open(index, "a", encoding="utf-8") as fh:
-            for entry in new:
-                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        data = index.read_bytes() if index.exists() else b""
+        prev = chain_head(data)
+        lines = [] if not data or data.endswith(b"\n") else [b""]  # a line cut short stays on its own
+        for entry in new:
+            line = json.dumps({"prev_sha256": prev, **entry}, ensure_ascii=False).encode("utf-8")
+            lines.append(line)
+            prev = line_sha256(line)
+        with open(index, "ab") as fh:
+            fh.write(b"\n".join(lines) + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
-        tmp = p.reports / ".index.html.tmp"
-        tmp.write_text(render_index(_index_lines(index)), encoding="utf-8")
-        os.replace(tmp, p.reports / "index.html")
+        write_index_pages(p.reports, render_index(_index_lines(index)))
     return [e["run_id"] for e in new]
 
 
@@ -401,7 +566,7 @@ def latest_report(ds: str, file: str = "report.json", since: str = "", paths: Pa
 
 def indexed_run_ids(paths: Paths | None = None) -> set[str]:
     p = paths or default_paths()
-    return {e.get("run_id") for e in _index_lines(p.reports / "index.jsonl")}
+    return {e.get("run_id") for e in _index_lines(p.reports / INDEX)}
 
 
 def _check_run_id(run_id: str) -> None:
@@ -421,7 +586,8 @@ def _render(
     p: Paths,
 ) -> tuple[Path, dict[str, str]]:
     """Build the report in a staging folder of this process, its files read-only
-    and on disk (fsynced). Returns the folder and the SHA-256 of report.json and report.html."""
+    and on disk (fsynced), SHA256SUMS last. Returns the folder and the SHA-256
+    of report.json, report.html and SHA256SUMS."""
     parse_ds(ds)
     _check_run_id(run_id)
     p.reports.mkdir(parents=True, exist_ok=True)
@@ -448,13 +614,57 @@ def _render(
         for f in staging.rglob("*"):
             if f.is_file():
                 os.chmod(f, READ_ONLY)
+        manifest = write_manifest(staging)
         fsync_dir(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return staging, {
-        f"{name.replace('.', '_')}_sha256": hashlib.sha256(data).hexdigest() for name, data in files.items()
+        **{f"{name.replace('.', '_')}_sha256": hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        "sha256sums_sha256": hashlib.sha256(manifest).hexdigest(),
     }
+
+
+def report_files(folder: Path) -> Iterator[str]:
+    """Every file under a report folder, as a path relative to it ("data_docs/index.html"), sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        base = Path(root).relative_to(folder)
+        # a symbolic link to a folder is listed, not followed: it is a file here, and not one we wrote
+        found += [(base / name).as_posix() for name in files + [d for d in dirs if (Path(root) / d).is_symlink()]]
+    return iter(sorted(found))
+
+
+def write_manifest(folder: Path) -> bytes:
+    """folder/SHA256SUMS: one line `<sha256>  <path>` per file of the folder
+    (`sha256sum -c SHA256SUMS` in the folder checks them), read-only, on disk.
+    Returns its bytes."""
+    lines = []
+    for rel in report_files(folder):
+        if "\n" in rel or "\\" in rel:  # sha256sum would escape such a name; GX and we never make one
+            raise ValueError(f"{folder / rel}: a report file name may not hold a newline or a backslash")
+        lines.append(f"{checksums.sha256_file(folder / rel)}  {rel}\n")
+    data = "".join(lines).encode("utf-8")
+    target = folder / MANIFEST
+    with open(target, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(target, READ_ONLY)
+    return data
+
+
+def read_manifest(data: bytes) -> dict[str, str]:
+    """SHA256SUMS's lines as {path: sha256}; ValueError on a line that is not `<64 hex>  <path>`."""
+    out = {}
+    for n, line in enumerate(data.decode("utf-8").split("\n"), 1):
+        if not line:
+            continue
+        match = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
+        if not match:
+            raise ValueError(f"line {n} is not '<sha256>  <file>': {line[:80]!r}")
+        out[match[2]] = match[1]
+    return out
 
 
 def write_report(
@@ -514,7 +724,8 @@ def write_publication_report(
 ) -> dict[str, str]:
     """Fix the report of a run about to be published, decision "published": in
     reports/.<run_id>.publishing, on disk, listed nowhere. Returns the SHA-256
-    of report.json and report.html (publish records them in the set's manifest).
+    of report.json, report.html and SHA256SUMS (publish records them in the
+    set's manifest).
 
     Only publish.publish calls it, holding the publish lock; raises ReportExists
     when the run has a report already."""
