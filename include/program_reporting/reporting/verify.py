@@ -201,8 +201,8 @@ def _chain_break(n: int, prev: object, first_line_of: dict[str, int]) -> str:
     at = first_line_of.get(prev) if isinstance(prev, str) else None
     if at is None:
         return (
-            f"was written after a line that is not there any more: line {n - 1} was edited in place, "
-            f"or the line(s) after it removed"
+            f"does not follow line {n - 1} (its prev_sha256 is no line's SHA-256): a line between them "
+            f"was removed, or line {n - 1} was edited in place"
         )
     if at < n - 1:
         return f"was written right after line {at}: lines {at + 1}-{n - 1} were put in or moved here"

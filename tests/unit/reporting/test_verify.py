@@ -121,7 +121,7 @@ def test_a_removed_index_line_breaks_the_chain(home, capsys):
     (home.reports / "index.jsonl").write_bytes(index[0] + b"\n" + index[2] + b"\n")
     code, out = verify_reports(capsys)
     assert code == 1
-    assert out.startswith("FIRST BREAK: index line 2 (run r3): was written after a line that is not there any more")
+    assert out.startswith("FIRST BREAK: index line 2 (run r3): does not follow line 1 (its prev_sha256 is no line's")
     assert (
         f"expected {hashlib.sha256(index[0]).hexdigest()}\n    found    {hashlib.sha256(index[1]).hexdigest()}" in out
     )
@@ -185,7 +185,7 @@ def test_tampering_is_caught(home, capsys, tamper, first_break):
     if tamper == "sums":
         assert "1 problem(s)" in out
     if tamper == "edit_line_1":  # and the chain breaks at the next line
-        assert "index line 2 (run r2): was written after a line that is not there any more" in out
+        assert "index line 2 (run r2): does not follow line 1" in out
 
 
 def test_head_catches_the_index_cut_back(home, capsys):
@@ -235,3 +235,12 @@ def test_a_line_cut_short_stays_on_its_own(home, capsys):
     assert json.loads(index[4])["prev_sha256"] == hashlib.sha256(index[3]).hexdigest()
     code, out = verify_reports(capsys)
     assert code == 1 and out.startswith("FIRST BREAK: index line 4: is not a JSON object")
+
+
+def test_help_says_what_is_checked_with_examples(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["verify-reports", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "prev_sha256" in out and "SHA256SUMS" in out and "first break" in out
+    assert "Examples:\n  program-reporting verify-reports\n" in out and "--head" in out
