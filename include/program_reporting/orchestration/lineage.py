@@ -35,8 +35,8 @@ Archive (`archive`, by the `report` task): `reports/<run_id>/lineage/events.json
 the run's events up to the report task's start, one per line in time order:
 every task's START and COMPLETE (or FAIL) through `publish`, the steps'
 dataset events, dbt's model and test events. Written once, read-only, beside
-the report (the report's checksums in the index cover report.json and
-report.html, not this folder).
+the report (its SHA256SUMS and index line come first and do not cover this
+folder).
 """
 
 from __future__ import annotations
