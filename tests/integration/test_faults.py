@@ -34,6 +34,7 @@ import pytest
 from helpers import reliability_log
 
 from program_reporting.core.settings import Paths
+from program_reporting.reporting.verify import verify as verify_reports
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -460,6 +461,10 @@ def _day2(p, tmp_path, reliability, delivered, published, stop, out, readers):
         },
     )
     reliability.passed("faults", "plain re-run of the date")
+    # every kill above left the reports verifiable: the index chained, each report's files as written
+    verification = verify_reports(p.reports, p.runs)
+    assert verification.ok, "\n".join(map(str, verification.problems))
+    assert verification.report_folders == len(indexed(p)) and not verification.unchained
 
     time.sleep(0.5)
     stop.set()
