@@ -253,57 +253,23 @@ def diff_sets(
     new: Path,
     tables: Sequence[str] | None = None,
     before: str | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[CellChange]:
     """The cells that differ between two sets, per table (in KPI_TABLES order),
     key and column (in the table's column order). `old` None: every cell of
     `new` appeared. `before` (YYYY-MM-DD): only rows dated before it, the
-    restatements of a run of that business date.
+    restatements of a run of that business date. `limit`: at most that many
+    cells of each table, the first in that order (diff_counts counts them all).
 
     Values are compared typed (so 1.10 and 1.1 are equal decimals) and shown
     as DuckDB casts them to text."""
     changes: list[CellChange] = []
-    files = {"new_set": new} if old is None else {"old_set": old, "new_set": new}
-    with _sets(**files) as con:
-        if old is None:
-            con.execute("CREATE SCHEMA empty")
-        for table in check_tables(tables):
-            key = KPI_KEYS[table]
-            new_columns = _columns(con, "new_set", table)
-            if old is None:
-                con.execute(f"CREATE TABLE empty.{table} AS SELECT * FROM new_set.main.{table} LIMIT 0")
-                old_ref = f"empty.{table}"
-                old_columns = new_columns
-            else:
-                old_ref = f"old_set.main.{table}"
-                old_columns = _columns(con, "old_set", table)
-            columns = list(dict.fromkeys([*new_columns, *old_columns]))
-            joined = " AND ".join(f"o.{_quote(k)} = n.{_quote(k)}" for k in key)
-            keys = ", ".join(
-                f"CAST(coalesce(n.{_quote(k)}, o.{_quote(k)}) AS VARCHAR) AS k{i}" for i, k in enumerate(key)
-            )
-            sides = ", ".join(
-                f"{side}.{_quote(c)} AS {side}{i}"
-                for i, c in enumerate(columns)
-                for side, present in (("o", old_columns), ("n", new_columns))
-                if c in present
-            )
-            dated = f"WHERE coalesce(n.as_of_date, o.as_of_date) < DATE '{settings.parse_ds(before)}'" if before else ""
-            # joined once; then one pass per column over the rows that differ at all
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE joined AS SELECT {keys}, "
-                f"o.{_quote(key[0])} IS NULL AS appeared, n.{_quote(key[0])} IS NULL AS disappeared, {sides} "
-                f"FROM {old_ref} AS o FULL OUTER JOIN new_set.main.{table} AS n ON {joined} {dated}"
-            )
+    with _compared(old, new) as con:
+        for table, key, columns, changed in _table_changes(con, old is None, tables, before):
             key_list = ", ".join(f"k{i}" for i in range(len(key)))
-            per_column = []
-            for i, c in enumerate(columns):
-                o = f"o{i}" if c in old_columns else "NULL"
-                n = f"n{i}" if c in new_columns else "NULL"
-                per_column.append(
-                    f"SELECT {key_list}, {i} AS col_order, CAST({o} AS VARCHAR), CAST({n} AS VARCHAR), "
-                    f"appeared, disappeared FROM joined WHERE appeared OR disappeared OR {o} IS DISTINCT FROM {n}"
-                )
-            rows = con.execute(" UNION ALL ".join(per_column) + f" ORDER BY {key_list}, col_order").fetchall()
+            capped = "" if limit is None else f" LIMIT {max(int(limit), 0)}"
+            rows = con.execute(f"{changed} ORDER BY {key_list}, col_order{capped}").fetchall()
             for row in rows:
                 key_values = tuple(zip(key, row[: len(key)], strict=True))
                 col_order, old_value, new_value, appeared, disappeared = row[len(key) :]
@@ -317,6 +283,97 @@ def diff_sets(
                     )
                 )
     return changes
+
+
+@dataclass(frozen=True)
+class ChangedDay:
+    """How much of one table changed for one program and date (diff_counts)."""
+
+    table: str
+    program_code: str
+    as_of_date: str  # YYYY-MM-DD
+    rows: int  # rows with at least one changed cell (appeared and disappeared rows included)
+    cells: int
+
+
+def diff_counts(
+    old: Path | None,
+    new: Path,
+    tables: Sequence[str] | None = None,
+    before: str | None = None,
+) -> list[ChangedDay]:
+    """The cells diff_sets would list, counted per table, program and date,
+    in that order: exact totals however many cells changed, without holding
+    them in Python (a night of late postings at a million merchants changes
+    hundreds of thousands of segment cells)."""
+    out: list[ChangedDay] = []
+    with _compared(old, new) as con:
+        for table, key, _columns, changed in _table_changes(con, old is None, tables, before):
+            key_list = ", ".join(f"k{i}" for i in range(len(key)))
+            program, day = f"k{key.index('program_code')}", f"k{key.index('as_of_date')}"
+            rows = con.execute(
+                f"SELECT {program}, {day}, count(*), sum(cells) FROM "
+                f"(SELECT {key_list}, count(*) AS cells FROM ({changed}) GROUP BY ALL) "
+                f"GROUP BY ALL ORDER BY 1, 2"
+            ).fetchall()
+            out.extend(ChangedDay(table, p, d, int(n_rows), int(n_cells)) for p, d, n_rows, n_cells in rows)
+    return out
+
+
+@contextmanager
+def _compared(old: Path | None, new: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The two sets attached (old_set, new_set); without an old one, an empty schema stands for it."""
+    files = {"new_set": new} if old is None else {"old_set": old, "new_set": new}
+    with _sets(**files) as con:
+        if old is None:
+            con.execute("CREATE SCHEMA empty")
+        yield con
+
+
+def _table_changes(
+    con: duckdb.DuckDBPyConnection, no_old: bool, tables: Sequence[str] | None, before: str | None
+) -> Iterator[tuple[str, tuple[str, ...], list[str], str]]:
+    """Per table: (table, key, columns, a query of its changed cells). The query
+    selects k0.. (the key as text), col_order (the column's place in `columns`),
+    the old and new values as text, appeared and disappeared, from the temp
+    table `joined`, which holds until the next table is yielded."""
+    for table in check_tables(tables):
+        key = KPI_KEYS[table]
+        new_columns = _columns(con, "new_set", table)
+        if no_old:
+            con.execute(f"CREATE TABLE empty.{table} AS SELECT * FROM new_set.main.{table} LIMIT 0")
+            old_ref = f"empty.{table}"
+            old_columns = new_columns
+        else:
+            old_ref = f"old_set.main.{table}"
+            old_columns = _columns(con, "old_set", table)
+        columns = list(dict.fromkeys([*new_columns, *old_columns]))
+        joined = " AND ".join(f"o.{_quote(k)} = n.{_quote(k)}" for k in key)
+        keys = ", ".join(f"CAST(coalesce(n.{_quote(k)}, o.{_quote(k)}) AS VARCHAR) AS k{i}" for i, k in enumerate(key))
+        sides = ", ".join(
+            f"{side}.{_quote(c)} AS {side}{i}"
+            for i, c in enumerate(columns)
+            for side, present in (("o", old_columns), ("n", new_columns))
+            if c in present
+        )
+        dated = f"WHERE coalesce(n.as_of_date, o.as_of_date) < DATE '{settings.parse_ds(before)}'" if before else ""
+        # joined once; then one pass per column over the rows that differ at all
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE joined AS SELECT {keys}, "
+            f"o.{_quote(key[0])} IS NULL AS appeared, n.{_quote(key[0])} IS NULL AS disappeared, {sides} "
+            f"FROM {old_ref} AS o FULL OUTER JOIN new_set.main.{table} AS n ON {joined} {dated}"
+        )
+        key_list = ", ".join(f"k{i}" for i in range(len(key)))
+        per_column = []
+        for i, c in enumerate(columns):
+            o = f"o{i}" if c in old_columns else "NULL"
+            n = f"n{i}" if c in new_columns else "NULL"
+            per_column.append(
+                f"SELECT {key_list}, {i} AS col_order, CAST({o} AS VARCHAR) AS old_value, "
+                f"CAST({n} AS VARCHAR) AS new_value, appeared, disappeared FROM joined "
+                f"WHERE appeared OR disappeared OR {o} IS DISTINCT FROM {n}"
+            )
+        yield table, key, columns, " UNION ALL ".join(per_column)
 
 
 def diff_runs(run_a: PublishedRun, run_b: PublishedRun, tables: Sequence[str] | None = None) -> list[CellChange]:
