@@ -3,12 +3,15 @@
 For every run, published or withheld, reports/<run_id>/ holds:
 
 - report.json  machine-readable: run, business date, Airflow run, decision and
-               why, the deliveries used (checksums, reconciliation, quarantine
-               reasons), landing failures, every expectation with severity,
-               observed value, result and sample failing rows (no personal data)
+               why, the restatements (the published cells the run's set
+               changes and the deliveries that caused it: restatements.py,
+               on the candidate set while it is in audit/), the deliveries used
+               (checksums, reconciliation, quarantine reasons), landing
+               failures, every expectation with severity, observed value,
+               result and sample failing rows (no personal data)
 - report.html  the same for people: one self-contained file (inline CSS, no
                scripts, no external assets; templates/report.html.j2);
-               blocking failures first
+               the restatements first when there are any, then blocking failures
 - data_docs/   the GX Data Docs of the same results, built offline
 - SHA256SUMS   the SHA-256 of every other file of the folder as the report
                was written, in `sha256sum -c` format (write_manifest)
@@ -62,6 +65,7 @@ from program_reporting.core.durable import fsync_dir, fsync_file
 from program_reporting.core.redaction import scrub
 from program_reporting.core.settings import Paths, parse_ds
 from program_reporting.core.settings import paths as default_paths
+from program_reporting.reporting import restatements
 from program_reporting.reporting.templating import render
 from program_reporting.warehouse.catalog import DOCS_PAGE
 
@@ -240,7 +244,10 @@ def build_report(
     published_path: Path | None,
     p: Paths,
     published_sha256: str | None = None,
+    restated: dict | None = None,
 ) -> dict:
+    """The report's content. `restated`: the run's restatements section
+    (restatements.section; already safe to show: figures verbatim, text scrubbed)."""
     gate_docs = [g.to_dict() for g in gates]
     checks = [c for g in gate_docs for c in g["results"]]
     recs = deliveries(ds, p)
@@ -248,7 +255,7 @@ def build_report(
     for r in recs:
         for rule, n in (r.get("quarantine_by_rule") or {}).items():
             reasons[rule] = reasons.get(rule, 0) + int(n or 0)
-    return scrub(
+    doc = scrub(
         {
             "report_version": REPORT_VERSION,
             "run_id": run_id,
@@ -259,6 +266,7 @@ def build_report(
             "reason": reason,
             "published_path": str(published_path.relative_to(p.home)) if published_path else None,
             "published_sha256": published_sha256,
+            "restatements": None,  # below: not scrubbed again, a redaction pattern could match an amount's digits
             "summary": {
                 "checks": len(checks),
                 "evaluated": sum(c["evaluated"] for c in checks),
@@ -276,6 +284,8 @@ def build_report(
             "gates": gate_docs,
         }
     )
+    doc["restatements"] = restated
+    return doc
 
 
 def _check_id(*parts: str) -> str:
@@ -297,11 +307,31 @@ def _engine_check_id(c: dict, engine: str) -> str:
     return _check_id(c["suite"], c["id"]) if engine == "duckdb" else _check_id(engine, c["suite"], c["id"])
 
 
+CELLS_SHOWN = 100  # changed cells report.html shows per table; report.json lists more, and counts them all
+
+
+def restated_tables(section: dict | None) -> list[dict]:
+    """The tables of a restatements section as the page shows them: at most
+    CELLS_SHOWN changed cells each, with how many more there are."""
+    shown = []
+    for table in (section or {}).get("tables") or []:
+        changes = table.get("changes") or []
+        shown.append(
+            {**table, "changes": changes[:CELLS_SHOWN], "not_shown": table["cells"] - min(len(changes), CELLS_SHOWN)}
+        )
+    return shown
+
+
 def render_html(doc: dict) -> str:
     checks = [(c, _engine_of(g)) for g in doc["gates"] for c in g["results"]]
+    restated = doc.get("restatements") or {}
+    causes = [d for kind in restated.get("causes") or [] for d in kind["deliveries"]]
     return render(
         "report.html.j2",
         doc=doc,
+        restated=restated,
+        restated_tables=restated_tables(restated),
+        cause_number={d["id"]: n for n, d in enumerate(causes, start=1)},
         blocking=[(c, engine) for c, engine in checks if c["blocking"]],
         warnings=[
             (c, engine)
@@ -596,7 +626,11 @@ def _render(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        doc = build_report(run_id, ds, gates, published, reason, airflow_run_id, published_path, p, published_sha256)
+        # what the run's set changes of the published one, read while the set is still the candidate
+        restated = restatements.section(run_id, ds, p.audit / run_id / "kpi.duckdb", published, p)
+        doc = build_report(
+            run_id, ds, gates, published, reason, airflow_run_id, published_path, p, published_sha256, restated
+        )
         doc["data_docs"] = "data_docs/index.html"
         doc["data_docs_error"] = build_data_docs(run_id, gates, staging / "data_docs")
         if doc["data_docs_error"]:
