@@ -6,12 +6,18 @@ by matplotlib's SVG backend: per program, the latest figures and their
 trend - enrolment, credit drawn and outstanding, PAR30, jobs retained
 against the program's target (5,000,000 for SPARK-2020). Rates are stored
 as fractions (kpis.md) and shown as percentages here.
+
+Restated dates are marked: the dates on which the publication of the
+current set changed at least one cell that an earlier publication had shown
+(its report's restatements section, restatements.py), listed
+under the program's heading and drawn as dotted lines on its charts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import os
 import re
@@ -48,7 +54,7 @@ def write_brief(paths: Paths | None = None) -> Path:
         run = _run_info(con)
     finally:
         con.close()
-    page = render(daily, targets, run)
+    page = render(daily, targets, run, restated_dates(run.get("run_id"), p))
     out = brief_path(p)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -72,10 +78,36 @@ def _run_info(con: duckdb.DuckDBPyConnection) -> dict:
     return rows[0] if rows else {}
 
 
+def restated_dates(run_id: str | None, paths: Paths) -> dict[str, dict[str, int]] | None:
+    """{program: {date: restated cells}} from the report of the run that published
+    the current set; None when that report or its restatements cannot be read."""
+    if not run_id:
+        return None
+    try:
+        doc = json.loads((paths.reports / str(run_id) / "report.json").read_text(encoding="utf-8"))
+        section = doc.get("restatements") or {}
+        if section.get("status") not in ("computed", "first publication"):
+            return None
+        out: dict[str, dict[str, int]] = {}
+        for d in section.get("dates") or []:
+            out.setdefault(str(d["program_code"]), {})[str(d["as_of_date"])] = int(d["cells"])
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("the brief marks no restated dates: the report of run %s is unreadable (%s)", run_id, exc)
+        return None
+
+
 # --- rendering ------------------------------------------------------------------
 
 
-def render(daily: list[dict], targets: list[dict], run: dict | None = None) -> str:
+def render(
+    daily: list[dict],
+    targets: list[dict],
+    run: dict | None = None,
+    restated: dict[str, dict[str, int]] | None = None,
+) -> str:
+    """The page. `restated`: {program: {date: cells}} the publication restated
+    (restated_dates); None when unknown, which the page says."""
     programs: dict[str, list[dict]] = {}
     for row in daily:
         programs.setdefault(row["program_code"], []).append(row)
@@ -84,9 +116,16 @@ def render(daily: list[dict], targets: list[dict], run: dict | None = None) -> s
     return render_template(
         "brief.html.j2",
         programs=[
-            _program(code, rows, [t for t in targets if t["program_code"] == code], currency.get(code, ""))
+            _program(
+                code,
+                rows,
+                [t for t in targets if t["program_code"] == code],
+                currency.get(code, ""),
+                (restated or {}).get(code, {}),
+            )
             for code, rows in programs.items()
         ],
+        restated_known=restated is not None,
         run_line=", ".join(f"{k}: {_text(v)}" for k, v in run.items() if v is not None),
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
@@ -101,10 +140,12 @@ def _currencies() -> dict[str, str]:
         return {}
 
 
-def _program(code: str, rows: list[dict], targets: list[dict], currency: str) -> dict:
-    """What the brief shows of one program: its latest figures and their charts."""
+def _program(code: str, rows: list[dict], targets: list[dict], currency: str, restated: dict[str, int]) -> dict:
+    """What the brief shows of one program: its latest figures and their charts,
+    the dates the publication restated marked."""
     last = rows[-1]
     dates = [r["as_of_date"] for r in rows]
+    marks = [i for i, d in enumerate(dates) if _text(d) in restated]
     jobs_target = next(
         (t["target_value"] for t in reversed(targets) if t["metric"] == "jobs_retained" and t["target_value"]), None
     )
@@ -133,15 +174,19 @@ def _program(code: str, rows: list[dict], targets: list[dict], currency: str) ->
             {
                 "title": title,
                 "series": [(name, COLORS[i % len(COLORS)]) for i, (name, _) in enumerate(series)],
-                "svg": _svg(chart_id(n), title, dates, series, fmt),
+                "svg": _svg(chart_id(n), title, dates, series, fmt, marks=marks),
             }
             for n, (title, series, fmt) in enumerate(charts)
         ],
-        "jobs": _jobs(chart_id(len(charts)), dates, _series(rows, "jobs_retained"), jobs_target),
+        "jobs": _jobs(chart_id(len(charts)), dates, _series(rows, "jobs_retained"), jobs_target, marks),
+        "restated": [(day, cells) for day, cells in sorted(restated.items())],
+        "anchor": _id_part(code),
     }
 
 
-def _jobs(chart_id: str, dates: Sequence, jobs: list[float | None], target: Decimal | None) -> dict:
+def _jobs(
+    chart_id: str, dates: Sequence, jobs: list[float | None], target: Decimal | None, marks: Sequence[int] = ()
+) -> dict:
     latest = next((v for v in reversed(jobs) if v is not None), None)
     share = (latest or 0) / float(target) if target else 0.0
     return {
@@ -156,6 +201,7 @@ def _jobs(chart_id: str, dates: Sequence, jobs: list[float | None], target: Deci
             [("jobs retained", jobs)],
             _int,
             reference=float(target) if target else None,
+            marks=marks,
         ),
     }
 
@@ -167,7 +213,7 @@ def _id_part(text: str) -> str:
 # The brief's look, kept from the hand-drawn charts it replaced: 500 x 150 units (1 unit = 1 pt), 10-unit labels.
 WIDTH, HEIGHT = 500, 150
 LEFT, RIGHT, TOP, BOTTOM = 62, 10, 8, 22
-GRID, LABEL, REFERENCE = "#e3e7ee", "#5b6576", "#c0392b"
+GRID, LABEL, REFERENCE, RESTATED = "#e3e7ee", "#5b6576", "#c0392b", "#8e44ad"
 CHART_STYLE = {
     "svg.hashsalt": "program-reporting-kpi-brief",  # element ids from content, not from a random salt
     "svg.fonttype": "none",  # text stays text: small, selectable, read by screen readers
@@ -180,9 +226,16 @@ NO_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}  # n
 
 
 def _svg(
-    chart_id: str, title: str, dates: Sequence, series: list[tuple[str, list]], fmt, reference: float | None = None
+    chart_id: str,
+    title: str,
+    dates: Sequence,
+    series: list[tuple[str, list]],
+    fmt,
+    reference: float | None = None,
+    marks: Sequence[int] = (),
 ) -> Markup | None:
-    """A line chart as inline SVG, identical bytes for identical data; None when there is nothing to draw."""
+    """A line chart as inline SVG, identical bytes for identical data; None when
+    there is nothing to draw. `marks`: positions of restated dates, drawn as dotted lines."""
     values = [v for _, vs in series for v in vs if v is not None]
     if not values:
         return None
@@ -215,6 +268,8 @@ def _svg(
             ax.axhline(v, color=GRID, linewidth=1, clip_on=False, zorder=0)
         fig.text(LEFT / WIDTH, 6 / HEIGHT, str(dates[0]), color=LABEL, ha="left", va="baseline")
         fig.text((WIDTH - RIGHT) / WIDTH, 6 / HEIGHT, str(dates[-1]), color=LABEL, ha="right", va="baseline")
+        for x in marks:
+            ax.axvline(x, color=RESTATED, linewidth=1, linestyle=(0, (1, 2)), clip_on=False, zorder=1)
         if reference is not None and reference <= hi:
             ax.axhline(reference, color=REFERENCE, linewidth=1, linestyle=(0, (4, 3)), clip_on=False, zorder=1)
         for i, (_, vs) in enumerate(series):

@@ -56,3 +56,19 @@ def test_drawing_nothing_imports_no_matplotlib():
         "brief.render([], [], {}); sys.exit('matplotlib' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_restated_dates_are_marked_under_the_heading_and_on_every_chart():
+    restated = {"SPARK-2020": {"2020-06-02": 3, "2020-06-04": 1}}
+    page = brief.render(_daily("SPARK-2020") + _daily("PPP-2020"), [], {"run_id": "r1"}, restated)
+    marked = re.findall(r'<div class="restated" id="restated-([^"]+)">(.*?)</div>', page, re.S)
+    assert [(code, re.findall(r'data-date="([0-9-]+)"', text)) for code, text in marked] == [
+        ("SPARK-2020", ["2020-06-02", "2020-06-04"])
+    ]
+    assert "3 cells" in marked[0][1] and "1 cell)" in marked[0][1]
+    spark, ppp = page.split("<section>")[1:]
+    # one dotted line per restated date on each of the program's four charts, none on the other program's
+    assert spark.count(brief.RESTATED) == 4 * 2 and brief.RESTATED not in ppp
+    assert 'id="restated-unknown"' not in page
+    # no report to read the restatements from: the page says they are not marked
+    assert 'id="restated-unknown"' in brief.render(_daily("SPARK-2020"), [], {"run_id": "r1"})
