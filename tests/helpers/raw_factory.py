@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -207,6 +208,51 @@ def make_raw(
     _write(home, "credit_events", EVENT_SCHEMA, e_rows)
     _write(home, "employment_reports", REPORT_SCHEMA, r_rows)
     return end
+
+
+# the id columns of each source: a second program's rows get a prefix on each, so that the
+# programs' raw layers can share one home
+_IDS = {
+    "merchants": ("merchant_id",),
+    "credit_events": ("event_id", "credit_line_id", "merchant_id"),
+    "employment_reports": ("report_id", "merchant_id"),
+}
+
+
+def make_raw_programs(
+    home: Path, programs: dict[str, dict], start: dt.date = dt.date(2020, 4, 10), days: int = 20
+) -> dt.date:
+    """Writes one raw layer under home/raw holding several programs: make_raw's layer for each
+    (programs: program_code -> make_raw's seed and merchants), its ids prefixed with the
+    program's first letters so that they never collide, the same business dates for all.
+    Returns the latest ds."""
+    parts = home / "raw_parts"
+    last = start
+    for program, kwargs in programs.items():
+        last = make_raw(parts / program, start=start, days=days, program=program, **kwargs)
+    con = duckdb.connect()
+    try:
+        for source, ids in _IDS.items():
+            folders = sorted({p.name for program in programs for p in (parts / program / "raw" / source).iterdir()})
+            for folder in folders:
+                selects = []
+                for program in programs:
+                    part = parts / program / "raw" / source / folder / "rows.parquet"
+                    if part.exists():
+                        prefix = "".join(w[0] for w in program.split("-")[:-1])
+                        renamed = ", ".join(f"'{prefix}-' || {c} AS {c}" for c in ids)
+                        selects.append(f"SELECT * REPLACE ({renamed}) FROM read_parquet('{part}')")
+                out = home / "raw" / source / folder
+                out.mkdir(parents=True, exist_ok=True)
+                # one file, lines renumbered: _line stays unique within the partition
+                con.execute(
+                    f"COPY (SELECT * REPLACE (CAST(row_number() OVER () + 1 AS BIGINT) AS _line) "
+                    f"FROM ({' UNION ALL '.join(selects)})) TO '{out / 'rows.parquet'}' (FORMAT parquet)"
+                )
+    finally:
+        con.close()
+    shutil.rmtree(parts)
+    return last
 
 
 def table_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
