@@ -75,8 +75,14 @@ COMMANDS: dict[str, Command] = {
     "init-warehouse": Command(
         "postgres",
         "postgres.production",
-        "production: create the warehouse database, published schema and bi_reader role",
+        "production: create the warehouse database, published schemas, bi_reader and regional access",
         arguments="no_arguments",
+    ),
+    "grant-region": Command(
+        "postgres", "postgres.access", "production: let a role read only the rows of the regions named"
+    ),
+    "revoke-region": Command(
+        "postgres", "postgres.access", "production: stop a role reading the rows of the regions named (or --all)"
     ),
     "check-secrets": Command(
         "postgres",

@@ -259,3 +259,7 @@ PUBLISHED_SCHEMA = "published"
 # Every set PostgreSQL served, by run and validity interval (postgres/history.py).
 PUBLISHED_HISTORY_SCHEMA = "published_history"
 BI_READER_ROLE = "bi_reader"
+# Regional access (postgres/access.py): which role may read which regions' rows, and the
+# group role whose members read the region-grained tables, filtered by row-level security.
+PUBLISHED_ACCESS_SCHEMA = "published_access"
+BI_REGIONAL_ROLE = "bi_regional"

@@ -216,10 +216,12 @@ def _ensure_table(cur, table: str, columns: list[tuple[str, str]]) -> None:
                 )
             )
     published = [c for c, _ in _types(cur, HISTORY_SCHEMA, table) if c not in (FROM_RUN, TO_RUN)]
-    # Written with the range operator so that "the set of run N" uses the GiST index.
+    # Written with the range operator so that "the set of run N" uses the GiST index;
+    # security_invoker so that the history table's row-level security (postgres/access.py)
+    # applies to the view's reader, not to its owner.
     cur.execute(
         sql.SQL(
-            "CREATE VIEW {} AS SELECT r.run_seq, r.run_id, {} FROM {} AS r "
+            "CREATE VIEW {} WITH (security_invoker = true) AS SELECT r.run_seq, r.run_id, {} FROM {} AS r "
             "JOIN {} AS h ON int8range(h.{}, h.{}) @> r.run_seq"
         ).format(
             view,

@@ -6,7 +6,9 @@ file's airflow-init service runs both).
       (allowed only when PROGRAM_REPORTING_PROFILE=local)
   program-reporting init-warehouse
       create the warehouse database, the published schema, its history schema
-      published_history and the read-only bi_reader role (idempotent)
+      published_history, the read-only bi_reader role, and regional access:
+      schema published_access (the roles' regions), the group role bi_regional
+      and the row-level security policies (postgres/access.py) (idempotent)
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from program_reporting.core import settings
-from program_reporting.postgres import history
+from program_reporting.postgres import access, history
 
 SECRETS = (
     "POSTGRES_PASSWORD",
@@ -43,8 +45,8 @@ def secret_problems(env: Mapping[str, str]) -> list[str]:
 
 
 def init_warehouse(pg: settings.PostgresSettings | None = None, bi_reader_password: str | None = None) -> None:
-    """Create the warehouse database, the published and published_history schemas and
-    bi_reader, idempotently."""
+    """Create the warehouse database, the published and published_history schemas,
+    bi_reader and regional access (postgres/access.py), idempotently."""
     import psycopg2
     from psycopg2 import sql
 
@@ -78,4 +80,8 @@ def init_warehouse(pg: settings.PostgresSettings | None = None, bi_reader_passwo
             cur.execute(
                 sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(readable, role)
             )
+        # Regional roles (postgres/access.py): the mapping, bi_regional, and the policies
+        # on the tables a warehouse initialised before regional access already has.
+        access.create_schema(cur, pg.database)
+        access.secure(cur)
     conn.close()

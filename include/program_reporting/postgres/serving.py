@@ -22,7 +22,8 @@ Write-audit-publish on PostgreSQL, for the production profile
    set and its history always agree.
 
 The role `bi_reader` (production.init_warehouse) may read schemas `published`
-and `published_history` and nothing else. Publishers are serialised by an
+and `published_history` and nothing else; regional roles read their regions'
+rows of them (row-level security, postgres/access.py, re-applied by the switch). Publishers are serialised by an
 advisory lock. Publishing a run that is already current changes nothing.
 
 Exit status: 0 published (or already current), 1 withheld or failed, 2 usage error.
@@ -44,8 +45,8 @@ from program_reporting.core import settings
 from program_reporting.core.published import published_runs
 from program_reporting.core.settings import Paths
 from program_reporting.core.settings import paths as default_paths
+from program_reporting.postgres import access, history
 from program_reporting.postgres import connection as pg
-from program_reporting.postgres import history
 from program_reporting.validation import gate
 from program_reporting.validation.candidate import GateBlocked, PublishError, check_run_id, checked_candidate
 
@@ -235,6 +236,9 @@ def _swap_once(conn, load: _HistoryLoad | None = None) -> None:
                 )
                 if not cur.fetchone()[0]:
                     cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(target, role))
+            # Row-level security on a table re-created above, or a history table created by this
+            # publication, before anyone can read it (a no-op when all is in place).
+            access.secure(cur)
         conn.commit()
     except BaseException:
         conn.rollback()
