@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 export SCARF_ANALYTICS := false
 
-.PHONY: help venv run test airflow bench clean lint
+.PHONY: help venv run test airflow bi bi-password bench clean lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ TEST_WORKERS ?= 3
 test: lint ## lint, then run the whole test suite (TEST_WORKERS=3 processes)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-PY_SOURCES := include dags tests bench
+PY_SOURCES := include dags tests bench bi
 lint: $(STAMP) ## ruff (lint and format check), sqlfluff on the dbt project, the import contracts
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
@@ -41,6 +41,16 @@ lint: $(STAMP) ## ruff (lint and format check), sqlfluff on the dbt project, the
 
 airflow: $(STAMP) ## start Airflow (standalone, SQLite, LocalExecutor) with the UI on localhost:8080
 	$(BIN)/program-reporting airflow
+
+# Apache Superset with the "Program KPIs" dashboard (docs/bi.md): its own .venv-bi/ from
+# bi/requirements-bi.lock, created on first use. The admin's password has no default.
+bi: bi-password $(STAMP) ## Superset on 127.0.0.1:8088 (PROGRAM_REPORTING_BI_PORT), dashboard "Program KPIs"
+	$(BIN)/program-reporting bi
+
+bi-password:
+	@test -n "$${PROGRAM_REPORTING_BI_ADMIN_PASSWORD// /}" || { \
+	  echo "make bi: PROGRAM_REPORTING_BI_ADMIN_PASSWORD is not set. Superset's admin has no default password:" >&2; \
+	  echo "  PROGRAM_REPORTING_BI_ADMIN_PASSWORD='a long passphrase' make bi" >&2; exit 2; }
 
 SCALE ?= 1000000
 DAYS ?= 180

@@ -72,6 +72,11 @@ COMMANDS: dict[str, Command] = {
         "orchestration.standalone",
         "start Airflow standalone with the project's DAGs (UI on localhost:8080)",
     ),
+    "bi": Command(
+        "bi",
+        "bi.server",
+        "start Apache Superset with the Program KPIs dashboard on 127.0.0.1 (what `make bi` does)",
+    ),
     "init-warehouse": Command(
         "postgres",
         "postgres.production",

@@ -127,6 +127,12 @@ class Paths:
         return self.home / "exports"
 
     @property
+    def bi(self) -> Path:
+        """Apache Superset's own files (`make bi`): its SQLite metadata database,
+        its secret key, its log; never read by the pipeline."""
+        return self.home / "bi"
+
+    @property
     def tmp(self) -> Path:
         """Scratch space on the same file system, so that renames are atomic."""
         return self.home / "tmp"
@@ -263,3 +269,30 @@ BI_READER_ROLE = "bi_reader"
 # group role whose members read the region-grained tables, filtered by row-level security.
 PUBLISHED_ACCESS_SCHEMA = "published_access"
 BI_REGIONAL_ROLE = "bi_regional"
+
+
+# --- the BI server (Apache Superset, `make bi`; bi/ and program_reporting.bi) ----
+
+
+def bi_port() -> int:
+    """PROGRAM_REPORTING_BI_PORT: where Superset listens on 127.0.0.1 (default 8088)."""
+    raw = os.environ.get("PROGRAM_REPORTING_BI_PORT") or "8088"
+    try:
+        port = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting PROGRAM_REPORTING_BI_PORT={raw!r} is not a port number") from exc
+    if not 0 < port < 65536:
+        raise ValueError(f"setting PROGRAM_REPORTING_BI_PORT={raw!r} is not a port number")
+    return port
+
+
+def bi_admin_user() -> str:
+    """PROGRAM_REPORTING_BI_ADMIN_USER: Superset's admin (default admin)."""
+    return os.environ.get("PROGRAM_REPORTING_BI_ADMIN_USER") or "admin"
+
+
+def bi_admin_password() -> str | None:
+    """PROGRAM_REPORTING_BI_ADMIN_PASSWORD: the admin's password. There is no default:
+    None when unset or blank, and `make bi` refuses to start."""
+    value = os.environ.get("PROGRAM_REPORTING_BI_ADMIN_PASSWORD", "")
+    return value if value.strip() else None
