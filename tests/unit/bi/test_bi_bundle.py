@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -170,3 +171,11 @@ def test_bi_help_says_what_it_does_with_examples(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "PROGRAM_REPORTING_BI_ADMIN_PASSWORD" in out and ".venv-bi/" in out and "examples:" in out
+
+
+def test_superset_reads_the_published_file_with_the_pipelines_duckdb():
+    """The file's storage is duckdb 2.0.1's: .venv-bi/ pins the duckdb that .venv/ writes with."""
+    pinned = re.search(r'"duckdb==([^"]+)"', (settings.REPO_ROOT / "pyproject.toml").read_text()).group(1)
+    lock = (settings.REPO_ROOT / "bi" / "requirements-bi.lock").read_text()
+    assert re.search(rf"^duckdb=={re.escape(pinned)}$", lock, re.M), pinned
+    assert re.search(r"^apache-superset==6\.1\.", lock, re.M)
