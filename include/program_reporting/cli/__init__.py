@@ -30,6 +30,11 @@ COMMANDS: dict[str, Command] = {
         "tools", "tools.simulate.simulator", "write contract-conforming source deliveries into the drop folder"
     ),
     "land": Command("landing", "landing.land", "land one source's delivery for a business date into the raw layer"),
+    "erase": Command(
+        "landing",
+        "landing.erasure",
+        "erase a merchant's personal data from everything the pipeline keeps, on the owner's request",
+    ),
     "build": Command("warehouse", "warehouse.build", "build the dbt warehouse for a business date"),
     "validate": Command("validation", "validation.gate", "run the Great Expectations gate on a built run"),
     "publish": Command("publishing", "publishing.wap", "publish a validated run's KPI tables atomically"),

@@ -100,3 +100,46 @@ def _land_backlog(args: argparse.Namespace, paths: Paths) -> int:
     rows, seconds = sum(d["delivered"] for d in days), sum(d["seconds"] for d in days)
     print(f"landed {len(days)} date(s), {dates[0]} to {dates[-1]}: {rows} rows in {seconds:.0f} s")
     return 0
+
+
+# erase: landing/erasure.py
+
+ERASE_EXAMPLES = """examples:
+  program-reporting erase --merchant M00000042 --reason "owner's request of 2020-07-01 (ticket 1234)"
+  program-reporting erase --merchant M00000042 --reason "PIPL art. 47 request" --by dpo@example.org --json
+
+Prints the files changed, the files of the drop folder that still hold the
+merchant's personal data (the source must erase them: docs/contract/extracts.md),
+and appends the erasure record to <home>/audit_trail/erasures.jsonl. Published
+figures are never changed: they hold no personal data. Exit 0 erased (or
+nothing left to erase), 2 usage error."""
+
+
+def erase_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--merchant", required=True, metavar="MERCHANT_ID", help="the merchant whose owner asked")
+    parser.add_argument("--reason", required=True, metavar="TEXT", help="why (the request), kept in the erasure record")
+    parser.add_argument("--by", metavar="NAME", help="who erases, for the record (default: the OS user)")
+    parser.add_argument("--json", action="store_true", help="print the erasure record as JSON")
+
+
+def erase_command(args: argparse.Namespace) -> int:
+    from program_reporting.landing.erasure import erase, records_path
+
+    paths = settings.paths()
+    try:
+        record = erase(paths, args.merchant, args.reason, by=args.by)
+    except ValueError as exc:
+        print(f"erase: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(record, indent=1, ensure_ascii=False))
+        return 0
+    print(f"erased the personal data of merchant {record['merchant_id']} ({len(record['changed'])} file(s) changed)")
+    for change in record["changed"]:
+        print(f"  {change['place']:<17} {change['file']}")
+    if record["drop_files_holding_data"]:
+        print("still in the drop folder (the source's, not changed; the source must erase them):")
+        for name in record["drop_files_holding_data"]:
+            print(f"  {paths.drop / name}")
+    print(f"recorded in {records_path(paths)}")
+    return 0

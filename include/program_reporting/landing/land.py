@@ -68,6 +68,7 @@ from program_reporting.landing.datafile import (
     separators_of,
     snapshot,
 )
+from program_reporting.landing.erasure import erased_hashes, erased_merchants
 from program_reporting.landing.rules import (
     AMOUNT_LIMIT,
     AMOUNT_RE,
@@ -756,6 +757,23 @@ def _write_and_swap(
     for d in stage.values():
         d.mkdir()
     con.execute("UPDATE t1 SET _bad = true WHERE rowid IN (SELECT _rid FROM bad)")
+    if source == "merchants" and (erased := erased_merchants(paths)):
+        # merchants whose owner had their data erased (landing/erasure.py): a
+        # re-delivery of it is erased again before anything is written, also
+        # under another merchant id when the phone or national id is theirs
+        hashes = sql_list(sorted(erased_hashes(paths)))
+        owner = contract.PII_COLUMNS
+        theirs = (
+            f"(list_contains({sql_list(sorted(erased))}, merchant_id) "
+            f"OR list_contains({hashes}, sha256(owner_phone)) OR list_contains({hashes}, sha256(owner_national_id))) "
+            f"AND ({' OR '.join(f'{c} IS NOT NULL' for c in owner)})"
+        )
+        nulls = ", ".join(f"{c} = NULL" for c in owner)
+        n = con.execute(f"UPDATE t1 SET {nulls} WHERE {theirs}").fetchone()[0]
+        con.execute(f"UPDATE bad SET {nulls} WHERE {theirs}")  # the quarantined rows' copy, their raw text
+        if n:
+            record["erased_on_landing"] = n
+            log.info("merchants %s: erased the personal data of %d row(s) of erased merchants", ds, n)
     valid = "FROM t1l WHERE NOT _bad"
     _copy(
         con, f"SELECT {_raw_columns(source)} FROM (SELECT *, {stamp} AS _landed_at {valid})", stage["raw"] / ROWS_FILE

@@ -28,14 +28,20 @@ category for good):
   landing-failure: landing_failures/<source>/ds=<ds>/<utc>.json, the record
       of a delivery rejected whole (the reports written since keep their copy).
       PROGRAM_REPORTING_RETAIN_LANDING_FAILURE_DAYS, default 90.
+  personal-data: the owners' personal data landing keeps (docs/privacy.md):
+      restricted/merchants_pii/ds=<ds>/ is removed whole; in
+      quarantine/merchants/ds=<ds>/quarantine.parquet the raw text of every
+      row is purged (null; rule, line and detail stay), the file rewritten
+      and renamed over the old one.
+      PROGRAM_REPORTING_RETAIN_PII_DAYS, default 365.
 
 Age is the time since the newest modification of the path or anything in
 it, so a folder something still writes into is young whatever its name. A
 folder old through and through goes whole; otherwise only its old parts go.
 
 Never removed: published/ (every published set and current.duckdb),
-reports/ (every report and the index), raw/, restricted/, quarantine/,
-held/, landing_index/, the warehouse, exports/, the drop folder; lock files
+reports/ (every report and the index), raw/, restricted/ and quarantine/
+(but for the personal data above), held/, landing_index/, the warehouse, exports/, the drop folder; lock files
 (*.lock) and the standing folders tmp/duckdb/, tmp/gates/, tmp/locks/,
 tmp/dbt_runs/, tmp/lineage/; the
 audit set of a run with no report yet (one in progress, or staged by hand
@@ -76,6 +82,7 @@ SETTINGS = {
     "PROGRAM_REPORTING_RETAIN_TMP_HOURS": (24.0, HOUR, 12.0),  # 12 h: the nightly DAG's dagrun_timeout
     "PROGRAM_REPORTING_RETAIN_AIRFLOW_LOG_DAYS": (30.0, DAY, 0.0),
     "PROGRAM_REPORTING_RETAIN_LANDING_FAILURE_DAYS": (90.0, DAY, 0.0),
+    "PROGRAM_REPORTING_RETAIN_PII_DAYS": (365.0, DAY, 0.0),
 }
 # shared by running steps (lineage: every Airflow process appends its events there):
 # emptied of old files, never removed
@@ -90,6 +97,7 @@ class Policy:
     tmp: float | None
     airflow_log: float | None
     landing_failure: float | None
+    personal_data: float | None = 365.0 * DAY
 
     def describe(self) -> str:
         def one(seconds: float | None, unit: float, suffix: str) -> str:
@@ -98,7 +106,8 @@ class Policy:
         return (
             f"audit sets {one(self.audit, DAY, 'd')}, tmp {one(self.tmp, HOUR, 'h')}, "
             f"Airflow logs {one(self.airflow_log, DAY, 'd')}, "
-            f"landing failures {one(self.landing_failure, DAY, 'd')}"
+            f"landing failures {one(self.landing_failure, DAY, 'd')}, "
+            f"personal data {one(self.personal_data, DAY, 'd')}"
         )
 
 
@@ -124,6 +133,7 @@ def policy() -> Policy:
         tmp=_setting("PROGRAM_REPORTING_RETAIN_TMP_HOURS"),
         airflow_log=_setting("PROGRAM_REPORTING_RETAIN_AIRFLOW_LOG_DAYS"),
         landing_failure=_setting("PROGRAM_REPORTING_RETAIN_LANDING_FAILURE_DAYS"),
+        personal_data=_setting("PROGRAM_REPORTING_RETAIN_PII_DAYS"),
     )
 
 
@@ -294,7 +304,61 @@ def find(paths: Paths | None = None, airflow_logs: Path | None = None, pol: Poli
         plan.entries += _old_parts("airflow-log", Path(airflow_logs), pol.airflow_log, now)
     if "landing-failure" not in refused:
         plan.entries += _old_parts("landing-failure", p.landing_failures, pol.landing_failure, now)
+    plan.entries += _personal_data(p, pol.personal_data, now)
     return plan
+
+
+def _personal_data(p: Paths, keep_for: float | None, now: float) -> list[Entry]:
+    """Restricted partitions, and quarantined merchants files still holding raw
+    text, whose newest change is older than the policy. A purged quarantine
+    file holds no raw text and is not listed again."""
+    from program_reporting.landing.erasure import PII_TABLE, has_raw_text
+
+    if keep_for is None:
+        return []
+    cutoff, entries = now - keep_for, []
+    candidates = [d for d in sorted((p.restricted / PII_TABLE).glob("ds=*")) if not d.is_symlink() and d.is_dir()]
+    candidates += [f for f in sorted(p.quarantine.glob("merchants/ds=*/quarantine.parquet")) if not f.is_symlink()]
+    for path in candidates:
+        try:
+            newest, size, _, _ = _walk(path, cutoff, frozenset())
+        except FileNotFoundError:
+            continue
+        if newest < cutoff and (path.is_dir() or _holds_raw_text(path, has_raw_text)):
+            entries.append(Entry("personal-data", path, now - newest, size))
+    return entries
+
+
+def _holds_raw_text(path: Path, has_raw_text) -> bool:
+    try:
+        return has_raw_text(path)
+    except Exception:  # unreadable: listed, and its purge will say why it failed
+        return True
+
+
+def _purge_personal(entry: Entry, p: Paths) -> None:
+    """Remove a restricted partition; purge the raw text of a quarantine file."""
+    from program_reporting.landing.erasure import purge_raw_text
+    from program_reporting.landing.store import source_lock
+
+    path = entry.path
+    for root in (p.restricted, p.quarantine):
+        if _within(_resolved(path.parent), _resolved(root)):
+            break
+    else:
+        raise OSError(f"{path} is neither in {p.restricted} nor in {p.quarantine}")
+    with source_lock(p, "merchants"):  # no landing of merchants replaces it meanwhile
+        if os.path.islink(path):
+            raise OSError(f"{path} is a symbolic link; retention does not follow links")
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)
+        else:
+            try:
+                purge_raw_text(path)
+            except Exception as exc:  # a damaged file: named, the rest goes on
+                if isinstance(exc, OSError):
+                    raise
+                raise OSError(f"cannot purge {path}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- removing
@@ -338,9 +402,12 @@ def remove(plan: Plan, paths: Paths | None = None, airflow_logs: Path | None = N
     with publish_lock(p) if audit else nullcontext():
         for entry in plan.entries:
             try:
-                if entry.category not in roots:
+                if entry.category == "personal-data":
+                    _purge_personal(entry, p)
+                elif entry.category not in roots:
                     raise OSError(f"no folder is known for category {entry.category}")
-                _remove(entry, roots[entry.category], kept)
+                else:
+                    _remove(entry, roots[entry.category], kept)
             except FileNotFoundError:
                 pass  # gone already: what retention wanted
             except OSError as exc:
