@@ -125,6 +125,13 @@ def test_erase_removes_every_personal_value_and_leaves_the_figures(landed, capsy
     assert any(k.startswith("restricted/merchants_pii/") for k in before), before
     published = sorted(p.runs.glob("*/kpi.duckdb")) + [p.current_db]
     hashes = {str(f): _sha(f) for f in published}
+    # a rejected delivery's message quotes its first malformed line: as alerted and as Airflow logged it
+    quoted = f"'{merchant},{','.join(sorted(erased[merchant]))}'"
+    with open(p.home / "alerts.log", "a", encoding="utf-8") as fh:
+        fh.write(f"2020-06-04T02:00:00Z delivery_rejected merchants ds=2020-06-04: row_count: line 7: {quoted}\n")
+    task_log = p.home / "airflow" / "logs" / "dag_id=program_reporting_nightly" / "land_merchants" / "attempt=1.log"
+    task_log.parent.mkdir(parents=True)
+    task_log.write_text(f"ERROR landing rejected: {quoted}\n", encoding="utf-8")
 
     for merchant in erased:
         capsys.readouterr()
@@ -134,6 +141,10 @@ def test_erase_removes_every_personal_value_and_leaves_the_figures(landed, capsy
         assert "merchants/ds=" in out
 
     assert _found(p.home, all_values) == {}
+    assert (
+        "[erased]" in task_log.read_text(encoding="utf-8")
+        and "delivery_rejected" in (p.home / "alerts.log").read_text()
+    )
     assert {str(f): _sha(f) for f in published} == hashes
     # the quarantine rows stay, with their rule and every non-personal field
     rows = _rows(

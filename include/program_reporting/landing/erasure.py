@@ -262,28 +262,46 @@ def _drop_files(paths: Paths, merchant: str, values: dict) -> list[str]:
     return holding
 
 
-def _landing_failures(paths: Paths, values: dict, changed: list) -> None:
+# Text files that can quote a delivered line: a landing failure's message (up to 60
+# characters of a malformed line), and the same message where it was also logged or
+# alerted: alerts.log and Airflow's task logs in the home (AIRFLOW_HOME's default).
+TEXT_PLACES = {
+    "landing_failures": ("landing_failures", "*/ds=*/*.json"),
+    "alerts": (".", "alerts.log*"),
+    "airflow_logs": ("airflow/logs", "**/*.log"),
+}
+
+
+def _text_files(paths: Paths, values: dict, changed: list) -> None:
     texts = sorted({v for vs in values.values() for v in vs}, key=len, reverse=True)
     if not texts:
         return
-    for path in sorted(paths.landing_failures.glob("*/ds=*/*.json")):
-        body = path.read_text(encoding="utf-8")
-        # the JSON may hold a value as written or \u-escaped
-        forms = {t: [t, json.dumps(t)[1:-1]] for t in texts}
-        new = body
-        for t in texts:
-            for form in forms[t]:
-                new = new.replace(form, ERASED)
-        if new == body:
-            continue
-        tmp = path.with_name(path.name + ".erasing")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(new)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, path)
-        fsync_dir(path.parent)
-        changed.append({"place": "landing_failures", "file": _rel(paths, path)})
+    # a JSON file may hold a value as written or \u-escaped
+    forms = {t: {t, json.dumps(t)[1:-1]} for t in texts}
+    for place, (folder, pattern) in TEXT_PLACES.items():
+        root = paths.home / folder
+        for path in sorted(root.glob(pattern)) if root.is_dir() else []:
+            if not path.is_file():
+                continue
+            try:
+                body = path.read_text(encoding="utf-8", errors="surrogateescape")
+            except OSError:
+                continue
+            new = body
+            for t in texts:
+                for form in forms[t]:
+                    new = new.replace(form, ERASED)
+            if new == body:
+                continue
+            tmp = path.with_name(path.name + ".erasing")
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(new)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+            os.rename(tmp, path)
+            fsync_dir(path.parent)
+            changed.append({"place": place, "file": _rel(paths, path)})
 
 
 def _collect(values: dict, found: dict) -> None:
@@ -341,14 +359,14 @@ def erase(paths: Paths, merchant: str, reason: str, by: str | None = None, now: 
             _held(con, paths, merchant, values, changed)
         finally:
             con.close()
-        _landing_failures(paths, values, changed)
+        _text_files(paths, values, changed)
         record = {
             "erased_at": (now or dt.datetime.now(dt.UTC)).isoformat(),
             "merchant_id": merchant,
             "by": by or getpass.getuser(),
             "reason": reason,
             "changed": changed,
-            "places_checked": ["restricted", "quarantine", "held", "landing_failures"],
+            "places_checked": ["restricted", "quarantine", "held", *TEXT_PLACES],
             "drop_files_holding_data": drop_files,
             "value_sha256": {c: sorted(sha256(v) for v in vs) for c, vs in sorted(values.items())},
         }
