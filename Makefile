@@ -50,7 +50,7 @@ bi: bi-password $(STAMP) ## Superset on 127.0.0.1:8088 (PROGRAM_REPORTING_BI_POR
 bi-password:
 	@test -n "$${PROGRAM_REPORTING_BI_ADMIN_PASSWORD// /}" || { \
 	  echo "make bi: PROGRAM_REPORTING_BI_ADMIN_PASSWORD is not set. Superset's admin has no default password:" >&2; \
-	  echo "  PROGRAM_REPORTING_BI_ADMIN_PASSWORD='a long passphrase' make bi" >&2; exit 2; }
+	  echo "  PROGRAM_REPORTING_BI_ADMIN_PASSWORD=<a long passphrase> make bi" >&2; exit 2; }
 
 SCALE ?= 1000000
 DAYS ?= 180
