@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 from zoneinfo import ZoneInfo
+
+import tenacity
 
 from program_reporting.core.settings import dates_between
 from program_reporting.orchestration.airflow_env import airflow_bin, airflow_env, ensure_db
@@ -92,4 +95,41 @@ def create(
             calendar.latest_night(),
         )
     log.info("running: %s", " ".join(command))
-    return subprocess.run(command, env=env).returncode
+    return create_through_lock(command, env).returncode
+
+
+# SQLite's lock is not always waited for: a transaction that read before it writes gets
+# "database is locked" at once when the scheduler is writing (a busy wait could deadlock),
+# whatever the connection's timeout. Airflow then deletes the half-created backfill
+# (models/backfill.py, _cleanup_partial_backfill), so creating it again is safe.
+LOCK_ATTEMPTS = 5
+LOCK_WAIT = tenacity.wait_random(min=1, max=5)  # apart, so as not to meet the scheduler's next write
+
+
+class MetadataLocked(RuntimeError):
+    pass
+
+
+def create_through_lock(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `airflow backfill create`, again while SQLite's metadata lock refuses it."""
+
+    def attempt() -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        sys.stdout.write(done.stdout)
+        sys.stderr.write(done.stderr)
+        if done.returncode != 0 and "database is locked" in done.stderr + done.stdout:
+            raise MetadataLocked(done)
+        return done
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(MetadataLocked),
+        stop=tenacity.stop_after_attempt(LOCK_ATTEMPTS),
+        wait=LOCK_WAIT,
+        before_sleep=lambda state: log.warning(
+            "Airflow's metadata database was locked by the scheduler (attempt %d of %d): creating the backfill again",
+            state.attempt_number,
+            LOCK_ATTEMPTS,
+        ),
+        retry_error_callback=lambda state: state.outcome.exception().args[0],
+    )
+    return retrying(attempt)

@@ -5,6 +5,7 @@ that `make airflow` leaves. The scheduler's path end to end: tests/e2e/test_e2e_
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,43 @@ def test_make_airflow_sets_the_nights_paused_or_not_by_the_drop_and_says_so(env_
     assert message.startswith("Nightly DAGs unpaused") and "3 date(s), 2020-06-02 to 2020-06-05" in message
     assert "program_reporting_nightly: ds 2020-06-05" in message
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+
+
+def flaky_airflow(tmp_path: Path, failures: int, message: str) -> list[str]:
+    """A stand-in for `airflow backfill create` that fails `failures` times with `message`."""
+    counter = tmp_path / "attempts"
+    script = (
+        "import pathlib, sys\n"
+        f"c = pathlib.Path({str(counter)!r}); n = int(c.read_text()) + 1 if c.exists() else 1; c.write_text(str(n))\n"
+        f"if n <= {failures}: sys.stderr.write({message!r}); sys.exit(1)\n"
+        "print('Created backfill')\n"
+    )
+    return [sys.executable, "-c", script]
+
+
+def attempts(tmp_path: Path) -> int:
+    return int((tmp_path / "attempts").read_text())
+
+
+def test_a_backfill_refused_by_sqlites_lock_is_created_again(tmp_path, monkeypatch, capsys):
+    """The scheduler's write makes SQLite refuse the backfill's insert at once (CI, 2026-12-08);
+    Airflow removes the half-created backfill, and the command creates it again."""
+    import tenacity
+
+    from program_reporting.orchestration import backfill
+
+    monkeypatch.setattr(backfill, "LOCK_WAIT", tenacity.wait_none())
+    locked = "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked\n"
+    done = backfill.create_through_lock(flaky_airflow(tmp_path, 2, locked), dict(os.environ))
+    assert done.returncode == 0 and attempts(tmp_path) == 3
+    assert "Created backfill" in capsys.readouterr().out
+
+    (tmp_path / "attempts").unlink()
+    done = backfill.create_through_lock(flaky_airflow(tmp_path, 99, locked), dict(os.environ))
+    assert done.returncode == 1 and attempts(tmp_path) == backfill.LOCK_ATTEMPTS  # gives up, with Airflow's error
+    assert "database is locked" in capsys.readouterr().err
+
+    (tmp_path / "attempts").unlink()
+    other = "airflow: Dag with dag_id: 'x' not found\n"
+    done = backfill.create_through_lock(flaky_airflow(tmp_path, 1, other), dict(os.environ))
+    assert done.returncode == 1 and attempts(tmp_path) == 1  # any other failure is not retried
