@@ -7,11 +7,11 @@ import json
 import re
 import shutil
 import stat
-import subprocess
 
 import pytest
 from helpers.landed import land, land_all
 from helpers.marts import mutate, write_audit
+from helpers.page_width import WIDTH, headless, scroll_width
 
 from program_reporting.core.settings import paths
 from program_reporting.publishing.wap import audit_and_publish
@@ -150,22 +150,7 @@ def test_withheld_report_in_headless_chromium_shows_the_failing_check(two_runs, 
     if not browser:
         pytest.skip("chromium is not installed here (CI installs it): cannot render the HTML report")
     report = two_runs.reports / "r2" / "report.html"
-    proc = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            "--dump-dom",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = headless(browser, tmp_path, "--dump-dom", report.as_uri())
     dom = proc.stdout
     assert "<html" in dom, proc.stderr[-2000:]
     block = re.search(
@@ -178,3 +163,15 @@ def test_withheld_report_in_headless_chromium_shows_the_failing_check(two_runs, 
     assert 'id="blocking-failures"' in dom
     assert re.search(r'id="decision" class="decision withheld"', dom)
     assert "13912345678" not in dom
+
+
+def test_reports_do_not_scroll_sideways_at_1280_px(two_runs, tmp_path):
+    """A compliance reader's laptop window: full SHA-256 values, delivery paths, long rule and
+    check names wrap inside their cells instead of widening the page."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("chromium is not installed here (CI installs it): cannot render the HTML report")
+    for run in ("r1", "r2"):
+        report = two_runs.reports / run / "report.html"
+        assert re.search(r"<code>[0-9a-f]{64}</code>", report.read_text()), "the report shows a delivery's full SHA-256"
+        assert scroll_width(browser, report, tmp_path) <= WIDTH, run

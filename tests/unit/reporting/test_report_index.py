@@ -13,16 +13,15 @@ import hashlib
 import re
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 from helpers.offline_page import chromium
+from helpers.page_width import WIDTH, headless, scroll_width
 
 from program_reporting.reporting.report import PAGE_SIZE, index_pages, write_index_pages
 
 RUNS = 200
-WIDTH = 1280
 SCREENSHOT_COPY = Path("/tmp/index-200-runs.png")  # for the closing note of issue 26
 WITHHELD_REASON = (
     "marts gate: kpi_segment_daily/sd_segments_sum_to_program, kpi_program_daily/pd_no_cn_mobile, "
@@ -112,46 +111,6 @@ def test_pages_link_each_other_and_nothing_else(pages):
     assert not re.search(r"<(script|link|img|iframe)\b", page, re.I)
 
 
-def _chromium(browser: str, work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            f"--user-data-dir={work / 'chromium'}",
-            f"--window-size={WIDTH},1600",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def scroll_width(browser: str, page: Path, work: Path, open_details: bool = False) -> int:
-    """documentElement.scrollWidth of `page` at 1280 px, from a copy beside it that writes it into its title."""
-    html = page.read_text(encoding="utf-8")
-    if open_details:
-        html = html.replace("<details", "<details open")
-    probe = page.with_name(f".probe-{page.name}")
-    probe.write_text(
-        html.replace(
-            "</body>", "<script>document.title = 'width=' + document.documentElement.scrollWidth</script></body>"
-        ),
-        encoding="utf-8",
-    )
-    try:
-        proc = _chromium(browser, work, "--dump-dom", probe.as_uri())
-    finally:
-        probe.unlink()
-    found = re.search(r"<title>width=(\d+)</title>", proc.stdout)
-    assert found, proc.stderr[-2000:]
-    return int(found[1])
-
-
 def test_nothing_overflows_at_1280_px_in_headless_chromium(pages, tmp_path):
     browser = chromium()
     if not browser:
@@ -167,7 +126,7 @@ def test_nothing_overflows_at_1280_px_in_headless_chromium(pages, tmp_path):
         assert scroll_width(browser, pages / name, tmp_path, open_details=True) <= WIDTH, name
 
     shot = tmp_path / "index-200-runs.png"
-    proc = _chromium(browser, tmp_path, f"--screenshot={shot}", (pages / "index.html").as_uri())
+    proc = headless(browser, tmp_path, f"--screenshot={shot}", (pages / "index.html").as_uri())
     assert shot.is_file(), proc.stderr[-2000:]
     width, height = struct.unpack(">II", shot.read_bytes()[16:24])  # PNG IHDR
     assert (width, height) == (WIDTH, 1600)
