@@ -30,6 +30,33 @@
   end
 {%- endmacro %}
 
+{#- Spark: DECIMAL / DECIMAL keeps at least 6 decimals, rounded, then rounding
+    to `scale` would round twice. So the same integer rewrite as DuckDB's, in
+    DECIMAL(38, 0) (no HUGEINT), with `div` (exact, to BIGINT) for the floor.
+    Operands are cast to DECIMAL(26, s) so that a product by 10^k (k <= 11
+    digits) needs no more than 38 digits: Spark would otherwise cut its scale. -#}
+{% macro spark__div_round(num, den, scale, num_scale, den_scale) -%}
+  {%- set k_num = num_scale + den_scale + scale -%}
+  {%- set k_den = num_scale + den_scale -%}
+  {%- set n -%}
+    cast(cast({{ num }} as decimal(26, {{ num_scale }})) * cast({{ 10 ** k_num }} as decimal({{ k_num + 1 }}, 0)) as decimal(38, 0))
+  {%- endset -%}
+  {%- set d -%}
+    cast(cast({{ den }} as decimal(26, {{ den_scale }})) * cast({{ 10 ** k_den }} as decimal({{ k_den + 1 }}, 0)) as decimal(38, 0))
+  {%- endset -%}
+  case when ({{ den }}) <> 0 then
+    cast(
+      cast(
+        case when ({{ n }} < 0) <> ({{ d }} < 0) then -1 else 1 end
+        * ((2 * abs({{ n }}) + abs({{ d }})) div (2 * abs({{ d }})))
+      as decimal(38, 0))
+      {%- if scale > 0 %}
+      * cast('{{ '%.*f' | format(scale, 10 ** -scale) }}' as decimal({{ scale + 1 }}, {{ scale }}))
+      {%- endif %}
+    as decimal(38, {{ scale }}))
+  end
+{%- endmacro %}
+
 {#- Round an exact DECIMAL half away from zero (DuckDB's and PostgreSQL's
     round() on DECIMAL/numeric both do; tested in tests/assert_rounding_half_away_from_zero.sql). -#}
 {% macro round_money(x) -%}

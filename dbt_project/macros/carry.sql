@@ -44,3 +44,28 @@
 {% macro postgres__carry_forward(expr, window) -%}
   (array_agg({{ expr }}) filter (where {{ expr }} is not null) over {{ window }})[count({{ expr }}) over {{ window }}]
 {%- endmacro %}
+
+{#- Spark: IGNORE NULLS is last_value's second argument; min_by/max_by keep the
+    value of the first/last row even when it is null, as DuckDB's *_null do.
+    A row expression (a, b) is a struct, compared field by field. -#}
+{% macro spark__carry_forward(expr, window) -%}
+  last_value({{ expr }}, true) over {{ window }}
+{%- endmacro %}
+
+{% macro spark__first_by(value, order_by) -%}
+  min_by({{ value }}, {{ spark_row(order_by) }})
+{%- endmacro %}
+
+{% macro spark__last_by(value, order_by, where) -%}
+  max_by({{ value }}, {{ spark_row(order_by) }}){% if where %} filter (where {{ where }}){% endif %}
+{%- endmacro %}
+
+{#- `(a, b)` as a Spark struct (a single column stays itself). -#}
+{% macro spark_row(order_by) -%}
+  {%- set text = order_by | trim -%}
+  {%- if text.startswith('(') and text.endswith(')') and ',' in text -%}
+    struct{{ text }}
+  {%- else -%}
+    {{ text }}
+  {%- endif -%}
+{%- endmacro %}

@@ -65,5 +65,7 @@
     (int_build_plan sets both plan values only when that is exact; see
     int_credit_line_restates). -#}
 {% macro restate_lines_by_line() -%}
-  {{ return(build_plan('new_rows_since') is not none and build_plan('loaded_through_before') is not none) }}
+  {#- line by line deletes some lines' rows of a date: not by partition (deletes_rows) -#}
+  {{ return(deletes_rows() and build_plan('new_rows_since') is not none
+            and build_plan('loaded_through_before') is not none) }}
 {%- endmacro %}

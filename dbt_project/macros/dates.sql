@@ -3,7 +3,17 @@
     `ts AT TIME ZONE tz` on a TIMESTAMPTZ gives the local wall-clock time in
     both DuckDB (ICU) and PostgreSQL. -#}
 {% macro local_date(ts, tz) -%}
+  {{ return(adapter.dispatch('local_date', 'program_reporting')(ts, tz)) }}
+{%- endmacro %}
+
+{% macro default__local_date(ts, tz) -%}
   cast(({{ ts }} at time zone {{ tz }}) as date)
+{%- endmacro %}
+
+{#- Spark has no AT TIME ZONE: from_utc_timestamp shifts the instant to the
+    zone's wall clock as seen from UTC, the session time zone (profiles.yml). -#}
+{% macro spark__local_date(ts, tz) -%}
+  cast(from_utc_timestamp({{ ts }}, {{ tz }}) as date)
 {%- endmacro %}
 
 {#- Days since 2000-01-01: a small integer for the linear subsidy accumulator. -#}
@@ -93,6 +103,11 @@
   {%- if since is none -%}
     {{ return({'reload_from': reload, 'append_from': none, 'append_since': none}) }}
   {%- endif -%}
+  {%- if not deletes_rows() -%}
+    {#- no delete to replace a stored copy with an appended one: a partition given
+        releases is re-read whole, as are those after it (append_from < reload_from) -#}
+    {{ return({'reload_from': date_var(prefix ~ 'append_from'), 'append_from': none, 'append_since': none}) }}
+  {%- endif -%}
   {{ return({'reload_from': reload, 'append_from': date_var(prefix ~ 'append_from'),
              'append_since': instant_var(prefix ~ 'append_since', since)}) }}
 {%- endmacro %}
@@ -102,7 +117,7 @@
     report partitions. After a re-delivery, and without a plan, every merchant. -#}
 {% macro restate_reports_by_merchant() -%}
   {%- set value = build_plan('reports_reload_from') -%}
-  {{ return(value is not none and value != start_of_time_ds()) }}
+  {{ return(deletes_rows() and value is not none and value != start_of_time_ds()) }}
 {%- endmacro %}
 
 {#- The plan's date `name` as a DATE literal (value: already read from the plan). -#}
@@ -120,7 +135,7 @@
   {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}(:?\d{2})?|Z)$', value) -%}
     {{ exceptions.raise_compiler_error("build plan " ~ name ~ " must be an instant with an offset, got " ~ value) }}
   {%- endif -%}
-  cast('{{ value }}' as timestamptz)
+  cast('{{ value }}' as {{ instant_type() }})
 {%- endmacro %}
 
 {#- The latest ds loaded by any source (int_program_periods.loaded_through), as
@@ -150,4 +165,8 @@
 
 {% macro duckdb__date_series(start, end) -%}
   cast(unnest(generate_series(cast({{ start }} as timestamp), cast({{ end }} as timestamp), interval '1 day')) as date)
+{%- endmacro %}
+
+{% macro spark__date_series(start, end) -%}
+  explode(sequence(cast({{ start }} as date), cast({{ end }} as date), interval 1 day))
 {%- endmacro %}

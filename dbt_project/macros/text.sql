@@ -13,6 +13,11 @@
   regexp_extract({{ value }}, '{{ pattern }}', {{ group }})
 {%- endmacro %}
 
+{#- Spark: as DuckDB ('' when nothing matches). -#}
+{% macro spark__regex_extract(value, pattern, group) -%}
+  regexp_extract({{ value }}, '{{ pattern }}', {{ group }})
+{%- endmacro %}
+
 {% macro regex_matches(value, pattern) -%}
   {{ return(adapter.dispatch('regex_matches', 'program_reporting')(value, pattern)) }}
 {%- endmacro %}
@@ -23,6 +28,10 @@
 
 {% macro duckdb__regex_matches(value, pattern) -%}
   regexp_matches({{ value }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro spark__regex_matches(value, pattern) -%}
+  ({{ value }} rlike '{{ pattern }}')
 {%- endmacro %}
 
 {#- A 64-bit hash of a text value, for cheap grouping before an exact comparison. -#}
@@ -36,4 +45,21 @@
 
 {% macro duckdb__text_hash(value) -%}
   hash({{ value }})
+{%- endmacro %}
+
+{% macro spark__text_hash(value) -%}
+  xxhash64({{ value }})
+{%- endmacro %}
+
+{#- A file path with forward slashes (Spark reads a backslash in a literal as an escape). -#}
+{% macro forward_slashes(path) -%}
+  {{ return(adapter.dispatch('forward_slashes', 'program_reporting')(path)) }}
+{%- endmacro %}
+
+{% macro default__forward_slashes(path) -%}
+  replace({{ path }}, '\', '/')
+{%- endmacro %}
+
+{% macro spark__forward_slashes(path) -%}
+  replace({{ path }}, chr(92), '/')
 {%- endmacro %}

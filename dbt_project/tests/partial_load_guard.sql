@@ -41,7 +41,7 @@ segment_trend as (
     from segment_rows
 )
 
-select 'credit_events delivery ' || cast(ds as varchar) as what, n, avg_before as expected
+select 'credit_events delivery ' || cast(ds as {{ text_type() }}) as what, n, avg_before as expected
 from trailing_deliveries
 where ds = (select max(latest.ds) from trailing_deliveries as latest)
     and deliveries_before >= 7
@@ -49,7 +49,7 @@ where ds = (select max(latest.ds) from trailing_deliveries as latest)
 
 union all
 
-select 'segment rows of ' || program_code || ' on ' || cast(as_of_date as varchar) as what, n, n_before
+select 'segment rows of ' || program_code || ' on ' || cast(as_of_date as {{ text_type() }}) as what, n, n_before
 from segment_trend
 where as_of_date = latest
     and n < 0.5 * n_before

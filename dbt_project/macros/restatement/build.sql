@@ -72,10 +72,49 @@
     plan reads them). program_reporting.warehouse.build_log makes the same
     tables. -#}
 {% macro create_build_log() -%}
+  {{ return(adapter.dispatch('create_build_log', 'program_reporting')()) }}
+{%- endmacro %}
+
+{% macro default__create_build_log() -%}
   create table if not exists {{ target.schema }}._build_log (
       run_id varchar, ds date, restate_from date, full_refresh boolean, loaded_through date,
       started_at timestamptz, finished_at timestamptz, succeeded boolean
   );
   create table if not exists {{ target.schema }}._build_deliveries (source varchar, ds date, version varchar);
   create table if not exists {{ target.schema }}._build_landings (source varchar, ds varchar, record varchar, files varchar);
+{%- endmacro %}
+
+{#- Spark runs one statement at a time: the hook runs them itself. Before the
+    build log, the raw layer's views (spark_raw_views). -#}
+{% macro spark__create_build_log() -%}
+  {%- if execute -%}
+    {%- do spark_raw_views() -%}
+    {%- do run_query('create schema if not exists ' ~ target.schema) -%}
+    {%- do run_query('create table if not exists ' ~ target.schema ~ '._build_log (run_id string, ds date, '
+                     ~ 'restate_from date, full_refresh boolean, loaded_through date, started_at timestamp, '
+                     ~ 'finished_at timestamp, succeeded boolean) using parquet') -%}
+    {%- do run_query('create table if not exists ' ~ target.schema ~ '._build_deliveries '
+                     ~ '(source string, ds date, version string) using parquet') -%}
+    {%- do run_query('create table if not exists ' ~ target.schema ~ '._build_landings '
+                     ~ '(source string, ds string, record string, files string) using parquet') -%}
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The raw layer on Spark, read as the Parquet it is: views over the landed
+    files (home/raw, or PROGRAM_REPORTING_SPARK_RAW_LOCATION where a cluster
+    reads it), in the schema the source `raw` names there. A view lists the
+    files again at every query, so each night sees the partitions landed since.
+    `partitions` lists the data files (Spark's file listing skips names starting
+    with `_`, so a partition's _reconciliation.json is not among them). -#}
+{% macro spark_raw_views() -%}
+  {%- set location = env_var('PROGRAM_REPORTING_SPARK_RAW_LOCATION', '')
+                     or env_var('PROGRAM_REPORTING_HOME', '../data/warehouse') ~ '/raw' -%}
+  {%- set schema = target.schema ~ '_raw' -%}  {#- the source raw's schema on Spark (_raw__sources.yml) -#}
+  {%- do run_query('create schema if not exists ' ~ schema) -%}
+  {%- for table in ['merchants', 'credit_events', 'employment_reports'] -%}
+    {%- do run_query('create or replace view ' ~ schema ~ '.' ~ table ~ ' as select * from parquet.`'
+                     ~ location ~ '/' ~ table ~ '/ds=*/*.parquet`') -%}
+  {%- endfor -%}
+  {%- do run_query('create or replace view ' ~ schema ~ '.partitions as select path as file from binaryFile.`'
+                   ~ location ~ '/*/ds=*/*`') -%}
 {%- endmacro %}

@@ -99,7 +99,7 @@ compared as (
         versions.touches_from,
         versions.loaded,
         versions.delivered,
-        versions.landing || '|' || cast(versions.release_count as varchar) || '|' || versions.latest_release_at
+        versions.landing || '|' || cast(versions.release_count as {{ text_type() }}) || '|' || versions.latest_release_at
             as version,
         seen.version as seen_version,
         -- the releases the last build saw, when it saw this very landing
@@ -137,7 +137,7 @@ new_landings as (
         source,
         ds,
         landed_at,
-        case when {{ is_iso_instant('landed_at') }} then cast(landed_at as timestamptz) end as landed_instant
+        case when {{ is_iso_instant('landed_at') }} then cast(landed_at as {{ instant_type() }}) end as landed_instant
     from compared
     where seen_version is null and not is_gone
 
@@ -147,7 +147,7 @@ new_landings as (
         source,
         ds,
         released_at,
-        case when at_is_instant then cast(released_at as timestamptz) end
+        case when at_is_instant then cast(released_at as {{ instant_type() }}) end
     from new_releases
 ),
 

@@ -16,6 +16,10 @@
   json_extract_string({{ doc }}, '$.{{ key }}')
 {%- endmacro %}
 
+{% macro spark__json_text(doc, key) -%}
+  get_json_object({{ doc }}, '$.{{ key }}')
+{%- endmacro %}
+
 {#- Whether the object has the key at all (also when its value is null). -#}
 {% macro json_has_key(doc, key) -%}
   {{ return(adapter.dispatch('json_has_key', 'program_reporting')(doc, key)) }}
@@ -27,6 +31,10 @@
 
 {% macro duckdb__json_has_key(doc, key) -%}
   coalesce(json_exists({{ doc }}, '$.{{ key }}'), false)
+{%- endmacro %}
+
+{% macro spark__json_has_key(doc, key) -%}
+  coalesce(array_contains(json_object_keys({{ doc }}), '{{ key }}'), false)
 {%- endmacro %}
 
 {#- A lateral join item: one row per element of the array under `key` of
@@ -49,4 +57,14 @@
       from json_each({{ doc }}, '$.{{ key }}')
       where json_type({{ doc }}, '$.{{ key }}') = 'ARRAY'
   ) as {{ alias }}
+{%- endmacro %}
+
+{#- Spark: a LATERAL VIEW of the array's elements (as JSON text) with their positions. -#}
+{% macro spark__json_array_rows(doc, key, alias) -%}
+  lateral view inline(
+      transform(
+          coalesce(from_json(get_json_object({{ doc }}, '$.{{ key }}'), 'array<string>'), array()),
+          (element, i) -> named_struct('element', element, 'position', i + 1)
+      )
+  ) {{ alias }} as element, position
 {%- endmacro %}

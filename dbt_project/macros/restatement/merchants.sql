@@ -23,8 +23,8 @@ select {{ start_of_time() }} as touches_from
 {%- else -%}
 with now_raw as (
     select
-        cast(raw_merchants.merchant_id as varchar) as merchant_id,
-        cast(raw_merchants.updated_at as timestamptz) as updated_at,
+        cast(raw_merchants.merchant_id as {{ text_type() }}) as merchant_id,
+        cast(raw_merchants.updated_at as {{ instant_type() }}) as updated_at,
         cast(raw_merchants._ds as date) as _ds
     from {{ source('raw', 'merchants') }} as raw_merchants
 ),

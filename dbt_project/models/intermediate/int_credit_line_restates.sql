@@ -34,7 +34,7 @@ new_stored as (
     from {{ ref('stg_credit_events') }}
     -- only the rows staging re-read or appended can have landed since the last build
     where {{ reread_rows('credit_events') }}
-        and _landed_at >= cast('{{ since }}' as timestamptz)
+        and _landed_at >= cast('{{ since }}' as {{ instant_type() }})
 ),
 
 new_events as (
@@ -77,6 +77,6 @@ from (
 ) as candidates
 group by credit_line_id
 {% else %}
-select cast(null as varchar) as credit_line_id, cast(null as date) as from_date
+select cast(null as {{ text_type() }}) as credit_line_id, cast(null as date) as from_date
 where false
 {% endif %}

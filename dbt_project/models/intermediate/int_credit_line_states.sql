@@ -1,15 +1,14 @@
 {{
   config(
     materialized = 'incremental',
-    incremental_strategy = 'append',
     on_schema_change = 'fail',
-    pre_hook = [
+    post_hook = ["{{ credit_line_states_other_passes() }}"],
+    **restating_config('state_date', [
       "{% if is_incremental() and restate_lines_by_line() %}
        delete from {{ this }} as s using {{ ref('int_credit_line_restates') }} as r
        where s.credit_line_id = r.credit_line_id and s.state_date >= r.from_date
        {% elif is_incremental() %}delete from {{ this }} where state_date >= {{ restate_from() }}{% endif %}"
-    ],
-    post_hook = ["{{ credit_line_states_other_passes() }}"]
+    ])
   )
 }}
 {#-

@@ -24,6 +24,6 @@ where effective.report_id in (select reread.report_id from reread)
 {% else %}
 -- the plan is read when the model runs, not when dbt parses it: both branches' refs
 -- depends_on: {{ ref('stg_employment_reports') }}
-select cast(null as varchar) as merchant_id
+select cast(null as {{ text_type() }}) as merchant_id
 where false
 {% endif %}

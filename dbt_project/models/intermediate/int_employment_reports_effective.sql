@@ -11,7 +11,7 @@
 -- keeps its rows; when staging re-read every partition, every merchant.
 {{
   config(
-    materialized = 'incremental',
+    materialized = 'incremental' if deletes_rows() else 'table',
     incremental_strategy = 'append',
     on_schema_change = 'fail',
     pre_hook = [

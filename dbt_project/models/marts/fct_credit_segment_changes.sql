@@ -1,11 +1,10 @@
 {{
   config(
     materialized = 'incremental',
-    incremental_strategy = 'append',
     on_schema_change = 'fail',
-    pre_hook = [
+    **restating_config('change_date', [
       "{% if is_incremental() %}delete from {{ this }} where change_date >= {{ restate_from() }}{% endif %}"
-    ]
+    ])
   )
 }}
 -- How the credit figures of each segment change on each date: the sum of the

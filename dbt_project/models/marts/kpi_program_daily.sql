@@ -68,7 +68,7 @@ daily as (
 )
 
 select
-    cast(program_code as varchar) as program_code,
+    cast(program_code as {{ text_type() }}) as program_code,
     cast(as_of_date as date) as as_of_date,
     cast(enrolled_merchants as bigint) as enrolled_merchants,
     cast(active_merchants as bigint) as active_merchants,

@@ -3,11 +3,11 @@
 -- when any of them is non-zero. Money rounded half away from zero to 2
 -- decimals (only the subsidy has more before rounding).
 select
-    cast(program_code as varchar) as program_code,
+    cast(program_code as {{ text_type() }}) as program_code,
     cast(as_of_date as date) as as_of_date,
-    cast(region as varchar) as region,
-    cast(business_type as varchar) as business_type,
-    cast(size_class as varchar) as size_class,
+    cast(region as {{ text_type() }}) as region,
+    cast(business_type as {{ text_type() }}) as business_type,
+    cast(size_class as {{ text_type() }}) as size_class,
     cast(enrolled_merchants as bigint) as enrolled_merchants,
     cast(active_merchants as bigint) as active_merchants,
     cast(exited_merchants as bigint) as exited_merchants,

@@ -26,9 +26,9 @@ with progress as (
 )
 
 select
-    cast(program_code as varchar) as program_code,
+    cast(program_code as {{ text_type() }}) as program_code,
     cast(as_of_date as date) as as_of_date,
-    cast(metric as varchar) as metric,
+    cast(metric as {{ text_type() }}) as metric,
     target_value,
     {{ round_money('actual_exact') }} as actual_value,
     -- the published actual_value, as kpis.md defines progress_rate

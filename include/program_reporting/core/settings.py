@@ -101,6 +101,12 @@ class Paths:
         return self.home / "warehouse" / "warehouse.duckdb"
 
     @property
+    def spark_warehouse(self) -> Path:
+        """The `spark` target in session mode: its tables (`tables/`, Spark's
+        warehouse dir) and its Derby metastore (`metastore_db/`); only the pipeline opens it."""
+        return self.home / "warehouse" / "spark"
+
+    @property
     def audit(self) -> Path:
         """Candidate mart sets awaiting validation: audit/<run_id>/kpi.duckdb."""
         return self.home / "audit"
@@ -217,14 +223,84 @@ def duckdb_config(temp_directory: Path | None = None) -> dict:
 # --- production profile (PostgreSQL warehouse and BI serving schema) -------
 
 
+def engine() -> str:
+    """The engine the nightly build runs on (PROGRAM_REPORTING_ENGINE): `duckdb`
+    (the embedded warehouse, default) or `spark` (dbt-spark: pyspark in local
+    mode, or a cluster by PROGRAM_REPORTING_SPARK_METHOD). Landing, the gates,
+    publishing and the reports are the same on both."""
+    value = os.environ.get("PROGRAM_REPORTING_ENGINE") or "duckdb"
+    if value not in ("duckdb", "spark"):
+        raise ValueError(f"PROGRAM_REPORTING_ENGINE={value!r}: expected duckdb or spark")
+    return value
+
+
 def dbt_target() -> str:
     """The engine dbt builds the warehouse on (PROGRAM_REPORTING_DBT_TARGET, the
     target dbt_project/profiles.yml picks): `duckdb` (the embedded warehouse,
-    default) or `postgres` (the cross-engine check; raw layer from load-raw-pg)."""
-    target = os.environ.get("PROGRAM_REPORTING_DBT_TARGET", "duckdb")
-    if target not in ("duckdb", "postgres"):
-        raise ValueError(f"PROGRAM_REPORTING_DBT_TARGET={target!r}: expected duckdb or postgres")
+    default), `postgres` (the cross-engine check; raw layer from load-raw-pg) or
+    `spark`. Unset, it follows PROGRAM_REPORTING_ENGINE, as profiles.yml does."""
+    target = os.environ.get("PROGRAM_REPORTING_DBT_TARGET") or engine()
+    if target not in ("duckdb", "postgres", "spark"):
+        raise ValueError(f"PROGRAM_REPORTING_DBT_TARGET={target!r}: expected duckdb, postgres or spark")
     return target
+
+
+def spark_driver_memory() -> str:
+    """PROGRAM_REPORTING_SPARK_DRIVER_MEMORY: the session's JVM heap (local mode: driver and executors)."""
+    return os.environ.get("PROGRAM_REPORTING_SPARK_DRIVER_MEMORY") or "2g"
+
+
+def spark_shuffle_partitions() -> str:
+    """PROGRAM_REPORTING_SPARK_SHUFFLE_PARTITIONS: Spark's partitions after a shuffle
+    (default 8: Spark's 200 are 200 tasks per stage for a small night)."""
+    raw = os.environ.get("PROGRAM_REPORTING_SPARK_SHUFFLE_PARTITIONS") or "8"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"setting PROGRAM_REPORTING_SPARK_SHUFFLE_PARTITIONS={raw!r} is not a positive whole number")
+    return raw
+
+
+SPARK_METHODS = ("session", "thrift", "http")
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """The dbt `spark` target (profiles.yml reads the same variables). `session`:
+    pyspark in this process, master `master`, its warehouse and Derby metastore
+    under the home (`Paths.spark_warehouse`); `thrift`/`http`: a cluster's Spark
+    Thrift Server or Databricks endpoint, where the raw layer must be readable
+    at `raw_location` (docs/production.md)."""
+
+    method: str
+    master: str
+    host: str
+    port: int
+    user: str
+    token: str
+    cluster: str
+    schema: str
+    raw_location: str
+
+
+def spark() -> SparkSettings:
+    method = os.environ.get("PROGRAM_REPORTING_SPARK_METHOD") or "session"
+    if method not in SPARK_METHODS:
+        raise ValueError(f"PROGRAM_REPORTING_SPARK_METHOD={method!r}: expected one of {', '.join(SPARK_METHODS)}")
+    raw_port = os.environ.get("PROGRAM_REPORTING_SPARK_PORT") or ("10000" if method == "thrift" else "443")
+    try:
+        port = int(raw_port)
+    except ValueError as exc:
+        raise ValueError(f"setting PROGRAM_REPORTING_SPARK_PORT={raw_port!r} is not a port number") from exc
+    return SparkSettings(
+        method=method,
+        master=os.environ.get("PROGRAM_REPORTING_SPARK_MASTER") or "local[2]",
+        host=os.environ.get("PROGRAM_REPORTING_SPARK_HOST") or "localhost",
+        port=port,
+        user=os.environ.get("PROGRAM_REPORTING_SPARK_USER", ""),
+        token=os.environ.get("PROGRAM_REPORTING_SPARK_TOKEN", ""),
+        cluster=os.environ.get("PROGRAM_REPORTING_SPARK_CLUSTER", ""),
+        schema=os.environ.get("PROGRAM_REPORTING_SPARK_SCHEMA") or "program_reporting",
+        raw_location=os.environ.get("PROGRAM_REPORTING_SPARK_RAW_LOCATION", ""),
+    )
 
 
 def warehouse_target() -> str:

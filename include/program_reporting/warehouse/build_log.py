@@ -1,6 +1,6 @@
 """The build log: what each build of the warehouse saw, kept in dbt's own
-target database (DuckDB's warehouse.duckdb, or PostgreSQL on the `postgres`
-target) beside the models, where dbt's restatement plan reads it as data.
+target database (DuckDB's warehouse.duckdb, PostgreSQL on the `postgres`
+target, or the target schema of the `spark` target) beside the models, where dbt's restatement plan reads it as data.
 
 - `_build_landings`: every raw partition's reconciliation record, verbatim,
   written just before dbt runs and emptied after (a hand-run dbt build finds
@@ -62,6 +62,10 @@ class _Target:
         return text.replace("?", "%s") if self.engine == "postgres" else text
 
     def rows(self, text: str, params: Sequence = ()) -> list[tuple]:
+        if self.engine == "spark":
+            from program_reporting.warehouse.spark import python_value
+
+            return [tuple(python_value(v) for v in r) for r in self.conn.sql(text, args=list(params)).collect()]
         if self.engine == "postgres":
             with self.conn.cursor() as cur:
                 cur.execute(self._sql(text), tuple(params))
@@ -69,7 +73,9 @@ class _Target:
         return self.conn.execute(text, list(params)).fetchall()
 
     def execute(self, text: str, params: Sequence = ()) -> None:
-        if self.engine == "postgres":
+        if self.engine == "spark":
+            self.conn.sql(text, args=list(params)).collect()
+        elif self.engine == "postgres":
             with self.conn.cursor() as cur:
                 cur.execute(self._sql(text), tuple(params))
         else:
@@ -78,13 +84,34 @@ class _Target:
     def executemany(self, text: str, rows: Sequence[Sequence]) -> None:
         if not rows:
             return
+        if self.engine == "spark":
+            raise NotImplementedError("on Spark, insert a frame (_Target.insert_rows)")
         if self.engine == "postgres":
             with self.conn.cursor() as cur:
                 cur.executemany(self._sql(text), [tuple(r) for r in rows])
         else:
             self.conn.executemany(text, [list(r) for r in rows])
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+        """Rows of text into `table` (every engine; on Spark one frame, not a statement per row)."""
+        if self.engine != "spark":
+            marks = ", ".join("?" for _ in columns)
+            self.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            return
+        if rows:
+            frame = self.conn.createDataFrame(
+                [tuple(r) for r in rows], schema=", ".join(f"{c} string" for c in columns)
+            )
+            frame.write.insertInto(table)
+
+    def clear(self, table: str) -> None:
+        self.execute(f"TRUNCATE TABLE {table}" if self.engine == "spark" else f"DELETE FROM {table}")
+
     def tables(self) -> set[str]:
+        if self.engine == "spark":
+            return {
+                r.tableName for r in self.conn.sql(f"SHOW TABLES IN {self.conn.catalog.currentDatabase()}").collect()
+            }
         return {
             r[0]
             for r in self.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
@@ -94,6 +121,17 @@ class _Target:
 @contextlib.contextmanager
 def _target(paths: Paths, read_only: bool = False) -> Iterator[_Target | None]:
     """dbt's target database (None: a DuckDB warehouse not created yet, when only reading)."""
+    if settings.dbt_target() == "spark":
+        from program_reporting.warehouse import spark
+
+        if read_only and not (paths.spark_warehouse / "metastore_db").exists():
+            yield None
+            return
+        session = spark.session(paths)
+        session.sql(f"CREATE DATABASE IF NOT EXISTS {spark.schema()}")
+        session.catalog.setCurrentDatabase(spark.schema())
+        yield _Target(session, "spark")  # no transactions: each statement stands alone
+        return
     if settings.dbt_target() == "postgres":
         import psycopg2
 
@@ -134,6 +172,9 @@ _TABLES = (
     f"CREATE TABLE IF NOT EXISTS {BUILD_DELIVERIES} (source VARCHAR, ds DATE, version VARCHAR)",
     f"CREATE TABLE IF NOT EXISTS {BUILD_LANDINGS} (source VARCHAR, ds VARCHAR, record VARCHAR, files VARCHAR)",
 )
+_SPARK_TABLES = tuple(
+    ddl.replace("VARCHAR", "STRING").replace("TIMESTAMPTZ", "TIMESTAMP") + " USING parquet" for ddl in _TABLES
+)
 
 
 def landings(paths: Paths) -> list[tuple[str, str, str | None, str | None]]:
@@ -168,10 +209,10 @@ def write_landings(paths: Paths, rows: list[tuple[str, str, str | None, str | No
     """The records this build's plan reads (and the build log's tables, when missing)."""
     paths.warehouse_db.parent.mkdir(parents=True, exist_ok=True)
     with _target(paths) as db:
-        for ddl in _TABLES:
+        for ddl in _SPARK_TABLES if db.engine == "spark" else _TABLES:
             db.execute(ddl)
-        db.execute(f"DELETE FROM {BUILD_LANDINGS}")
-        db.executemany(f"INSERT INTO {BUILD_LANDINGS} VALUES (?, ?, ?, ?)", rows)
+        db.clear(BUILD_LANDINGS)
+        db.insert_rows(BUILD_LANDINGS, ("source", "ds", "record", "files"), rows)
 
 
 def previous_build_succeeded(paths: Paths) -> bool:
@@ -180,6 +221,14 @@ def previous_build_succeeded(paths: Paths) -> bool:
         if db is None or not _INCREMENTAL_BASE <= db.tables():
             return False
         return bool(db.rows(f"SELECT count(*) FROM {BUILD_LOG} WHERE succeeded")[0][0])
+
+
+def last_success(paths: Paths) -> dt.datetime | None:
+    """When the last successful build finished (None: none yet)."""
+    with _target(paths, read_only=True) as db:
+        if db is None or BUILD_LOG not in db.tables():
+            return None
+        return db.rows(f"SELECT max(finished_at) FROM {BUILD_LOG} WHERE succeeded")[0][0]
 
 
 def read_plan(paths: Paths) -> dict | None:
@@ -215,14 +264,14 @@ def record(
     _build_deliveries. The records passed to dbt are emptied."""
     plan = plan or {}
     with _target(paths) as db:
-        db.execute(f"DELETE FROM {BUILD_LANDINGS}")
+        db.clear(BUILD_LANDINGS)
         db.execute(
-            f"INSERT INTO {BUILD_LOG} VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
+            f"INSERT INTO {BUILD_LOG} VALUES (?, CAST(? AS DATE), CAST(? AS DATE), ?, CAST(? AS DATE), ?, now(), ?)",
             [run_id, ds, plan.get("restate_from"), full_refresh, plan.get("loaded_through"), started_at, succeeded],
         )
         if succeeded:
             # what this build has seen: the next one restates from what changed since
-            db.execute(f"DELETE FROM {BUILD_DELIVERIES}")
+            db.clear(BUILD_DELIVERIES)
             db.execute(
                 f"INSERT INTO {BUILD_DELIVERIES} SELECT source, ds, version FROM {DELIVERIES} WHERE version IS NOT NULL"
             )

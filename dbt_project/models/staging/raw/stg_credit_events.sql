@@ -1,17 +1,16 @@
 {{
   config(
     materialized = 'incremental',
-    incremental_strategy = 'append',
     on_schema_change = 'fail',
-    pre_hook = [
+    **restating_config('_ds', [
       "{% if is_incremental() %}delete from {{ this }} where _ds >= {{ reload_from() }}{% endif %}",
       "{% if is_incremental() and appended_rows('credit_events') %}delete from {{ this }} as kept using (
-           select cast(event_id as varchar) as event_id, cast(_ds as date) as _ds, _line
+           select cast(event_id as {{ text_type() }}) as event_id, cast(_ds as date) as _ds, _line
            from {{ source('raw', 'credit_events') }} where {{ appended_rows('credit_events') }}) as appended
          where appended.event_id = kept.event_id
            and kept._ds >= {{ reread_bounds('credit_events').append_from }}
            and (appended._ds < kept._ds or (appended._ds = kept._ds and appended._line < kept._line)){% endif %}"
-    ]
+    ])
   )
 }}
 -- One row per event_id. extracts.md: a repeat of a known event_id with all
@@ -45,20 +44,20 @@ with source as (
 
 typed as (
     select
-        cast(event_id as varchar) as event_id,
-        cast(credit_line_id as varchar) as credit_line_id,
-        cast(merchant_id as varchar) as merchant_id,
-        cast(event_type as varchar) as event_type,
-        cast(event_at as timestamptz) as event_at,
+        cast(event_id as {{ text_type() }}) as event_id,
+        cast(credit_line_id as {{ text_type() }}) as credit_line_id,
+        cast(merchant_id as {{ text_type() }}) as merchant_id,
+        cast(event_type as {{ text_type() }}) as event_type,
+        cast(event_at as {{ instant_type() }}) as event_at,
         cast(amount as decimal(14, 2)) as amount,
-        cast(currency as varchar) as currency,
+        cast(currency as {{ text_type() }}) as currency,
         cast(annual_interest_rate as decimal(12, 6)) as annual_interest_rate,
         cast(due_on as date) as due_on,
-        cast(goods_category as varchar) as goods_category,
+        cast(goods_category as {{ text_type() }}) as goods_category,
         cast(_ds as date) as _ds,
-        cast(_file as varchar) as _file,
+        cast(_file as {{ text_type() }}) as _file,
         cast(_line as bigint) as _line,
-        cast(_landed_at as timestamptz) as _landed_at
+        cast(_landed_at as {{ instant_type() }}) as _landed_at
     from source
 ),
 
@@ -120,7 +119,7 @@ from first_copies
 -- a night at 1M merchants x 180 days).
 {%- set id_range = ['null', 'null'] %}
 {%- if execute %}
-{%- set bounds = run_query("select min(cast(event_id as varchar)), max(cast(event_id as varchar)) from ("
+{%- set bounds = run_query("select min(cast(event_id as " ~ text_type() ~ ")), max(cast(event_id as " ~ text_type() ~ ")) from ("
                            ~ reread_rows_of('credit_events', source('raw', 'credit_events')) ~ ") as reread").rows[0] %}
 {%- if bounds[0] is not none %}
 {%- set id_range = ["'" ~ bounds[0] | replace("'", "''") ~ "'", "'" ~ bounds[1] | replace("'", "''") ~ "'"] %}
@@ -131,5 +130,9 @@ where
         select 1 from {{ this }} as kept
         where kept.event_id = first_copies.event_id
             and kept.event_id between {{ id_range[0] }} and {{ id_range[1] }}
+            {%- if not deletes_rows() %}
+            -- the partitions re-read are overwritten, not deleted first: only older ones hold a first copy
+            and kept._ds < {{ reread_bounds('credit_events').reload_from }}
+            {%- endif %}
     )
 {% endif %}

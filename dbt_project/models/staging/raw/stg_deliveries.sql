@@ -3,7 +3,7 @@
 -- renames a partition into place only once it is complete, so a folder that
 -- exists is committed.
 with files as (
-    select replace(file, '\', '/') as file
+    select {{ forward_slashes('file') }} as file
     from {{ source('raw', 'partitions') }}
 )
 

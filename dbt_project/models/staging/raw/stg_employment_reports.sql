@@ -1,15 +1,15 @@
 {{
   config(
-    materialized = 'incremental',
+    materialized = 'incremental' if deletes_rows() else 'table',
     incremental_strategy = 'append',
     on_schema_change = 'fail',
     pre_hook = [
       "{% if is_incremental() %}{% set reread = reports_reload_from() %}delete from {{ this }}
          where _ds >= {{ reread }} or report_id in (
-           select cast(report_id as varchar) from {{ source('raw', 'employment_reports') }}
+           select cast(report_id as {{ text_type() }}) from {{ source('raw', 'employment_reports') }}
            where _ds >= {{ reread }}){% endif %}",
       "{% if is_incremental() and appended_rows('employment_reports') %}delete from {{ this }} as kept using (
-           select cast(report_id as varchar) as report_id, cast(_ds as date) as _ds, _line
+           select cast(report_id as {{ text_type() }}) as report_id, cast(_ds as date) as _ds, _line
            from {{ source('raw', 'employment_reports') }} where {{ appended_rows('employment_reports') }}) as appended
          where appended.report_id = kept.report_id
            and (appended._ds > kept._ds or (appended._ds = kept._ds and appended._line >= kept._line)){% endif %}"
@@ -43,17 +43,17 @@ with source as (
 
 typed as (
     select
-        cast(report_id as varchar) as report_id,
-        cast(merchant_id as varchar) as merchant_id,
+        cast(report_id as {{ text_type() }}) as report_id,
+        cast(merchant_id as {{ text_type() }}) as merchant_id,
         cast(period_month as date) as period_month,
         cast(employees as bigint) as employees,
         cast(baseline_employees as bigint) as baseline_employees,
-        cast(reported_at as timestamptz) as reported_at,
-        cast(verification_status as varchar) as verification_status,
+        cast(reported_at as {{ instant_type() }}) as reported_at,
+        cast(verification_status as {{ text_type() }}) as verification_status,
         cast(_ds as date) as _ds,
-        cast(_file as varchar) as _file,
+        cast(_file as {{ text_type() }}) as _file,
         cast(_line as bigint) as _line,
-        cast(_landed_at as timestamptz) as _landed_at
+        cast(_landed_at as {{ instant_type() }}) as _landed_at
     from source
 ),
 

@@ -12,21 +12,21 @@ with source as (
 
 typed as (
     select
-        cast(merchant_id as varchar) as merchant_id,
-        cast(program_code as varchar) as program_code,
-        cast(business_name as varchar) as business_name,
-        cast(region as varchar) as region,
-        cast(city as varchar) as city,
-        cast(business_type as varchar) as business_type,
-        cast(size_class as varchar) as size_class,
+        cast(merchant_id as {{ text_type() }}) as merchant_id,
+        cast(program_code as {{ text_type() }}) as program_code,
+        cast(business_name as {{ text_type() }}) as business_name,
+        cast(region as {{ text_type() }}) as region,
+        cast(city as {{ text_type() }}) as city,
+        cast(business_type as {{ text_type() }}) as business_type,
+        cast(size_class as {{ text_type() }}) as size_class,
         cast(registered_on as date) as registered_on,
         cast(enrolled_on as date) as enrolled_on,
-        cast(status as varchar) as status,
-        cast(updated_at as timestamptz) as updated_at,
+        cast(status as {{ text_type() }}) as status,
+        cast(updated_at as {{ instant_type() }}) as updated_at,
         cast(_ds as date) as _ds,
-        cast(_file as varchar) as _file,
+        cast(_file as {{ text_type() }}) as _file,
         cast(_line as bigint) as _line,
-        cast(_landed_at as timestamptz) as _landed_at
+        cast(_landed_at as {{ instant_type() }}) as _landed_at
     from source
 ),
 
