@@ -421,4 +421,4 @@ def test_metric_sql_reads_the_definitions_dbt_parsed(warehouse):
             numerator, denominator = (
                 METRICS[m["type_params"][side]["name"]].sql for side in ("numerator", "denominator")
             )
-            assert METRICS[m["name"]].sql == f"{numerator} / NULLIF({denominator}, 0)"
+            assert METRICS[m["name"]].sql == f"CAST({numerator} AS DOUBLE PRECISION) / NULLIF({denominator}, 0)"

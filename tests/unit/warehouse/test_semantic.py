@@ -27,20 +27,41 @@ def metrics() -> dict[str, MetricSQL]:
     return metric_sql()
 
 
+def ratio(numerator: str, denominator: str) -> str:
+    return f"CAST({numerator} AS DOUBLE PRECISION) / NULLIF({denominator}, 0)"
+
+
 def test_ratios_are_ratios_of_sums_over_the_tables_that_have_their_columns(metrics):
-    assert metrics["par30_rate"].sql == "SUM(par30_balance) / NULLIF(SUM(outstanding_balance), 0)"
+    assert metrics["par30_rate"].sql == ratio("SUM(par30_balance)", "SUM(outstanding_balance)")
     assert metrics["par30_rate"].tables == BOTH
-    assert metrics["reporting_coverage"].sql == "SUM(reporting_merchants) / NULLIF(SUM(enrolled_merchants), 0)"
-    assert metrics["utilization_rate"].sql == "SUM(outstanding_balance) / NULLIF(SUM(credit_limit_total), 0)"
-    assert metrics["jobs_retention_rate"].sql == "SUM(jobs_retained) / NULLIF(SUM(jobs_baseline), 0)"
+    assert metrics["reporting_coverage"].sql == ratio("SUM(reporting_merchants)", "SUM(enrolled_merchants)")
+    assert metrics["utilization_rate"].sql == ratio("SUM(outstanding_balance)", "SUM(credit_limit_total)")
+    assert metrics["jobs_retention_rate"].sql == ratio("SUM(jobs_retained)", "SUM(jobs_baseline)")
     # the numerators kpis.md does not publish, rebuilt from the published rate: by program only
-    assert metrics["par90_rate"].sql == "SUM(par90_rate * outstanding_balance) / NULLIF(SUM(outstanding_balance), 0)"
+    assert metrics["par90_rate"].sql == ratio("SUM(par90_rate * outstanding_balance)", "SUM(outstanding_balance)")
     assert metrics["survival_rate_90d"].sql == (
-        "SUM(round(survival_rate_90d * survival_cohort_90d)) / NULLIF(SUM(survival_cohort_90d), 0)"
+        ratio("SUM(round(survival_rate_90d * survival_cohort_90d))", "SUM(survival_cohort_90d)")
     )
     assert metrics["par90_rate"].tables == metrics["survival_rate_90d"].tables == ("kpi_program_daily",)
     assert {m.type for m in metrics.values() if m.sql and " / NULLIF(" in m.sql} == {"ratio"}
     assert all(m.unit == "rate" for m in metrics.values() if m.type == "ratio" and m.name != "avg_limit_per_merchant")
+
+
+def declared(table: str) -> set[str]:
+    model = yaml.safe_load((DBT_PROJECT_DIR / "models" / "marts" / f"{table}.yml").read_text())["models"][0]
+    return {c["name"] for c in model["columns"]}
+
+
+def test_the_tables_a_metric_is_offered_on_are_those_of_the_columns_given(metrics):
+    """A BI tool passes its datasets' columns: a metric goes on each table that has its columns, in
+    their order; one that no table given can compute is refused, named."""
+    columns = {table: declared(table) for table in reversed(PUBLISHED_TABLES)}
+    given = metric_sql(columns=columns)
+    assert given["par30_rate"].tables == ("kpi_segment_daily", "kpi_program_daily")
+    assert given["par30_rate"].sql == metrics["par30_rate"].sql
+    columns["kpi_program_daily"] -= {"par90_rate"}
+    with pytest.raises(SemanticLayerError, match=r"sem_kpi_program_daily\.yml: metric par90_balance: no published"):
+        metric_sql(columns=columns)
 
 
 def test_every_published_figure_has_a_metric_of_its_name(metrics):
@@ -62,7 +83,7 @@ def test_a_filtered_metric_sums_the_rows_its_filter_keeps(metrics):
     target = metrics["jobs_retained_target"]
     assert target.sql == "SUM(CASE WHEN (metric = 'jobs_retained') THEN target_value END)"
     assert target.tables == ("kpi_target_progress",)
-    assert metrics["target_progress_rate"].sql == "SUM(actual_value) / NULLIF(SUM(target_value), 0)"
+    assert metrics["target_progress_rate"].sql == ratio("SUM(actual_value)", "SUM(target_value)")
 
 
 def test_labels_descriptions_and_sources_come_from_the_yaml(metrics):
@@ -89,6 +110,30 @@ def test_the_sql_runs_and_a_ratio_is_not_an_average_of_rates(metrics):
     assert con.execute(f"SELECT {par30}, {coverage} FROM kpi_segment_daily").fetchone() == (0.46, 0.5)
     by_region = dict(con.execute(f"SELECT region, {par30} FROM kpi_segment_daily GROUP BY region").fetchall())
     assert by_region == {"CN-GD": 0.1, "CN-ZJ": 0.5, "CN-SH": None}
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_ratio_of_whole_numbers_is_not_divided_as_integers(metrics, pg_database):
+    """PostgreSQL's SUM of an INTEGER column is a bigint, and bigint / bigint drops the fraction: the
+    numerator's cast keeps reporting_coverage at 0.5 where an integer division gives 0."""
+    import psycopg2
+
+    con = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=pg_database)
+    try:
+        with con.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE kpi_segment_daily AS SELECT * FROM (VALUES (3, 4), (1, 4)) "
+                "AS t(reporting_merchants, enrolled_merchants)"
+            )
+            cur.execute("ALTER TABLE kpi_segment_daily ALTER reporting_merchants TYPE integer")
+            cur.execute(f"SELECT {metrics['reporting_coverage'].sql} FROM kpi_segment_daily")
+            (coverage,) = cur.fetchone()
+            cur.execute("SELECT SUM(reporting_merchants) / NULLIF(SUM(enrolled_merchants), 0) FROM kpi_segment_daily")
+            (uncast,) = cur.fetchone()
+    finally:
+        con.close()
+    assert coverage == 0.5
+    assert uncast == 0  # what the SQL gave without the cast
 
 
 # --------------------------------------------------------------------------
@@ -167,6 +212,27 @@ def simple(name="par30_balance", measure="par30_balance", **extra) -> dict:
                 },
             ],
             "denominator 'x' is not a metric",
+        ),
+        (
+            "ref('kpi_segment_daily')",
+            SUM,
+            [
+                simple(config={"meta": {"unit": "money"}}),
+                {
+                    "name": "r",
+                    "type": "ratio",
+                    "type_params": {"numerator": "par30_balance", "denominator": "par30_balance"},
+                    "filter": "{{ Dimension('segment__region') }} = 'CN-GD'",
+                    "config": {"meta": {"unit": "rate"}},
+                },
+            ],
+            "metric r: a filter on a ratio metric has no SQL here",
+        ),
+        (
+            "ref('kpi_segment_daily')",
+            SUM,
+            [simple(config={"meta": {"unit": "money"}}), simple(config={"meta": {"unit": "money"}})],
+            "metric par30_balance is defined twice",
         ),
     ],
 )
