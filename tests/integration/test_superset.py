@@ -42,8 +42,8 @@ from helpers.marts import mutate, write_audit
 from helpers.offline_page import chromium
 
 from program_reporting.bi import server
-from program_reporting.bi.metrics import SEMANTIC_DIR
 from program_reporting.core import settings
+from program_reporting.warehouse.semantic import SEMANTIC_DIR
 
 pytestmark = pytest.mark.postgres
 
@@ -230,18 +230,21 @@ def test_make_bi_set_up_the_dashboard_and_both_databases(bi):
     # Metadata and secret under the home, the key readable by its owner only.
     assert (bi.paths.bi / "superset.db").is_file()
     assert (bi.paths.bi / "secret_key").stat().st_mode & 0o777 == 0o600
-    # The datasets' metrics are the semantic layer's.
+    # Every dataset's metrics are the semantic layer's, over the columns Superset has.
     from program_reporting.bi.metrics import dataset_metrics
 
-    dataset = a.get(f"{bi.url}/api/v1/dataset/{bi.setup.datasets['kpi_program_daily']}").json()
-    generated = {
-        m["metric_name"]: m["expression"]
-        for m in dataset_metrics(
-            semantic_layer(), {"kpi_program_daily": {c["column_name"] for c in dataset["result"]["columns"]}}
-        )["kpi_program_daily"]
+    datasets = {
+        table: a.get(f"{bi.url}/api/v1/dataset/{ident}").json()["result"] for table, ident in bi.setup.datasets.items()
     }
-    assert {m["metric_name"]: m["expression"] for m in dataset["result"]["metrics"]} == generated
-    assert "NULLIF(SUM(outstanding_balance), 0)" in generated["par30_rate"]
+    generated = dataset_metrics(
+        semantic_layer(), {table: {c["column_name"] for c in d["columns"]} for table, d in datasets.items()}
+    )
+    for table, dataset in datasets.items():
+        assert {m["metric_name"]: m["expression"] for m in dataset["metrics"]} == {
+            m["metric_name"]: m["expression"] for m in generated[table]
+        }, table
+    par30 = {m["metric_name"]: m["expression"] for m in generated["kpi_program_daily"]}["par30_rate"]
+    assert par30 == "CAST(SUM(par30_balance) AS DOUBLE PRECISION) / NULLIF(SUM(outstanding_balance), 0)"
 
 
 def test_every_chart_shows_the_published_figures(bi):

@@ -29,8 +29,9 @@ from urllib.parse import quote
 
 import yaml
 
-from program_reporting.bi.metrics import SEMANTIC_DIR, SemanticLayerError, dataset_metrics
+from program_reporting.bi.metrics import dataset_metrics
 from program_reporting.core import settings
+from program_reporting.warehouse.semantic import SEMANTIC_DIR, SemanticLayerError
 
 BUNDLE_DIR = settings.REPO_ROOT / "bi" / "bundle"
 ROOT = "program_kpis"  # the folder inside the zip, as an export names it

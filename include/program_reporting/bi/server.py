@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from program_reporting.bi import bundle as bundles
-from program_reporting.bi.metrics import SEMANTIC_DIR
 from program_reporting.core import settings
+from program_reporting.warehouse.semantic import SEMANTIC_DIR
 
 BI_DIR = settings.REPO_ROOT / "bi"
 VENV = settings.REPO_ROOT / ".venv-bi"

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from program_reporting.bi.metrics import SEMANTIC_DIR, SemanticLayerError
 from program_reporting.bi.server import BiError, serve
 from program_reporting.core import settings
+from program_reporting.warehouse.semantic import SEMANTIC_DIR, SemanticLayerError
 
 BI_EXAMPLES = """examples:
   PROGRAM_REPORTING_BI_ADMIN_PASSWORD='a long passphrase' make bi

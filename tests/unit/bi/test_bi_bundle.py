@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from program_reporting.bi import bundle
-from program_reporting.bi.metrics import SEMANTIC_DIR, SemanticLayerError
 from program_reporting.cli import main
 from program_reporting.core import settings
+from program_reporting.warehouse.semantic import SEMANTIC_DIR, SemanticLayerError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "semantic"
 CHARTS = {

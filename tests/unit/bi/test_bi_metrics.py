@@ -1,6 +1,7 @@
-"""Superset's dataset metrics generated from the dbt semantic layer (bi/metrics.py): the SQL
-of each kind of metric, ratios as ratios of sums (checked in DuckDB on a published set,
-where an average of the rates gives another number), and the refusals."""
+"""Superset's dataset metrics generated from the dbt semantic layer (bi/metrics.py, on
+warehouse/semantic.py's SQL): the SQL of each kind of metric, ratios as ratios of sums (checked
+in DuckDB on a published set, where an average of the rates gives another number), the tables a
+metric is offered on, and the refusals, naming the file and the metric."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import duckdb
 import pytest
 from helpers.marts import write_marts
 
-from program_reporting.bi.metrics import SEMANTIC_DIR, SemanticLayerError, dataset_metrics
+from program_reporting.bi.metrics import dataset_metrics
+from program_reporting.warehouse.semantic import SEMANTIC_DIR, SemanticLayerError, metric_sql
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "semantic"
 COLUMNS = {
@@ -49,33 +51,35 @@ def by_name(metrics: list[dict]) -> dict[str, dict]:
 
 
 def test_each_kind_of_metric_becomes_one_sql_expression():
-    out = dataset_metrics(FIXTURE)  # each metric on its own semantic model's table only
+    out = dataset_metrics(FIXTURE)  # on the published tables as the dbt models declare them
     segment = by_name(out["kpi_segment_daily"])
     assert segment["enrolled_merchants"]["expression"] == "SUM(enrolled_merchants)"
     assert segment["enrolled_merchants"]["verbose_name"] == "Enrolled merchants"
     assert segment["enrolled_merchants"]["description"] == "Merchants enrolled at the end of the date."
+    assert segment["enrolled_merchants"]["d3format"] is None  # a count keeps Superset's format
     assert segment["par30_rate"]["expression"] == (
         "CAST(SUM(par30_balance) AS DOUBLE PRECISION) / NULLIF(SUM(outstanding_balance), 0)"
     )
     assert segment["par30_rate"]["d3format"] == ",.2%" and segment["par30_rate"]["metric_type"] == "ratio"
-    assert segment["net_drawn"]["expression"] == "(SUM(drawn_to_date)) - (SUM(repaid_to_date))"
     # A stock carries a warning in Superset; the one flow (purchases on the day) does not.
     assert "never over dates" in segment["drawn_to_date"]["warning_text"]
+    assert "never over dates" in segment["par30_rate"]["warning_text"]
     assert segment["goods_purchased_on_day"]["warning_text"] is None
     # A cumulative metric has no single aggregate: left out.
-    assert "drawn_cumulative" not in segment
+    assert "drawn_cumulative" not in {m["metric_name"] for ms in out.values() for m in ms}
     target = by_name(out["kpi_target_progress"])
     assert target["jobs_retained_target"]["expression"] == (
         "SUM(CASE WHEN (metric = 'jobs_retained') THEN target_value END)"
     )
     assert target["target_actual_value"]["expression"] == "SUM(actual_value)"
-    # Without the tables' columns PAR90 (its balance on kpi_program_daily, its
-    # denominator a measure of kpi_segment_daily) has no table to live on.
-    assert "par90_rate" not in {m["metric_name"] for ms in out.values() for m in ms}
+    # The same SQL as the semantic layer's translator gives, metric for metric.
+    sql = {name: m.sql for name, m in metric_sql(FIXTURE).items()}
+    assert all(m["expression"] == sql[m["metric_name"]] for ms in out.values() for m in ms)
 
 
-def test_with_the_tables_columns_a_metric_is_offered_wherever_its_columns_are():
+def test_a_metric_is_offered_wherever_its_columns_are():
     out = dataset_metrics(FIXTURE, COLUMNS)
+    assert list(out) == list(COLUMNS)
     program = by_name(out["kpi_program_daily"])
     assert program["par90_rate"]["expression"] == (
         "CAST(SUM(par90_rate * outstanding_balance) AS DOUBLE PRECISION) / NULLIF(SUM(outstanding_balance), 0)"
@@ -84,6 +88,9 @@ def test_with_the_tables_columns_a_metric_is_offered_wherever_its_columns_are():
     segment = by_name(out["kpi_segment_daily"])
     assert "par90_rate" not in segment  # kpi_segment_daily publishes no PAR90 balance
     assert "target_value" not in segment and "target_value" in by_name(out["kpi_target_progress"])
+    # Given only kpi_program_daily's columns, a metric its columns lack has no table: refused, named.
+    with pytest.raises(SemanticLayerError, match=r"kpis\.yml: metric target_value: no published table"):
+        dataset_metrics(FIXTURE, {"kpi_program_daily": COLUMNS["kpi_program_daily"]})
 
 
 def test_ratios_are_ratios_of_sums_on_a_published_set(tmp_path):
@@ -130,32 +137,49 @@ semantic_models:
 @pytest.mark.parametrize(
     "metrics, message",
     [
-        ("- {name: m, type: simple, type_params: {measure: nowhere}}", "measure 'nowhere' is not defined"),
-        ("- {name: m, type: ratio, type_params: {numerator: a, denominator: b}}", "undefined metric 'a'"),
+        ("- {name: m, type: simple, type_params: {measure: nowhere}}", "metric m: measure 'nowhere' is not defined"),
+        ("- {name: m, type: ratio, type_params: {numerator: a, denominator: b}}", "numerator 'a' is not a metric"),
         (
-            "- {name: a, type: derived, type_params: {expr: b, metrics: [b]}}\n"
-            "- {name: b, type: derived, type_params: {expr: a, metrics: [a]}}",
+            "- {name: a, type: ratio, type_params: {numerator: b, denominator: b}, config: {meta: {unit: rate}}}\n"
+            "- {name: b, type: ratio, type_params: {numerator: a, denominator: a}, config: {meta: {unit: rate}}}",
             "refers to itself",
         ),
-        ("- {name: m, type: conversion_funnel, type_params: {}}", "type 'conversion_funnel' is not supported"),
+        # what no metric of the project uses is refused, not approximated
+        (
+            "- {name: a, type: simple, type_params: {measure: outstanding_balance}, config: {meta: {unit: money}}}\n"
+            "- {name: m, type: derived, type_params: {expr: a, metrics: [a]}}",
+            "metric m: type 'derived' has no SQL here",
+        ),
+        ("- {name: m, type: conversion, type_params: {}}", "metric m: type 'conversion' has no SQL here"),
+        (
+            "- {name: m, type: simple, type_params: {measure: {name: outstanding_balance, fill_nulls_with: 0}}}",
+            "metric m: fill_nulls_with on its measure has no SQL here",
+        ),
+        (
+            "- {name: a, type: simple, type_params: {measure: outstanding_balance}, config: {meta: {unit: money}}}\n"
+            "- {name: m, type: ratio, type_params: {numerator: {name: a, filter: x}, denominator: a}}",
+            "metric m: filter on its numerator has no SQL here",
+        ),
     ],
 )
 def test_a_layer_that_names_what_it_does_not_define_is_refused(tmp_path, metrics, message):
-    with pytest.raises(SemanticLayerError, match=message):
-        dataset_metrics(_layer(tmp_path, MODEL + "metrics:\n" + textwrap.indent(metrics, "  ")))
+    folder = _layer(tmp_path, MODEL + "metrics:\n" + textwrap.indent(metrics, "  "))
+    with pytest.raises(SemanticLayerError, match=message) as caught:
+        dataset_metrics(folder)
+    assert str(folder / "sem.yml") in str(caught.value)
 
 
-def test_an_aggregation_without_a_bi_equivalent_is_refused(tmp_path):
+def test_an_aggregation_without_sql_is_refused(tmp_path):
     layer = MODEL.replace("agg: sum", "agg: median")
-    with pytest.raises(SemanticLayerError, match="aggregation 'median' has no BI equivalent"):
+    with pytest.raises(SemanticLayerError, match="measure outstanding_balance: aggregation 'median' has no SQL here"):
         dataset_metrics(_layer(tmp_path, layer))
-    with pytest.raises(SemanticLayerError, match="no semantic-layer YAML"):
+    with pytest.raises(SemanticLayerError, match="no semantic layer YAML"):
         dataset_metrics(tmp_path / "empty")
 
 
 @pytest.mark.skipif(not SEMANTIC_DIR.is_dir(), reason=f"the project's semantic layer {SEMANTIC_DIR} is not there yet")
 def test_the_projects_semantic_layer_gives_a_metric_for_every_published_kpi():
-    out = dataset_metrics(SEMANTIC_DIR, COLUMNS)
+    out = dataset_metrics(SEMANTIC_DIR)
     names = {m["metric_name"] for ms in out.values() for m in ms}
     assert {"enrolled_merchants", "drawn_to_date", "outstanding_balance", "par30_rate", "par90_rate"} <= names
     for metrics in out.values():
