@@ -1,15 +1,19 @@
-"""Drive headless Chromium through the DevTools protocol: open a page with some
-localStorage set first (a UI's remembered choices, e.g. which task groups are
-open), wait until it shows a text, take a screenshot. No tests here."""
+"""Drive headless Chromium through the DevTools protocol: `chromium_page` starts it and
+gives the page to drive (the one launcher of the tests' browser helpers: console_page.py
+uses it too); `screenshot` opens a page with some localStorage set first (a UI's
+remembered choices, e.g. which task groups are open), waits until it shows a text and
+takes a screenshot. No tests here."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from websockets.sync.client import connect
@@ -29,6 +33,10 @@ class Page:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return message.get("result", {})
+            self.event(message)
+
+    def event(self, message: dict) -> None:
+        """An event read while waiting for an answer: dropped here, recorded by a subclass."""
 
     def evaluate(self, expression: str):
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -43,18 +51,12 @@ class Page:
         return False
 
 
-def screenshot(
-    browser: str,
-    url: str,
-    out: Path,
-    work: Path,
-    storage: dict[str, str] | None = None,
-    shows: str | None = None,
-    seconds: float = 90.0,
-    size: tuple[int, int] = (1600, 1300),
-) -> str:
-    """Open `url` (after setting `storage` in its origin's localStorage), wait until the
-    page's text contains `shows`, save a PNG screenshot to `out`; returns the page's text."""
+@contextlib.contextmanager
+def chromium_page(
+    browser: str, work: Path, size: tuple[int, int] = (1600, 1300), page: Callable[..., Page] = Page
+) -> Iterator[Page]:
+    """Start headless Chromium (the executable `browser`, a fresh profile under `work`) on a
+    blank tab and yield `page(websocket)` connected to it; Chromium is stopped after."""
     profile = work / "chromium-profile"
     profile.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
@@ -82,27 +84,42 @@ def screenshot(
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30))
         target = next(t for t in targets if t.get("type") == "page")
         with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
-            page = Page(ws)
-            page.call("Page.enable")
-            origin = "/".join(url.split("/")[:3])
-            if storage:
-                page.call("Page.navigate", url=origin + "/")
-                page.wait_for("document.readyState === 'complete'", 60)
-                for key, value in storage.items():
-                    page.evaluate(f"localStorage.setItem({json.dumps(key)}, {json.dumps(value)})")
-            page.call("Page.navigate", url=url)
-            page.wait_for("document.readyState === 'complete'", 60)
-            if shows:
-                page.wait_for(f"document.body && document.body.innerText.includes({json.dumps(shows)})", seconds)
-            time.sleep(2)  # let the last requests paint
-            text = page.evaluate("document.body ? document.body.innerText : ''") or ""
-            shot = page.call("Page.captureScreenshot", format="png")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(base64.b64decode(shot["data"]))
-            return text
+            yield page(ws)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def screenshot(
+    browser: str,
+    url: str,
+    out: Path,
+    work: Path,
+    storage: dict[str, str] | None = None,
+    shows: str | None = None,
+    seconds: float = 90.0,
+    size: tuple[int, int] = (1600, 1300),
+) -> str:
+    """Open `url` (after setting `storage` in its origin's localStorage), wait until the
+    page's text contains `shows`, save a PNG screenshot to `out`; returns the page's text."""
+    with chromium_page(browser, work, size) as page:
+        page.call("Page.enable")
+        origin = "/".join(url.split("/")[:3])
+        if storage:
+            page.call("Page.navigate", url=origin + "/")
+            page.wait_for("document.readyState === 'complete'", 60)
+            for key, value in storage.items():
+                page.evaluate(f"localStorage.setItem({json.dumps(key)}, {json.dumps(value)})")
+        page.call("Page.navigate", url=url)
+        page.wait_for("document.readyState === 'complete'", 60)
+        if shows:
+            page.wait_for(f"document.body && document.body.innerText.includes({json.dumps(shows)})", seconds)
+        time.sleep(2)  # let the last requests paint
+        text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+        shot = page.call("Page.captureScreenshot", format="png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(base64.b64decode(shot["data"]))
+        return text

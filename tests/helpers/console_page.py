@@ -5,16 +5,11 @@ address the page requested. For the Superset dashboard (test_superset.py). No te
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from websockets.sync.client import connect
-
-from helpers.browser import Page
+from helpers.browser import Page, chromium_page
 
 
 @dataclass
@@ -39,58 +34,25 @@ def open_page(
 ) -> PageRecord:
     """Set `cookies`, open `url`, wait until the JavaScript expression `ready` is true,
     let the page settle, save a PNG screenshot to `out`; returns what was recorded."""
-    profile = work / "chromium-profile"
-    profile.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--remote-debugging-port=0",
-            "--remote-allow-origins=*",
-            f"--user-data-dir={profile}",
-            f"--window-size={size[0]},{size[1]}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     record = PageRecord()
-    try:
-        active = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (active.exists() and active.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        port = int(active.read_text().split()[0])
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30))
-        target = next(t for t in targets if t.get("type") == "page")
-        with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
-            page = _RecordingPage(ws, record)
-            for domain in ("Page", "Runtime", "Log", "Network"):
-                page.call(f"{domain}.enable")
-            page.call(
-                "Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1, mobile=False
-            )
-            for cookie in cookies or []:
-                page.call("Network.setCookie", **cookie)
-            page.call("Page.navigate", url=url)
-            record.shown = page.wait_for(ready, seconds)
-            time.sleep(settle)
-            page.drain()
-            record.text = page.evaluate("document.body ? document.body.innerText : ''") or ""
-            shot = page.call("Page.captureScreenshot", format="png")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(base64.b64decode(shot["data"]))
-            page.drain()
-            return record
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with chromium_page(browser, work, size, page=lambda ws: _RecordingPage(ws, record)) as page:
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            page.call(f"{domain}.enable")
+        page.call(
+            "Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1, mobile=False
+        )
+        for cookie in cookies or []:
+            page.call("Network.setCookie", **cookie)
+        page.call("Page.navigate", url=url)
+        record.shown = page.wait_for(ready, seconds)
+        time.sleep(settle)
+        page.drain()
+        record.text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+        shot = page.call("Page.captureScreenshot", format="png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(base64.b64decode(shot["data"]))
+        page.drain()
+        return record
 
 
 class _RecordingPage(Page):
@@ -100,22 +62,11 @@ class _RecordingPage(Page):
         super().__init__(websocket)
         self.record = record
 
-    def call(self, method: str, **params):
-        call_id = next(self.ids)
-        self.ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv(timeout=120))
-            if message.get("id") == call_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-            self._event(message)
-
     def drain(self) -> None:
         """Read the events already sent (a round trip makes sure they have arrived)."""
         self.call("Runtime.evaluate", expression="1")
 
-    def _event(self, message: dict) -> None:
+    def event(self, message: dict) -> None:
         method, params = message.get("method"), message.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             args = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
