@@ -130,9 +130,9 @@ where
         select 1 from {{ this }} as kept
         where kept.event_id = first_copies.event_id
             and kept.event_id between {{ id_range[0] }} and {{ id_range[1] }}
-            {%- if not deletes_rows() %}
+        {% if not deletes_rows() %}
             -- the partitions re-read are overwritten, not deleted first: only older ones hold a first copy
             and kept._ds < {{ reread_bounds('credit_events').reload_from }}
-            {%- endif %}
+            {% endif %}
     )
 {% endif %}
