@@ -19,6 +19,6 @@ def deletes_rows():
     return True
 
 
-def restating_config(partition_by, pre_hook):
+def restating_config(partition_by, pre_hook, restated_from=None):
     """macros/engine.sql: the config of a model that restates whole dates, as on DuckDB."""
     return {"incremental_strategy": "append", "pre_hook": pre_hook}

@@ -18,6 +18,7 @@ import shutil
 
 import duckdb
 import pytest
+from helpers.deliveries import write_delivery
 
 from program_reporting.core import settings
 from program_reporting.core.published import KPI_KEYS
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.slow]
 START = dt.date(2020, 6, 2)
 DAYS = [(START + dt.timedelta(days=i)).isoformat() for i in range(14)]
 CORRECTED = DAYS[9]  # a credit_events delivery delivered again with the last night (kpis.md restatements)
+EMPTIED = DAYS[11]  # and one delivered again with no rows: every row of that date must go, on Spark too
 
 # DuckDB's type of a mart column -> Spark's
 SPARK_TYPE = {"VARCHAR": "string", "BIGINT": "bigint", "DATE": "date", "INTEGER": "int", "BOOLEAN": "boolean"}
@@ -48,7 +50,12 @@ def _build_both(p, monkeypatch, ds: str, night: str) -> dict[str, object]:
     out = {}
     for engine in ("duckdb", "spark"):
         monkeypatch.setenv("PROGRAM_REPORTING_ENGINE", engine)
+        if engine == "spark":
+            # dbt's own setting (--exclude-resource-type): the data tests, each a Spark job, are
+            # the same SQL as on DuckDB, which runs them; here the question is the marts' cells
+            monkeypatch.setenv("DBT_EXCLUDE_RESOURCE_TYPES", "test unit_test")
         summary = build.build(ds, f"{night}-{engine}", paths=p)
+        monkeypatch.delenv("DBT_EXCLUDE_RESOURCE_TYPES", raising=False)
         out[engine] = (summary, build.stage_audit(f"{night}-{engine}", ds, paths=p))
     monkeypatch.delenv("PROGRAM_REPORTING_ENGINE")
     return out
@@ -121,6 +128,8 @@ def test_spark_builds_the_marts_duckdb_builds_full_and_incremental(env_paths, mo
         changed = redeliver_ds("credit_events", CORRECTED, drop=p.drop, seed=7, share=0.2)["changed_keys"]
         assert changed
         landing.land("credit_events", CORRECTED, paths=p)
+        write_delivery(p.drop, "credit_events", EMPTIED, [])
+        landing.land("credit_events", EMPTIED, paths=p)
         _land(p, DAYS[-1:])
 
         night = _build_both(p, monkeypatch, DAYS[-1], "night")
@@ -131,6 +140,15 @@ def test_spark_builds_the_marts_duckdb_builds_full_and_incremental(env_paths, mo
             assert build.FULL_HISTORY < summary["restate_from"] <= CORRECTED, (engine, summary["restate_from"])
         assert night["duckdb"][0]["restate_from"] == night["spark"][0]["restate_from"]
         rows = _assert_equal_marts(p, night["duckdb"][1], night["spark"][1])
+        # the emptied date's events are gone from Spark's staging, not kept by a partition left unwritten
+        from program_reporting.warehouse import spark
+
+        left = (
+            spark.session(p)
+            .sql(f"SELECT count(*) FROM {spark.schema()}.stg_credit_events WHERE _ds = DATE '{EMPTIED}'")
+            .collect()[0][0]
+        )
+        assert left == 0
         assert rows["kpi_program_daily"] >= len(DAYS)
 
         # the correction reached the marts: the night's set differs from the first one

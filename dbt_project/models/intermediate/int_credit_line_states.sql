@@ -8,7 +8,7 @@
        delete from {{ this }} as s using {{ ref('int_credit_line_restates') }} as r
        where s.credit_line_id = r.credit_line_id and s.state_date >= r.from_date
        {% elif is_incremental() %}delete from {{ this }} where state_date >= {{ restate_from() }}{% endif %}"
-    ])
+    ], 'restate_from()')
   )
 }}
 {#-

@@ -4,7 +4,7 @@
     on_schema_change = 'fail',
     **restating_config('change_date', [
       "{% if is_incremental() %}delete from {{ this }} where change_date >= {{ restate_from() }}{% endif %}"
-    ])
+    ], 'restate_from()')
   )
 }}
 -- How the credit figures of each segment change on each date: the sum of the

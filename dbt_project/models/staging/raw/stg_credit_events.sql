@@ -10,7 +10,7 @@
          where appended.event_id = kept.event_id
            and kept._ds >= {{ reread_bounds('credit_events').append_from }}
            and (appended._ds < kept._ds or (appended._ds = kept._ds and appended._line < kept._line)){% endif %}"
-    ])
+    ], 'reload_from()')
   )
 }}
 -- One row per event_id. extracts.md: a repeat of a known event_id with all
