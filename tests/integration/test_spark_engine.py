@@ -108,6 +108,11 @@ def _assert_equal_marts(p, duck_set, spark_set) -> dict[str, int]:
     return rows
 
 
+def _drawn_to_date(candidate_set, ds: str):
+    with duckdb.connect(str(candidate_set), read_only=True) as con:
+        return con.execute("SELECT sum(drawn_to_date) FROM kpi_program_daily WHERE as_of_date = ?", [ds]).fetchone()[0]
+
+
 @needs_java
 def test_spark_builds_the_marts_duckdb_builds_full_and_incremental(env_paths, monkeypatch):
     from program_reporting.tools.simulate.simulator import redeliver_ds, simulate
@@ -152,21 +157,7 @@ def test_spark_builds_the_marts_duckdb_builds_full_and_incremental(env_paths, mo
         assert rows["kpi_program_daily"] >= len(DAYS)
 
         # the correction reached the marts: the night's set differs from the first one
-        before = duckdb.connect(str(first["spark"][1]), read_only=True)
-        try:
-            drawn_before = before.execute(
-                "SELECT sum(drawn_to_date) FROM kpi_program_daily WHERE as_of_date = ?", [CORRECTED]
-            ).fetchone()[0]
-        finally:
-            before.close()
-        after = duckdb.connect(str(night["spark"][1]), read_only=True)
-        try:
-            drawn_after = after.execute(
-                "SELECT sum(drawn_to_date) FROM kpi_program_daily WHERE as_of_date = ?", [CORRECTED]
-            ).fetchone()[0]
-        finally:
-            after.close()
-        assert drawn_after != drawn_before
+        assert _drawn_to_date(night["spark"][1], CORRECTED) != _drawn_to_date(first["spark"][1], CORRECTED)
     finally:
         from pyspark.sql import SparkSession
 
